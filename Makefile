@@ -1,0 +1,41 @@
+# The two commands a new user needs: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test schema lint migrate demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/ordergate migrate
+	$(BIN)/ordergate demo
+	$(BIN)/ordergate serve --host 127.0.0.1 --port 8000
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+schema: $(STAMP)
+	$(BIN)/python -m api.schema > schema.graphql
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+migrate: $(STAMP)
+	$(BIN)/ordergate migrate
+
+demo: $(STAMP)
+	$(BIN)/ordergate demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/authz_overhead.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

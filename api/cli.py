@@ -1,0 +1,165 @@
+"""The `ordergate` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+
+from api.settings import Settings, SettingsError, load_settings
+from domain.access import ROLES, FieldAccess, PolicyDecisionPoint
+from domain.db import create_engine, session_factory, utcnow
+from domain.errors import DomainError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ordergate", description="ordergate order API")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the API (GraphiQL outside production)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("demo", help="load demo data (idempotent)")
+
+    users = sub.add_parser("users", help="manage accounts").add_subparsers(dest="users_command", required=True)
+    create = users.add_parser("create", help="create an account; the password is read from stdin")
+    create.add_argument("--username", required=True)
+    create.add_argument("--role", action="append", required=True, choices=ROLES)
+    create.add_argument("--channel", action="append", default=[], help="bind a sales user's row scope")
+
+    policy = sub.add_parser("policy", help="inspect the access policy").add_subparsers(dest="policy_command", required=True)
+    explain = policy.add_parser("explain", help="the decision for one role and field, and why")
+    explain.add_argument("--role", required=True)
+    explain.add_argument("--field", required=True, help="a coordinate such as Order.grossMargin")
+    policy.add_parser("check", help="fail on lines naming unknown things and fields nobody reads")
+    return parser
+
+
+def _read_password(username: str) -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"password for {username}: ")
+        if getpass.getpass("again: ") != first:
+            raise SystemExit("passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
+    from domain.users import service as users_service
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            user = await users_service.create_user(
+                session=session, username=args.username, password=password,
+                roles=args.role, channels=args.channel,
+            )
+            await session.commit()
+            print(f"created {user.username} with roles {', '.join(user.roles)}")
+    finally:
+        await engine.dispose()
+
+
+def _demo_password(settings: Settings) -> tuple[str, bool]:
+    """The demo users' password: from ORDERGATE_DEMO_PASSWORD, or generated once into a file
+    only this user can read (so a second `make run` can tell you it again)."""
+    given = os.environ.get("ORDERGATE_DEMO_PASSWORD")
+    if given:
+        return given, False
+    path = settings.data_dir / "demo-password"
+    if path.exists():
+        return path.read_text().strip(), False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    return password, True
+
+
+async def _demo(settings: Settings) -> None:
+    from domain.demo import demo_username, load_demo
+
+    if settings.production:
+        raise SystemExit("refusing to load demo data with ORDERGATE_ENV=production")
+    password, generated = _demo_password(settings)
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            result = await load_demo(session=session, password=password, now=utcnow())
+            await session.commit()
+    finally:
+        await engine.dispose()
+    print(f"demo data: {result.created_orders} orders added "
+          f"({'first load' if result.created_orders else 'already loaded'})")
+    print("demo users, one per role: " + ", ".join(demo_username(r) for r in ROLES))
+    if os.environ.get("ORDERGATE_DEMO_PASSWORD"):
+        print("their password: the value of ORDERGATE_DEMO_PASSWORD")
+    else:
+        where = settings.data_dir / "demo-password"
+        print(f"their password{' (new)' if generated else ''}: {password}   (kept in {where}, mode 0600)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"ordergate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _dispatch(args, settings)
+    except DomainError as exc:
+        print(f"ordergate: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        import uvicorn
+
+        from api.app import create_app
+
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None,
+                    proxy_headers=False, server_header=False)
+        return 0
+    if args.command == "migrate":
+        from domain.migrations import run_migrations
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        run_migrations(settings.database_url)
+        print("database at the latest migration")
+        return 0
+    if args.command == "demo":
+        asyncio.run(_demo(settings))
+        return 0
+    if args.command == "users":
+        password = _read_password(args.username)
+        asyncio.run(_create_user(settings, args, password))
+        return 0
+    if args.command == "policy":
+        pdp = PolicyDecisionPoint(settings.policy_dir)
+        if args.policy_command == "explain":
+            decision = pdp.explain(args.role, args.field)
+            print(f"{args.role} on {args.field}: {decision.access}")
+            for line in decision.lines:
+                print(f"  {line}")
+            if decision.access is FieldAccess.NONE and all("no matching" in x for x in decision.lines):
+                print("  (denied by default: no line grants it)")
+            return 0
+        problems = pdp.check(ROLES)
+        for problem in problems:
+            print(problem)
+        print(f"policy {pdp.version}: {len(problems)} problem(s)")
+        return 1 if problems else 0
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""The one error mapper: every error leaves the API with a contract `extensions.code`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from graphql import GraphQLError
+from sqlalchemy.exc import IntegrityError
+
+from domain.errors import DomainError
+
+log = logging.getLogger("ordergate.errors")
+
+# Detail keys a domain error may pass on to clients (others stay in the log).
+_PUBLIC_DETAILS = {"field": "field", "action": "action", "current_version": "currentVersion",
+                   "current": "currentStatus"}
+
+
+def _camel_details(details: dict[str, Any]) -> dict[str, Any]:
+    return {_PUBLIC_DETAILS[k]: v for k, v in details.items() if k in _PUBLIC_DETAILS}
+
+
+def format_error(error: GraphQLError, *, request_id: str) -> dict[str, Any]:
+    payload = error.formatted
+    extensions = dict(payload.get("extensions") or {})
+    original = error.original_error
+    # graphql-core wraps errors raised inside resolvers; unwrap to reach ours.
+    while isinstance(original, GraphQLError) and original.original_error is not None:
+        original = original.original_error
+
+    if isinstance(original, DomainError):
+        payload["message"] = original.message
+        extensions.update(_camel_details(original.details))
+        extensions["code"] = original.code
+    elif isinstance(original, IntegrityError):
+        log.info("integrity error mapped to CONFLICT", extra={"request_id": request_id})
+        payload["message"] = "conflicts with existing data"
+        extensions["code"] = "CONFLICT"
+    elif "code" in extensions:
+        pass
+    elif error.path is None and (original is None or isinstance(original, ValueError | TypeError)):
+        # Parse, validation and variable-coercion errors: the request itself is malformed.
+        extensions["code"] = "BAD_USER_INPUT"
+    else:
+        log.error(
+            "unexpected error",
+            exc_info=original or error,
+            extra={"request_id": request_id, "path": error.path},
+        )
+        payload["message"] = f"internal error (request id {request_id})"
+        extensions = {"code": "INTERNAL", "requestId": request_id}
+    payload["extensions"] = extensions
+    return payload

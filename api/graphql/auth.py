@@ -1,0 +1,40 @@
+"""Logging in."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+from strawberry.types import Info
+
+from api.context import RequestContext
+from domain.db import utcnow
+from domain.errors import Unauthenticated
+from domain.users import service as users_service
+
+
+@strawberry.type
+class AuthPayload:
+    access_token: str
+    expires_at: dt.datetime
+
+
+@strawberry.type
+class AuthMutations:
+    @strawberry.mutation(description="Exchange a username and password for an access token.")
+    async def login(
+        self, info: Info[RequestContext, None], username: str, password: str
+    ) -> AuthPayload:
+        ctx = info.context
+        now = utcnow()
+        try:
+            user = await users_service.authenticate(
+                session=ctx.session, username=username, password=password, now=now
+            )
+        except Unauthenticated:
+            # Keep the failed-attempt counter and lock-out even though the login failed.
+            await ctx.session.commit()
+            raise
+        issued = ctx.runtime.tokens.issue(user_id=user.id, roles=user.roles, now=now)
+        await ctx.session.commit()
+        return AuthPayload(access_token=issued.token, expires_at=issued.expires_at)

@@ -1,0 +1,57 @@
+"""Customer queries."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from api.context import RequestContext
+from api.graphql.relay import Connection, parse_id
+from api.graphql.types import Customer
+from domain.customers import service as customers_service
+from domain.customers.service import CustomerFilter as DomainCustomerFilter
+
+
+@strawberry.input(description="Searching a personal field needs that field in full.")
+class CustomerFilter:
+    name_contains: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+    def to_domain(self) -> DomainCustomerFilter:
+        return DomainCustomerFilter(
+            name_contains=self.name_contains, phone=self.phone, email=self.email
+        )
+
+
+@strawberry.type
+class CustomerQueries:
+    @strawberry.field
+    async def customers(
+        self,
+        info: Info[RequestContext, None],
+        first: int | None = 20,
+        after: str | None = None,
+        filter: CustomerFilter | None = None,  # noqa: A002 - the contract's argument name
+    ) -> Connection[Customer]:
+        ctx = info.context
+        actor = ctx.require_actor()
+        page = await customers_service.list_customers(
+            session=ctx.session,
+            actor=actor,
+            flt=filter.to_domain() if filter else None,
+            first=first,
+            after=after,
+        )
+        return Connection.from_page(page, lambda c: Customer.from_model(c, actor.access))
+
+    @strawberry.field
+    async def customer(
+        self, info: Info[RequestContext, None], id: strawberry.ID  # noqa: A002
+    ) -> Customer:
+        ctx = info.context
+        actor = ctx.require_actor()
+        model = await customers_service.get_customer(
+            session=ctx.session, actor=actor, customer_id=parse_id(id, "customer")
+        )
+        return Customer.from_model(model, actor.access)

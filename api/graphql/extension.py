@@ -1,0 +1,65 @@
+"""Request-wide access rules applied once per operation, before and after execution."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from graphql import ExecutionResult, GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from api.context import RequestContext
+from api.graphql.coordinates import requested_coordinates, root_fields, selected_operation
+from domain.access import COORDINATES, FieldAccess
+
+GOVERNED = frozenset(COORDINATES)
+ANONYMOUS_FIELDS = frozenset({"login"})
+
+
+class AccessControl(SchemaExtension):
+    """Authenticated by default; every governed field checked once per request.
+
+    Before execution: an anonymous caller may run nothing but `login` (introspection
+    included). After execution: one FORBIDDEN error per `Type.field` the operation asked for
+    and the caller may not read; the value itself is already null, because the projection
+    never read it.
+    """
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        ctx: RequestContext = execution.context
+        document = execution.graphql_document
+        operation = selected_operation(document, execution.operation_name) if document else None
+        if operation is None:
+            yield
+            return
+
+        if ctx.actor is None:
+            fields = set(root_fields(operation))
+            if not fields or not fields <= ANONYMOUS_FIELDS:
+                error = ctx.auth_error or GraphQLError(
+                    "log in first", extensions={"code": "UNAUTHENTICATED"}
+                )
+                if not isinstance(error, GraphQLError):
+                    error = GraphQLError(error.message, original_error=error)
+                execution.result = ExecutionResult(data=None, errors=[error])
+                yield
+                return
+            yield
+            return
+
+        access = ctx.actor.access.fields
+        schema = execution.schema._schema
+        asked = requested_coordinates(schema, document, operation) & GOVERNED
+        ctx.denied_fields = sorted(c for c in asked if access.get(c) in (None, FieldAccess.NONE))
+        yield
+        result = execution.result
+        if ctx.denied_fields and isinstance(result, ExecutionResult):
+            errors = list(result.errors or ())
+            errors.extend(
+                GraphQLError(
+                    f"your role may not read {coordinate}",
+                    extensions={"code": "FORBIDDEN", "field": coordinate},
+                )
+                for coordinate in ctx.denied_fields
+            )
+            result.errors = errors

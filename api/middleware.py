@@ -1,0 +1,126 @@
+"""Pure ASGI middleware: request id, client IP, body-size cap, security headers, access log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.client_ip import resolve_client_ip
+from api.settings import Settings
+
+log = logging.getLogger("ordergate.access")
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _error_body(message: str, code: str) -> bytes:
+    return json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        headers = scope.get("headers", [])
+        forwarded = [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"]
+        peer = scope.get("client")[0] if scope.get("client") else None
+        client_ip = resolve_client_ip(peer, forwarded, self.settings.trusted_proxies)
+        state = scope.setdefault("state", {})
+        state.update(request_id=request_id, client_ip=client_ip, peer_ip=peer)
+        status = {"code": 500}
+        limit = self.settings.max_body_bytes
+
+        declared = next((v for k, v in headers if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(send, 413, f"request body over {limit} bytes", request_id)
+            status["code"] = 413
+            self._log(scope, status["code"], started, request_id, client_ip)
+            return
+
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status["code"] = message["status"]
+                message = dict(message)
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *SECURITY_HEADERS,
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, send_with_headers)
+        except BodyTooLarge:
+            if not response_started:
+                await self._reject(send, 413, f"request body over {limit} bytes", request_id)
+            status["code"] = 413
+        finally:
+            self._log(scope, status["code"], started, request_id, client_ip)
+
+    @staticmethod
+    async def _reject(send: Send, status: int, message: str, request_id: str) -> None:
+        body = _error_body(message, "BAD_USER_INPUT")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    *SECURITY_HEADERS,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _log(scope: Scope, status: int, started: float, request_id: str, client_ip: str) -> None:
+        extra: dict[str, Any] = {
+            "request_id": request_id,
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "client_ip": client_ip,
+        }
+        user = scope.get("state", {}).get("username")
+        if user:
+            extra["user"] = user
+        log.info("request", extra=extra)

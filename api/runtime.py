@@ -1,0 +1,37 @@
+"""The long-lived parts of a running app, built once from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api.auth.tokens import TokenService
+from api.settings import Settings
+from domain.access import PolicyDecisionPoint
+from domain.db import create_engine, session_factory
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    pdp: PolicyDecisionPoint
+    tokens: TokenService
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        engine = create_engine(settings.database_url, pool_pre_ping=True)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=session_factory(engine),
+            pdp=PolicyDecisionPoint(settings.policy_dir),
+            tokens=TokenService(
+                keys=settings.token_keys,
+                issuer=settings.issuer,
+                audience=settings.audience,
+                ttl_seconds=settings.token_ttl_seconds,
+            ),
+        )

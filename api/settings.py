@@ -1,0 +1,128 @@
+"""Settings, read once from the environment."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(RuntimeError):
+    """The environment describes a configuration ordergate refuses to run with."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the plain URLs people paste and pick the async driver for them."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+    return url
+
+
+def _parse_token_keys(raw: str) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for item in raw.split(","):
+        kid, sep, secret = item.strip().partition(":")
+        if not sep or not kid or len(secret) < 32:
+            raise SettingsError(
+                "ORDERGATE_TOKEN_KEYS is `kid:secret[,kid:secret…]`, each secret at least "
+                "32 characters; the first key signs, all of them verify"
+            )
+        keys[kid] = secret
+    return keys
+
+
+def _dev_token_keys(data_dir: Path) -> dict[str, str]:
+    """A development signing key, generated once into a file only this user can read."""
+    path = data_dir / "dev-token-key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        kid = f"dev-{secrets.token_hex(4)}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{kid}:{secrets.token_urlsafe(48)}\n")
+    return _parse_token_keys(path.read_text().strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    database_url: str
+    data_dir: Path
+    token_keys: dict[str, str] = field(repr=False)
+    token_ttl_seconds: int
+    issuer: str
+    audience: str
+    timezone: zoneinfo.ZoneInfo
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    max_body_bytes: int
+    policy_dir: Path
+    policy_poll_seconds: float
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def signing_kid(self) -> str:
+        return next(iter(self.token_keys))
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    mode = env.get("ORDERGATE_ENV", "development")
+    data_dir = Path(env.get("ORDERGATE_DATA_DIR", PROJECT_ROOT / "var"))
+    database_url = normalise_database_url(
+        env.get("DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'ordergate.db'}")
+    )
+    raw_keys = env.get("ORDERGATE_TOKEN_KEYS")
+    if raw_keys:
+        token_keys = _parse_token_keys(raw_keys)
+    elif mode == "production":
+        raise SettingsError("ORDERGATE_ENV=production needs ORDERGATE_TOKEN_KEYS; refusing to start")
+    else:
+        token_keys = _dev_token_keys(data_dir)
+    try:
+        timezone = zoneinfo.ZoneInfo(env.get("ORDERGATE_TIMEZONE", "Asia/Shanghai"))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"unknown ORDERGATE_TIMEZONE {env.get('ORDERGATE_TIMEZONE')!r}") from None
+    try:
+        proxies = tuple(
+            ipaddress.ip_network(cidr.strip(), strict=False)
+            for cidr in env.get("ORDERGATE_TRUSTED_PROXIES", "").split(",")
+            if cidr.strip()
+        )
+    except ValueError as exc:
+        raise SettingsError(f"ORDERGATE_TRUSTED_PROXIES: {exc}") from None
+    return Settings(
+        env=mode,
+        database_url=database_url,
+        data_dir=data_dir,
+        token_keys=token_keys,
+        token_ttl_seconds=_int(env, "ORDERGATE_TOKEN_TTL_SECONDS", 900),
+        issuer=env.get("ORDERGATE_ISSUER", "ordergate"),
+        audience=env.get("ORDERGATE_AUDIENCE", "ordergate-api"),
+        timezone=timezone,
+        trusted_proxies=proxies,
+        max_body_bytes=_int(env, "ORDERGATE_MAX_BODY_BYTES", 1_000_000),
+        policy_dir=Path(env.get("ORDERGATE_POLICY_DIR", PROJECT_ROOT / "policies")),
+        policy_poll_seconds=float(env.get("ORDERGATE_POLICY_POLL_SECONDS", "2")),
+    )

@@ -1,0 +1,100 @@
+"""The GraphQL endpoint: one database session per request, authentication, error mapping."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cross_web import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from api.context import RequestContext
+from api.errors import format_error
+from api.runtime import Runtime
+from domain.actor import Actor
+from domain.errors import Unauthenticated
+from domain.users import service as users_service
+
+
+class GraphQLView(GraphQL[RequestContext, None]):
+    def __init__(self, schema: Any, runtime: Runtime) -> None:
+        super().__init__(
+            schema,
+            graphql_ide=None if runtime.settings.production else "graphiql",
+            allow_queries_via_get=True,
+        )
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await Response(status_code=404)(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        async with self.runtime.sessions() as session:
+            request.state.session = session
+            try:
+                response = await self.run(request)
+            except HTTPException as exc:
+                response = JSONResponse(
+                    {"errors": [{"message": exc.reason, "extensions": {"code": "BAD_USER_INPUT"}}]},
+                    status_code=exc.status_code,
+                )
+        await response(scope, receive, send)
+
+    async def get_context(self, request: Request, response: Any) -> RequestContext:  # type: ignore[override]
+        ctx = RequestContext(
+            request=request,
+            runtime=self.runtime,
+            session=request.state.session,
+            client_ip=request.state.client_ip,
+            request_id=request.state.request_id,
+        )
+        header = request.headers.get("authorization")
+        if header:
+            try:
+                ctx.actor = await self._authenticate(header, ctx)
+                request.scope["state"]["username"] = ctx.actor.username
+            except Unauthenticated as exc:
+                ctx.auth_error = exc
+        return ctx
+
+    async def _authenticate(self, header: str, ctx: RequestContext) -> Actor:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("use `Authorization: Bearer <accessToken>`")
+        claims = self.runtime.tokens.verify(token.strip())
+        # Roles come from the database, not the token, so a role change or a disabled account
+        # takes effect on the next request rather than when the token expires.
+        user = await users_service.get_active_user(session=ctx.session, user_id=int(claims["sub"]))
+        roles = frozenset(user.roles)
+        actor = Actor(
+            user_id=user.id,
+            username=user.username,
+            roles=roles,
+            channels=frozenset(user.channels),
+            access=self.runtime.pdp.profile(roles),
+            client_ip=ctx.client_ip,
+            request_id=ctx.request_id,
+        )
+        # Reads run in the request's transaction; start the next one clean of the user lookup.
+        await ctx.session.commit()
+        return actor
+
+    async def process_result(  # type: ignore[override]
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        payload: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            request_id = request.state.request_id
+            payload["errors"] = [format_error(e, request_id=request_id) for e in result.errors]
+        if result.extensions:
+            payload["extensions"] = result.extensions
+        return payload  # type: ignore[return-value]
+
+    def encode_json(self, data: object) -> str:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,318 @@
+"""The one policy decision point.
+
+Everything that shows data — GraphQL fields, filter and sort arguments, exports, reports — asks
+this module; nothing else reads `policies/`. Casbin evaluates the policy once per role set and
+policy version into an `AccessProfile`; a request then costs dictionary look-ups.
+
+Format of the names it decides on:
+- fields are GraphQL coordinates `Type.field` with actions `read` (full value) and
+  `read_masked` (value passed through the field's mask);
+- operations are `Action` values `<area>:<verb>`, requested as object `operation`, action the
+  `Action` value;
+- order row scope is object `Order` with action `rows:all` (every channel) or `rows:channel`
+  (only the channels bound to the user).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import casbin
+
+from domain.errors import Forbidden
+
+POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+
+
+class Action(StrEnum):
+    """Operations a role may perform. Format: `<area>:<verb>`, as written in `policy.csv`."""
+
+    ORDER_TRANSITION = "order:transition"
+    ORDER_INGEST = "order:ingest"
+    PRICE_REQUEST = "price:request"
+    REFUND_REQUEST = "refund:request"
+    APPROVAL_SIGN = "approval:sign"
+    EXPORT_REQUEST = "export:request"
+    EXPORT_APPROVE_L1 = "export:approve_l1"
+    EXPORT_APPROVE_L2 = "export:approve_l2"
+    AUDIT_READ = "audit:read"
+    REPORT_ACCESS = "report:access"
+    USER_ADMIN = "user:admin"
+
+
+class FieldAccess(StrEnum):
+    FULL = "FULL"
+    MASKED = "MASKED"
+    NONE = "NONE"
+
+
+class RowScope(StrEnum):
+    ALL = "ALL"
+    CHANNELS = "CHANNELS"  # only the channels bound to the user
+    NONE = "NONE"
+
+
+# Every field the policy governs, by GraphQL type. The API's types must match this catalogue
+# exactly (a test checks it); a field missing from the policy is `NONE` for everyone.
+RESOURCES: Mapping[str, tuple[str, ...]] = {
+    "Order": (
+        "id", "number", "channel", "externalId", "status", "currency", "createdAt", "updatedAt",
+        "version", "subtotal", "shippingFee", "discount", "total", "grossMargin", "customer",
+        "customerName", "customerPhone", "shippingAddress", "paymentMethod",
+        "paymentTransactionId", "carrier", "trackingNumber", "internalNote", "lines",
+        "statusHistory",
+    ),
+    "OrderLine": ("id", "sku", "name", "quantity", "unitPrice", "lineTotal", "costPrice"),
+    "OrderStatusChange": ("from", "to", "actor", "at", "note"),
+    "Customer": ("id", "name", "phone", "email", "createdAt", "addresses", "orders"),
+    "Address": ("recipient", "phone", "province", "city", "district", "street", "postalCode"),
+    "StockItem": (
+        "sku", "productName", "warehouse", "onHand", "reserved", "available", "safetyThreshold",
+        "unitCost", "updatedAt",
+    ),
+}
+COORDINATES: tuple[str, ...] = tuple(f"{t}.{f}" for t, fs in RESOURCES.items() for f in fs)
+OPERATION_OBJECT = "operation"
+ROWS_OBJECT = "Order"
+ROW_ACTIONS = ("rows:all", "rows:channel")
+FIELD_ACTIONS = ("read", "read_masked")
+
+
+# ---- masks -------------------------------------------------------------------------------------
+
+def mask_phone(value: str) -> str:
+    """`13812345678` → `138****5678`: first 3 and last 4 digits stay."""
+    if len(value) <= 7:
+        return "*" * len(value)
+    return f"{value[:3]}{'*' * (len(value) - 7)}{value[-4:]}"
+
+
+def mask_email(value: str) -> str:
+    """`zhang.wei@example.com` → `z***@example.com`: first character and the domain stay."""
+    local, at, domain = value.partition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+def mask_name(value: str) -> str:
+    """`张伟` → `张*`: the family name stays, as Chinese courier labels do."""
+    if not value:
+        return value
+    return value[0] + "*" * max(1, len(value) - 1)
+
+
+def mask_street(value: str) -> str:
+    return value[:2] + "****" if value else value
+
+
+MASKS: Mapping[str, Callable[[str], str]] = {
+    "Order.customerName": mask_name,
+    "Order.customerPhone": mask_phone,
+    "Customer.name": mask_name,
+    "Customer.phone": mask_phone,
+    "Customer.email": mask_email,
+    "Address.recipient": mask_name,
+    "Address.phone": mask_phone,
+    "Address.street": mask_street,
+}
+
+
+# ---- profiles ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AccessProfile:
+    """What one role set may see and do under one policy version."""
+
+    roles: frozenset[str]
+    policy_version: str
+    fields: Mapping[str, FieldAccess]
+    actions: frozenset[Action]
+    order_rows: RowScope
+    _masks: Mapping[str, Callable[[str], str]] = field(default_factory=lambda: MASKS, repr=False)
+
+    def field_access(self, coordinate: str) -> FieldAccess:
+        return self.fields.get(coordinate, FieldAccess.NONE)
+
+    def can(self, action: Action) -> bool:
+        return action in self.actions
+
+    def require(self, action: Action) -> None:
+        if action not in self.actions:
+            raise Forbidden(f"your role may not perform {action}", action=str(action))
+
+    def require_full(self, coordinate: str) -> None:
+        """Arguments (filters, sort keys, cursors) may only use fields the caller reads in full."""
+        if self.fields.get(coordinate) is not FieldAccess.FULL:
+            raise Forbidden(f"your role may not filter or sort on {coordinate}", field=coordinate)
+
+    def present(self, coordinate: str, value: object) -> object:
+        """The value the caller may see: itself, masked, or None."""
+        access = self.fields.get(coordinate, FieldAccess.NONE)
+        if access is FieldAccess.FULL:
+            return value
+        if access is FieldAccess.MASKED and isinstance(value, str):
+            return self._masks[coordinate](value)
+        return None
+
+
+def _subject(roles: frozenset[str]) -> str:
+    return "~roles:" + "+".join(sorted(roles))
+
+
+@dataclass(frozen=True)
+class Decision:
+    coordinate: str
+    role: str
+    access: FieldAccess
+    lines: tuple[str, ...]
+
+
+class PolicyDecisionPoint:
+    """Loads `model.conf` and `policy.csv`, compiles profiles, reloads atomically on change."""
+
+    def __init__(self, policy_dir: Path = POLICY_DIR) -> None:
+        self.policy_dir = Path(policy_dir)
+        self._lock = threading.Lock()
+        self._state = self._load()
+
+    # The state is one tuple swapped in a single assignment, so a request sees either the old
+    # policy or the new one, never a mixture.
+    def _load(self) -> tuple[str, casbin.Enforcer, dict[frozenset[str], AccessProfile]]:
+        model = self.policy_dir / "model.conf"
+        policy = self.policy_dir / "policy.csv"
+        version = hashlib.sha256(model.read_bytes() + b"\0" + policy.read_bytes()).hexdigest()[:16]
+        enforcer = casbin.Enforcer(str(model), str(policy))
+        enforcer.enable_auto_save(False)
+        return version, enforcer, {}
+
+    @property
+    def version(self) -> str:
+        return self._state[0]
+
+    def reload(self) -> bool:
+        """Re-read the policy files; returns True when the version changed."""
+        new_state = self._load()
+        with self._lock:
+            changed = new_state[0] != self._state[0]
+            if changed:
+                self._state = new_state
+        return changed
+
+    def profile(self, roles: Iterable[str]) -> AccessProfile:
+        key = frozenset(roles)
+        version, enforcer, cache = self._state
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            if (cached := cache.get(key)) is not None:
+                return cached
+            profile = self._compile(version, enforcer, key)
+            cache[key] = profile
+            return profile
+
+    @staticmethod
+    def _compile(version: str, enforcer: casbin.Enforcer, roles: frozenset[str]) -> AccessProfile:
+        # A synthetic subject that holds every role of the person: Casbin's deny-override then
+        # applies across roles, so an explicit deny on one role is not undone by another.
+        subject = _subject(roles)
+        for role in roles:
+            enforcer.add_grouping_policy(subject, role)
+
+        fields: dict[str, FieldAccess] = {}
+        for coordinate in COORDINATES:
+            if enforcer.enforce(subject, coordinate, "read"):
+                fields[coordinate] = FieldAccess.FULL
+            elif enforcer.enforce(subject, coordinate, "read_masked") and coordinate in MASKS:
+                fields[coordinate] = FieldAccess.MASKED
+            else:
+                fields[coordinate] = FieldAccess.NONE
+        actions = frozenset(a for a in Action if enforcer.enforce(subject, OPERATION_OBJECT, a))
+        if enforcer.enforce(subject, ROWS_OBJECT, "rows:all"):
+            rows = RowScope.ALL
+        elif enforcer.enforce(subject, ROWS_OBJECT, "rows:channel"):
+            rows = RowScope.CHANNELS
+        else:
+            rows = RowScope.NONE
+        return AccessProfile(
+            roles=roles, policy_version=version, fields=fields, actions=actions, order_rows=rows
+        )
+
+    # ---- tooling ------------------------------------------------------------------------------
+
+    def explain(self, role: str, coordinate: str) -> Decision:
+        """The access a single role gets on a field, and the policy lines that decided it."""
+        _, enforcer, _ = self._state
+        profile = self.profile([role])
+        lines = []
+        for act in FIELD_ACTIONS:
+            _, rule = enforcer.enforce_ex(role, coordinate, act)
+            lines.append(f"{act}: " + (", ".join(["p", *rule]) if rule else "no matching line"))
+        return Decision(coordinate, role, profile.field_access(coordinate), tuple(lines))
+
+    def roles(self) -> set[str]:
+        _, enforcer, _ = self._state
+        subjects = {p[0] for p in enforcer.get_policy()}
+        subjects |= {g[0] for g in enforcer.get_grouping_policy() if not g[0].startswith("~")}
+        return subjects
+
+    def check(self, known_roles: Iterable[str]) -> list[str]:
+        """Problems in the policy: unknown names, fields no role reads, masks without a mask."""
+        _, enforcer, _ = self._state
+        problems: list[str] = []
+        known_roles = set(known_roles)
+        for rule in enforcer.get_policy():
+            if len(rule) != 4:
+                problems.append(f"malformed line: p, {', '.join(rule)}")
+                continue
+            _sub, obj, act, eft = rule
+            line = "p, " + ", ".join(rule)
+            if eft not in ("allow", "deny"):
+                problems.append(f"{line}: effect must be allow or deny")
+            if obj == OPERATION_OBJECT:
+                if act not in set(Action):
+                    problems.append(f"{line}: unknown action {act!r}")
+            elif obj == ROWS_OBJECT:
+                if act not in ROW_ACTIONS:
+                    problems.append(f"{line}: unknown row scope {act!r}")
+            else:
+                if act not in FIELD_ACTIONS:
+                    problems.append(f"{line}: unknown field action {act!r}")
+                pattern = re.compile("^" + re.escape(obj).replace(r"\*", ".*") + "$")
+                matched = [c for c in COORDINATES if pattern.match(c)]
+                if not matched:
+                    problems.append(f"{line}: names no existing Type.field")
+                elif act == "read_masked" and eft == "allow":
+                    unmaskable = [c for c in matched if c not in MASKS and "*" not in obj]
+                    if unmaskable:
+                        problems.append(f"{line}: {unmaskable[0]} has no mask")
+        grouped = {g[1] for g in enforcer.get_grouping_policy() if not g[0].startswith("~")}
+        defined = {p[0] for p in enforcer.get_policy()} | grouped
+        for g in enforcer.get_grouping_policy():
+            if g[0].startswith("~"):
+                continue
+            if g[1] not in defined:
+                problems.append(f"g, {g[0]}, {g[1]}: {g[1]} grants nothing")
+        for role in defined - grouped - known_roles:
+            problems.append(f"subject {role!r} is neither a known role nor a group any role uses")
+        readable: set[str] = set()
+        for role in known_roles:
+            profile = self.profile([role])
+            readable |= {c for c, a in profile.fields.items() if a is not FieldAccess.NONE}
+        for coordinate in COORDINATES:
+            if coordinate not in readable:
+                problems.append(f"{coordinate}: no role can read it (a typo in policy.csv?)")
+        return problems
+
+
+ROLES = (
+    "admin", "cs", "sales", "warehouse", "purchasing", "ops", "finance", "approver",
+    "compliance", "integration",
+)

@@ -1,0 +1,70 @@
+"""Reading stock levels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import pagination
+from domain.actor import Actor
+from domain.catalog.models import StockItem
+from domain.errors import NotFound
+
+ORDERING = "stock:ID:ASC"
+
+
+@dataclass(frozen=True)
+class StockFilter:
+    sku: str | None = None
+    warehouse: str | None = None
+    below_safety_threshold: bool | None = None
+
+
+async def list_stock(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    flt: StockFilter | None = None,
+    first: int | None = None,
+    after: str | None = None,
+) -> pagination.Page[StockItem]:
+    actor.access.require_full("StockItem.sku")
+    flt = flt or StockFilter()
+    size = pagination.page_size(first)
+    base = select(StockItem)
+    if flt.sku is not None:
+        base = base.where(StockItem.sku == flt.sku)
+    if flt.warehouse is not None:
+        actor.access.require_full("StockItem.warehouse")
+        base = base.where(StockItem.warehouse == flt.warehouse)
+    if flt.below_safety_threshold is not None:
+        actor.access.require_full("StockItem.available")
+        actor.access.require_full("StockItem.safetyThreshold")
+        below = (StockItem.on_hand - StockItem.reserved) < StockItem.safety_threshold
+        base = base.where(below if flt.below_safety_threshold else ~below)
+    total = await session.scalar(select(func.count()).select_from(base.subquery()))
+    stmt = base
+    if after is not None:
+        _, row_id = pagination.decode_cursor(after, ORDERING)
+        stmt = stmt.where(StockItem.id > row_id)
+    rows = list((await session.scalars(stmt.order_by(StockItem.id).limit(size + 1))).all())
+    has_next = len(rows) > size
+    rows = rows[:size]
+    cursors = [pagination.encode_cursor(ORDERING, None, s.id) for s in rows]
+    return pagination.Page(rows, cursors, has_next, after is not None, total or 0)
+
+
+async def get_stock_item(
+    *, session: AsyncSession, actor: Actor, sku: str, warehouse: str | None = None
+) -> StockItem:
+    """The stock of a SKU; with several warehouses and none named, the one with most on hand."""
+    actor.access.require_full("StockItem.sku")
+    stmt = select(StockItem).where(StockItem.sku == sku)
+    if warehouse is not None:
+        stmt = stmt.where(StockItem.warehouse == warehouse)
+    item = await session.scalar(stmt.order_by(StockItem.on_hand.desc(), StockItem.id).limit(1))
+    if item is None:
+        raise NotFound("no such stock item")
+    return item

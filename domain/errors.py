@@ -1,0 +1,40 @@
+"""The small family of errors the domain raises; `api/errors.py` maps each to a contract code."""
+
+
+class DomainError(Exception):
+    """Base class; `code` is the contract's `extensions.code`."""
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class Unauthenticated(DomainError):
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(DomainError):
+    code = "FORBIDDEN"
+
+
+class BadInput(DomainError):
+    code = "BAD_USER_INPUT"
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class Conflict(DomainError):
+    code = "CONFLICT"
+
+
+class InvalidTransition(DomainError):
+    code = "INVALID_TRANSITION"
+
+
+class InsufficientStock(DomainError):
+    code = "INSUFFICIENT_STOCK"

@@ -1,0 +1,23 @@
+"""Imports every model so `Base.metadata` is complete (Alembic and tests rely on it)."""
+
+from domain.catalog.models import Product, StockItem
+from domain.channels.models import Channel
+from domain.customers.models import Address, Customer
+from domain.db import Base
+from domain.orders.models import Order, OrderLine, OrderStatusChange
+from domain.users.models import User, UserChannel, UserRole
+
+__all__ = [
+    "Address",
+    "Base",
+    "Channel",
+    "Customer",
+    "Order",
+    "OrderLine",
+    "OrderStatusChange",
+    "Product",
+    "StockItem",
+    "User",
+    "UserChannel",
+    "UserRole",
+]

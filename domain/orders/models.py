@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from domain.customers.models import Customer
+from domain.db import Base, UTCDateTime, utcnow
+from domain.orders.rules import OrderStatus
+
+STATUS_ENUM = Enum(OrderStatus, name="order_status", native_enum=False, length=20)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("channel_code", "external_id"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        CheckConstraint("total_minor >= 0", name="total_not_negative"),
+        Index("ix_orders_created_at_id", "created_at", "id"),
+        Index("ix_orders_total_minor_id", "total_minor", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    channel_code: Mapped[str] = mapped_column(ForeignKey("channels.code"), index=True)
+    external_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[OrderStatus] = mapped_column(STATUS_ENUM, index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal_minor: Mapped[int] = mapped_column(Integer)
+    shipping_fee_minor: Mapped[int] = mapped_column(Integer, default=0)
+    discount_minor: Mapped[int] = mapped_column(Integer, default=0)
+    total_minor: Mapped[int] = mapped_column(Integer)
+    gross_margin_minor: Mapped[int] = mapped_column(Integer)
+
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    # Snapshot of who ordered, as the channel reported it at the time.
+    customer_name: Mapped[str] = mapped_column(String(100))
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+
+    ship_recipient: Mapped[str] = mapped_column(String(100))
+    ship_phone: Mapped[str] = mapped_column(String(32))
+    ship_province: Mapped[str] = mapped_column(String(50))
+    ship_city: Mapped[str] = mapped_column(String(50))
+    ship_district: Mapped[str] = mapped_column(String(50))
+    ship_street: Mapped[str] = mapped_column(String(200))
+    ship_postal_code: Mapped[str | None] = mapped_column(String(12))
+
+    payment_method: Mapped[str | None] = mapped_column(String(32))
+    payment_transaction_id: Mapped[str | None] = mapped_column(String(64))
+    carrier: Mapped[str | None] = mapped_column(String(32))
+    tracking_number: Mapped[str | None] = mapped_column(String(64))
+    internal_note: Mapped[str | None] = mapped_column(Text)
+
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    customer: Mapped[Customer | None] = relationship()
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order", order_by="OrderLine.id", cascade="all, delete-orphan"
+    )
+    status_history: Mapped[list[OrderStatusChange]] = relationship(
+        back_populates="order", order_by="OrderStatusChange.id", cascade="all, delete-orphan"
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    name: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_minor: Mapped[int] = mapped_column(Integer)
+    cost_price_minor: Mapped[int] = mapped_column(Integer)
+
+    order: Mapped[Order] = relationship(back_populates="lines")
+
+
+class OrderStatusChange(Base):
+    __tablename__ = "order_status_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    from_status: Mapped[OrderStatus | None] = mapped_column(STATUS_ENUM)
+    to_status: Mapped[OrderStatus] = mapped_column(STATUS_ENUM)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_username: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    order: Mapped[Order] = relationship(back_populates="status_history")

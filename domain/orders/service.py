@@ -1,0 +1,224 @@
+"""Reading orders within the caller's row scope, and moving them through their lifecycle."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, false, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
+
+from domain import pagination
+from domain.access import Action, RowScope
+from domain.actor import Actor
+from domain.customers.models import Customer
+from domain.db import utcnow
+from domain.errors import BadInput, Conflict, InvalidTransition, NotFound
+from domain.money import to_minor
+from domain.orders.models import Order, OrderStatusChange
+from domain.orders.rules import OrderStatus, allowed_next
+
+
+class OrderSortField(StrEnum):
+    CREATED_AT = "CREATED_AT"
+    TOTAL = "TOTAL"
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    statuses: Sequence[OrderStatus] = ()
+    channels: Sequence[str] = ()
+    created_from: dt.datetime | None = None
+    created_to: dt.datetime | None = None
+    customer_id: int | None = None
+    customer_phone: str | None = None
+    min_total: str | None = None
+    max_total: str | None = None
+
+
+# Which field a caller must read in full to use a filter or sort key: an argument on a field
+# the caller cannot see would let them find its value by bisection.
+FILTER_REQUIRES = {
+    "customer_id": "Order.customer",
+    "customer_phone": "Order.customerPhone",
+    "min_total": "Order.total",
+    "max_total": "Order.total",
+}
+SORT_REQUIRES = {OrderSortField.CREATED_AT: "Order.createdAt", OrderSortField.TOTAL: "Order.total"}
+SORT_COLUMNS = {OrderSortField.CREATED_AT: Order.created_at, OrderSortField.TOTAL: Order.total_minor}
+
+_ORDER_GRAPH = (
+    selectinload(Order.lines),
+    selectinload(Order.status_history),
+    selectinload(Order.customer).selectinload(Customer.addresses),
+)
+
+
+def _in_scope(actor: Actor) -> ColumnElement[bool] | None:
+    """The row filter of the caller's scope; None when the caller sees every channel."""
+    scope = actor.access.order_rows
+    if scope is RowScope.ALL:
+        return None
+    if scope is RowScope.CHANNELS and actor.channels:
+        return Order.channel_code.in_(sorted(actor.channels))
+    return false()
+
+
+def _scoped(stmt: Select[Any], actor: Actor) -> Select[Any]:
+    condition = _in_scope(actor)
+    return stmt if condition is None else stmt.where(condition)
+
+
+def _require_readable(actor: Actor) -> None:
+    actor.access.require_full("Order.id")
+
+
+def _filtered(stmt: Select[Any], actor: Actor, flt: OrderFilter) -> Select[Any]:
+    for attr, coordinate in FILTER_REQUIRES.items():
+        if getattr(flt, attr) is not None:
+            actor.access.require_full(coordinate)
+    if flt.created_from and flt.created_to and flt.created_from > flt.created_to:
+        raise BadInput("createdFrom is after createdTo")
+    if flt.statuses:
+        stmt = stmt.where(Order.status.in_(list(flt.statuses)))
+    if flt.channels:
+        stmt = stmt.where(Order.channel_code.in_(list(flt.channels)))
+    if flt.created_from is not None:
+        stmt = stmt.where(Order.created_at >= flt.created_from)
+    if flt.created_to is not None:
+        stmt = stmt.where(Order.created_at < flt.created_to)
+    if flt.customer_id is not None:
+        stmt = stmt.where(Order.customer_id == flt.customer_id)
+    if flt.customer_phone is not None:
+        stmt = stmt.where(Order.customer_phone == flt.customer_phone)
+    # Totals compare in minor units; every channel in ordergate settles in CNY today.
+    if flt.min_total is not None:
+        stmt = stmt.where(Order.total_minor >= to_minor(flt.min_total, "CNY"))
+    if flt.max_total is not None:
+        stmt = stmt.where(Order.total_minor <= to_minor(flt.max_total, "CNY"))
+    return stmt
+
+
+def _cursor_key(sort: OrderSortField, raw: Any) -> Any:
+    if sort is OrderSortField.CREATED_AT:
+        try:
+            value = dt.datetime.fromisoformat(raw)
+        except (TypeError, ValueError):
+            raise BadInput("malformed cursor") from None
+        if value.tzinfo is None:
+            raise BadInput("malformed cursor")
+        return value
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise BadInput("malformed cursor")
+    return raw
+
+
+async def list_orders(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    flt: OrderFilter | None = None,
+    sort: OrderSortField = OrderSortField.CREATED_AT,
+    descending: bool = True,
+    first: int | None = None,
+    after: str | None = None,
+) -> pagination.Page[Order]:
+    _require_readable(actor)
+    actor.access.require_full(SORT_REQUIRES[sort])
+    size = pagination.page_size(first)
+    flt = flt or OrderFilter()
+    column = SORT_COLUMNS[sort]
+    ordering = f"orders:{sort}:{'DESC' if descending else 'ASC'}"
+
+    base = _filtered(_scoped(select(Order), actor), actor, flt)
+    total = await session.scalar(select(func.count()).select_from(base.subquery()))
+
+    stmt = base
+    if after is not None:
+        raw_key, row_id = pagination.decode_cursor(after, ordering)
+        key = _cursor_key(sort, raw_key)
+        stmt = stmt.where(pagination.after_condition(column, Order.id, key, row_id, desc=descending))
+    stmt = pagination.apply_order(stmt, column, Order.id, desc=descending)
+    stmt = stmt.limit(size + 1).options(*_ORDER_GRAPH)
+    rows = list((await session.scalars(stmt)).all())
+    has_next = len(rows) > size
+    rows = rows[:size]
+    key_of = (lambda o: o.created_at) if sort is OrderSortField.CREATED_AT else (lambda o: o.total_minor)
+    cursors = [pagination.encode_cursor(ordering, key_of(o), o.id) for o in rows]
+    return pagination.Page(rows, cursors, has_next, after is not None, total or 0)
+
+
+async def get_order(*, session: AsyncSession, actor: Actor, order_id: int) -> Order:
+    """One order in the caller's scope; out of scope is indistinguishable from missing."""
+    _require_readable(actor)
+    stmt = _scoped(select(Order).where(Order.id == order_id), actor).options(*_ORDER_GRAPH)
+    order = await session.scalar(stmt)
+    if order is None:
+        raise NotFound("no such order")
+    return order
+
+
+async def orders_of_customers(
+    *, session: AsyncSession, actor: Actor, customer_ids: Sequence[int], limit: int
+) -> dict[int, list[Order]]:
+    """The latest `limit` orders of each customer, in the caller's scope, in one query."""
+    _require_readable(actor)
+    stmt = _scoped(select(Order).where(Order.customer_id.in_(list(customer_ids))), actor)
+    stmt = stmt.order_by(Order.created_at.desc(), Order.id.desc()).options(*_ORDER_GRAPH)
+    grouped: dict[int, list[Order]] = defaultdict(list)
+    for order in (await session.scalars(stmt)).all():
+        bucket = grouped[order.customer_id]  # type: ignore[index]
+        if len(bucket) < limit:
+            bucket.append(order)
+    return grouped
+
+
+async def transition(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    order_id: int,
+    to: OrderStatus,
+    note: str | None = None,
+    expected_version: int | None = None,
+) -> Order:
+    """Move an order one step along its lifecycle, recording who did it and when."""
+    actor.access.require(Action.ORDER_TRANSITION)
+    if note is not None and len(note) > 2000:
+        raise BadInput("note is longer than 2000 characters")
+    order = await get_order(session=session, actor=actor, order_id=order_id)
+    if expected_version is not None and expected_version != order.version:
+        raise Conflict(
+            f"order {order.number} is at version {order.version}, not {expected_version}",
+            current_version=order.version,
+        )
+    if to not in allowed_next(order.status):
+        allowed = ", ".join(sorted(allowed_next(order.status))) or "none"
+        raise InvalidTransition(
+            f"order {order.number} cannot move from {order.status} to {to} (allowed: {allowed})",
+            current=str(order.status),
+        )
+    now = utcnow()
+    order.status_history.append(
+        OrderStatusChange(
+            from_status=order.status,
+            to_status=to,
+            actor_id=actor.user_id,
+            actor_username=actor.username,
+            at=now,
+            note=note,
+        )
+    )
+    order.status = to
+    order.updated_at = now
+    try:
+        await session.flush()
+    except StaleDataError:
+        raise Conflict(f"order {order.number} was changed concurrently; reload and retry") from None
+    return order

@@ -1,0 +1,76 @@
+"""Keyset pagination with opaque cursors.
+
+A cursor names the ordering it belongs to and the last row's sort key and id, so paging is
+stable under inserts and a cursor from one ordering is refused by another.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, or_
+
+from domain.errors import BadInput
+
+T = TypeVar("T")
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    cursors: Sequence[str]
+    has_next: bool
+    has_previous: bool
+    total_count: int
+
+
+def page_size(first: int | None) -> int:
+    if first is None:
+        return DEFAULT_PAGE
+    if first < 0:
+        raise BadInput("`first` must not be negative")
+    if first > MAX_PAGE:
+        raise BadInput(f"`first` may be at most {MAX_PAGE}")
+    return first
+
+
+def encode_cursor(ordering: str, key: Any, row_id: int) -> str:
+    if isinstance(key, dt.datetime):
+        key = key.isoformat()
+    raw = json.dumps([ordering, key, row_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, ordering: str) -> tuple[Any, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        name, key, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError, binascii.Error):
+        raise BadInput("malformed cursor") from None
+    if name != ordering or not isinstance(row_id, int) or isinstance(row_id, bool):
+        raise BadInput("cursor does not belong to this ordering")
+    return key, row_id
+
+
+def after_condition(
+    column: ColumnElement[Any], id_column: ColumnElement[int], key: Any, row_id: int, *, desc: bool
+) -> ColumnElement[bool]:
+    if desc:
+        return or_(column < key, and_(column == key, id_column < row_id))
+    return or_(column > key, and_(column == key, id_column > row_id))
+
+
+def apply_order(
+    stmt: Select[Any], column: ColumnElement[Any], id_column: ColumnElement[int], *, desc: bool
+) -> Select[Any]:
+    if desc:
+        return stmt.order_by(column.desc(), id_column.desc())
+    return stmt.order_by(column.asc(), id_column.asc())

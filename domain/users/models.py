@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from domain.db import Base, UTCDateTime, utcnow
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    role_rows: Mapped[list[UserRole]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="UserRole.role"
+    )
+    channel_rows: Mapped[list[UserChannel]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="UserChannel.channel_code"
+    )
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(r.role for r in self.role_rows)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(c.channel_code for c in self.channel_rows)
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class UserChannel(Base):
+    """Binds a user's row scope to a channel (used for channel-scoped roles such as `sales`)."""
+
+    __tablename__ = "user_channels"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    channel_code: Mapped[str] = mapped_column(ForeignKey("channels.code"), primary_key=True)

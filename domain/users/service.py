@@ -1,0 +1,103 @@
+"""Accounts: creation and password authentication with lock-out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.access import ROLES
+from domain.channels.models import Channel
+from domain.db import utcnow
+from domain.errors import BadInput, Conflict, Unauthenticated
+from domain.users import passwords
+from domain.users.models import User, UserChannel, UserRole
+
+MAX_FAILED_LOGINS = 5
+LOCKOUT = dt.timedelta(minutes=15)
+BAD_LOGIN = "invalid username or password"
+
+
+async def authenticate(
+    *, session: AsyncSession, username: str, password: str, now: dt.datetime | None = None
+) -> User:
+    """Return the user whose password this is, or raise Unauthenticated.
+
+    Every failure raises the same message — unknown user, wrong password, locked or disabled —
+    so the answer does not reveal which accounts exist. Failed attempts are written to the
+    session; the caller commits them even though it then reports the failure.
+    """
+    now = now or utcnow()
+    user = await session.scalar(select(User).where(User.username == username))
+    if user is None:
+        # Spend the same argon2 time as a real check before answering.
+        passwords.verify_password(None, password)
+        raise Unauthenticated(BAD_LOGIN)
+
+    if user.locked_until is not None and user.locked_until > now:
+        # Still verify, so a locked account answers as slowly as any other; don't count it.
+        passwords.verify_password(user.password_hash, password)
+        raise Unauthenticated(BAD_LOGIN, reason="locked")
+
+    ok, new_hash = passwords.verify_password(user.password_hash, password)
+    if not ok or user.disabled:
+        if not ok:
+            user.failed_logins += 1
+            if user.failed_logins >= MAX_FAILED_LOGINS:
+                # Lock for a while, then start counting afresh.
+                user.locked_until = now + LOCKOUT
+                user.failed_logins = 0
+        raise Unauthenticated(BAD_LOGIN, reason="disabled" if ok else "bad_password")
+
+    if new_hash is not None:
+        user.password_hash = new_hash
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    return user
+
+
+async def create_user(
+    *,
+    session: AsyncSession,
+    username: str,
+    password: str,
+    roles: Iterable[str],
+    channels: Iterable[str] = (),
+) -> User:
+    roles = sorted(set(roles))
+    channels = sorted(set(channels))
+    if not username or len(username) > 64 or not username.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise BadInput("username must be 1-64 letters, digits, '.', '_' or '-'")
+    if len(password) < passwords.MIN_LENGTH:
+        raise BadInput(f"password must have at least {passwords.MIN_LENGTH} characters")
+    if not roles:
+        raise BadInput("give at least one role")
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise BadInput(f"unknown role(s): {', '.join(unknown)}; known: {', '.join(ROLES)}")
+    if channels:
+        known = set((await session.scalars(select(Channel.code))).all())
+        missing = [c for c in channels if c not in known]
+        if missing:
+            raise BadInput(f"unknown channel(s): {', '.join(missing)}")
+    if await session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"user {username!r} exists")
+    user = User(
+        username=username,
+        password_hash=passwords.hash_password(password),
+        role_rows=[UserRole(role=r) for r in roles],
+        channel_rows=[UserChannel(channel_code=c) for c in channels],
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def get_active_user(*, session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None or user.disabled:
+        raise Unauthenticated("the account behind this token is gone or disabled")
+    return user
