@@ -27,13 +27,19 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("demo", help="load demo data (idempotent)")
 
-    users = sub.add_parser("users", help="manage accounts").add_subparsers(dest="users_command", required=True)
+    users = sub.add_parser("users", help="manage accounts").add_subparsers(
+        dest="users_command", required=True
+    )
     create = users.add_parser("create", help="create an account; the password is read from stdin")
     create.add_argument("--username", required=True)
     create.add_argument("--role", action="append", required=True, choices=ROLES)
-    create.add_argument("--channel", action="append", default=[], help="bind a sales user's row scope")
+    create.add_argument(
+        "--channel", action="append", default=[], help="bind a sales user's row scope"
+    )
 
-    policy = sub.add_parser("policy", help="inspect the access policy").add_subparsers(dest="policy_command", required=True)
+    policy = sub.add_parser("policy", help="inspect the access policy").add_subparsers(
+        dest="policy_command", required=True
+    )
     explain = policy.add_parser("explain", help="the decision for one role and field, and why")
     explain.add_argument("--role", required=True)
     explain.add_argument("--field", required=True, help="a coordinate such as Order.grossMargin")
@@ -57,8 +63,11 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
     try:
         async with session_factory(engine)() as session:
             user = await users_service.create_user(
-                session=session, username=args.username, password=password,
-                roles=args.role, channels=args.channel,
+                session=session,
+                username=args.username,
+                password=password,
+                roles=args.role,
+                channels=args.channel,
             )
             await session.commit()
             print(f"created {user.username} with roles {', '.join(user.roles)}")
@@ -96,14 +105,17 @@ async def _demo(settings: Settings) -> None:
             await session.commit()
     finally:
         await engine.dispose()
-    print(f"demo data: {result.created_orders} orders added "
-          f"({'first load' if result.created_orders else 'already loaded'})")
+    print(
+        f"demo data: {result.created_orders} orders added "
+        f"({'first load' if result.created_orders else 'already loaded'})"
+    )
     print("demo users, one per role: " + ", ".join(demo_username(r) for r in ROLES))
     if os.environ.get("ORDERGATE_DEMO_PASSWORD"):
         print("their password: the value of ORDERGATE_DEMO_PASSWORD")
     else:
         where = settings.data_dir / "demo-password"
-        print(f"their password{' (new)' if generated else ''}: {password}   (kept in {where}, mode 0600)")
+        new = " (new)" if generated else ""
+        print(f"their password{new}: {password}   (kept in {where}, mode 0600)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,8 +138,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         from api.app import create_app
 
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None,
-                    proxy_headers=False, server_header=False)
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            proxy_headers=False,
+            server_header=False,
+        )
         return 0
     if args.command == "migrate":
         from domain.migrations import run_migrations
@@ -150,7 +168,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{args.role} on {args.field}: {decision.access}")
             for line in decision.lines:
                 print(f"  {line}")
-            if decision.access is FieldAccess.NONE and all("no matching" in x for x in decision.lines):
+            if decision.access is FieldAccess.NONE and all(
+                "no matching" in x for x in decision.lines
+            ):
                 print("  (denied by default: no line grants it)")
             return 0
         problems = pdp.check(ROLES)

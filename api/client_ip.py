@@ -21,7 +21,9 @@ def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, proxies: Sequence[Network]) -> bool:
+def _trusted(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, proxies: Sequence[Network]
+) -> bool:
     return any(address in network for network in proxies)
 
 

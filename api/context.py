@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ class RequestContext:
     # Coordinates the operation asks for that the caller may not read; reported once each.
     denied_fields: list[str] = field(default_factory=list)
     loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+    # GraphQL resolves sibling fields concurrently, but one AsyncSession allows one operation at
+    # a time: every resolver that touches the database holds this lock while it does.
+    _db_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def require_actor(self) -> Actor:
         if self.actor is None:
@@ -42,11 +46,18 @@ class RequestContext:
         return self.require_actor().access
 
     @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """The request's session, for one resolver at a time."""
+        async with self._db_lock:
+            yield self.session
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One mutation, one transaction: commit on success, roll back on any error."""
-        try:
-            yield self.session
-            await self.session.commit()
-        except BaseException:
-            await self.session.rollback()
-            raise
+        async with self._db_lock:
+            try:
+                yield self.session
+                await self.session.commit()
+            except BaseException:
+                await self.session.rollback()
+                raise

@@ -13,8 +13,12 @@ from domain.errors import DomainError
 log = logging.getLogger("ordergate.errors")
 
 # Detail keys a domain error may pass on to clients (others stay in the log).
-_PUBLIC_DETAILS = {"field": "field", "action": "action", "current_version": "currentVersion",
-                   "current": "currentStatus"}
+_PUBLIC_DETAILS = {
+    "field": "field",
+    "action": "action",
+    "current_version": "currentVersion",
+    "current": "currentStatus",
+}
 
 
 def _camel_details(details: dict[str, Any]) -> dict[str, Any]:
@@ -24,7 +28,7 @@ def _camel_details(details: dict[str, Any]) -> dict[str, Any]:
 def format_error(error: GraphQLError, *, request_id: str) -> dict[str, Any]:
     payload = error.formatted
     extensions = dict(payload.get("extensions") or {})
-    original = error.original_error
+    direct = original = error.original_error
     # graphql-core wraps errors raised inside resolvers; unwrap to reach ours.
     while isinstance(original, GraphQLError) and original.original_error is not None:
         original = original.original_error
@@ -39,7 +43,9 @@ def format_error(error: GraphQLError, *, request_id: str) -> dict[str, Any]:
         extensions["code"] = "CONFLICT"
     elif "code" in extensions:
         pass
-    elif error.path is None and (original is None or isinstance(original, ValueError | TypeError)):
+    elif error.path is None and (
+        direct is None or isinstance(direct, GraphQLError | ValueError | TypeError)
+    ):
         # Parse, validation and variable-coercion errors: the request itself is malformed.
         extensions["code"] = "BAD_USER_INPUT"
     else:

@@ -97,13 +97,17 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if raw_keys:
         token_keys = _parse_token_keys(raw_keys)
     elif mode == "production":
-        raise SettingsError("ORDERGATE_ENV=production needs ORDERGATE_TOKEN_KEYS; refusing to start")
+        raise SettingsError(
+            "ORDERGATE_ENV=production needs ORDERGATE_TOKEN_KEYS; refusing to start"
+        )
     else:
         token_keys = _dev_token_keys(data_dir)
     try:
         timezone = zoneinfo.ZoneInfo(env.get("ORDERGATE_TIMEZONE", "Asia/Shanghai"))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(f"unknown ORDERGATE_TIMEZONE {env.get('ORDERGATE_TIMEZONE')!r}") from None
+        raise SettingsError(
+            f"unknown ORDERGATE_TIMEZONE {env.get('ORDERGATE_TIMEZONE')!r}"
+        ) from None
     try:
         proxies = tuple(
             ipaddress.ip_network(cidr.strip(), strict=False)

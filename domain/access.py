@@ -62,10 +62,30 @@ class RowScope(StrEnum):
 # exactly (a test checks it); a field missing from the policy is `NONE` for everyone.
 RESOURCES: Mapping[str, tuple[str, ...]] = {
     "Order": (
-        "id", "number", "channel", "externalId", "status", "currency", "createdAt", "updatedAt",
-        "version", "subtotal", "shippingFee", "discount", "total", "grossMargin", "customer",
-        "customerName", "customerPhone", "shippingAddress", "paymentMethod",
-        "paymentTransactionId", "carrier", "trackingNumber", "internalNote", "lines",
+        "id",
+        "number",
+        "channel",
+        "externalId",
+        "status",
+        "currency",
+        "createdAt",
+        "updatedAt",
+        "version",
+        "subtotal",
+        "shippingFee",
+        "discount",
+        "total",
+        "grossMargin",
+        "customer",
+        "customerName",
+        "customerPhone",
+        "shippingAddress",
+        "paymentMethod",
+        "paymentTransactionId",
+        "carrier",
+        "trackingNumber",
+        "internalNote",
+        "lines",
         "statusHistory",
     ),
     "OrderLine": ("id", "sku", "name", "quantity", "unitPrice", "lineTotal", "costPrice"),
@@ -73,8 +93,15 @@ RESOURCES: Mapping[str, tuple[str, ...]] = {
     "Customer": ("id", "name", "phone", "email", "createdAt", "addresses", "orders"),
     "Address": ("recipient", "phone", "province", "city", "district", "street", "postalCode"),
     "StockItem": (
-        "sku", "productName", "warehouse", "onHand", "reserved", "available", "safetyThreshold",
-        "unitCost", "updatedAt",
+        "sku",
+        "productName",
+        "warehouse",
+        "onHand",
+        "reserved",
+        "available",
+        "safetyThreshold",
+        "unitCost",
+        "updatedAt",
     ),
 }
 COORDINATES: tuple[str, ...] = tuple(f"{t}.{f}" for t, fs in RESOURCES.items() for f in fs)
@@ -85,6 +112,7 @@ FIELD_ACTIONS = ("read", "read_masked")
 
 
 # ---- masks -------------------------------------------------------------------------------------
+
 
 def mask_phone(value: str) -> str:
     """`13812345678` → `138****5678`: first 3 and last 4 digits stay."""
@@ -125,6 +153,7 @@ MASKS: Mapping[str, Callable[[str], str]] = {
 
 
 # ---- profiles ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AccessProfile:
@@ -313,6 +342,14 @@ class PolicyDecisionPoint:
 
 
 ROLES = (
-    "admin", "cs", "sales", "warehouse", "purchasing", "ops", "finance", "approver",
-    "compliance", "integration",
+    "admin",
+    "cs",
+    "sales",
+    "warehouse",
+    "purchasing",
+    "ops",
+    "finance",
+    "approver",
+    "compliance",
+    "integration",
 )

@@ -33,10 +33,31 @@ PLACES = [
 ]
 STREETS = ["人民路", "解放路", "中山路", "建设路", "和平路", "长江路", "科技园路", "滨河大道"]
 PRODUCTS = [
-    "无线蓝牙耳机", "智能手环", "保温杯 500ml", "纯棉T恤", "运动跑鞋", "双肩背包", "机械键盘",
-    "电动牙刷", "空气炸锅", "护手霜礼盒", "绿茶 250g", "真丝枕套", "移动电源 20000mAh",
-    "瑜伽垫", "儿童绘本套装", "陶瓷餐具套装", "羊毛围巾", "便携榨汁杯", "LED 台灯", "坚果礼盒",
-    "降噪头戴耳机", "充电数据线", "茶具套装", "冲锋衣", "登山杖",
+    "无线蓝牙耳机",
+    "智能手环",
+    "保温杯 500ml",
+    "纯棉T恤",
+    "运动跑鞋",
+    "双肩背包",
+    "机械键盘",
+    "电动牙刷",
+    "空气炸锅",
+    "护手霜礼盒",
+    "绿茶 250g",
+    "真丝枕套",
+    "移动电源 20000mAh",
+    "瑜伽垫",
+    "儿童绘本套装",
+    "陶瓷餐具套装",
+    "羊毛围巾",
+    "便携榨汁杯",
+    "LED 台灯",
+    "坚果礼盒",
+    "降噪头戴耳机",
+    "充电数据线",
+    "茶具套装",
+    "冲锋衣",
+    "登山杖",
 ]
 CARRIERS = ["SF", "ZTO", "YTO", "JD_LOGISTICS", "EMS"]
 PAYMENTS = {"TAOBAO": "ALIPAY", "JD": "JD_PAY", "PINDUODUO": "WECHAT_PAY", "WEB": "UNIONPAY"}
@@ -94,7 +115,10 @@ async def load_demo(
         if await session.scalar(select(User.id).where(User.username == username)) is None:
             channels = SALES_CHANNELS if role == "sales" else ()
             await users_service.create_user(
-                session=session, username=username, password=password, roles=[role],
+                session=session,
+                username=username,
+                password=password,
+                roles=[role],
                 channels=channels,
             )
             created_users.append(username)
@@ -108,7 +132,7 @@ async def load_demo(
     products = []
     for i in range(50):
         base = PRODUCTS[i % len(PRODUCTS)]
-        name = base if i < len(PRODUCTS) else f"{base}（升级款）"
+        name = base if i < len(PRODUCTS) else f"{base} 升级款"
         price = rng.randrange(19, 1299) * 100 + rng.choice((0, 50, 90))
         product = Product(sku=f"SKU-{i + 1:04d}", name=name, currency="CNY", list_price_minor=price)
         products.append(product)
@@ -147,7 +171,9 @@ async def load_demo(
                     province=province,
                     city=city,
                     district=rng.choice(districts),
-                    street=f"{rng.choice(STREETS)}{rng.randrange(1, 999)}号{rng.randrange(1, 30)}栋",
+                    street=(
+                        f"{rng.choice(STREETS)}{rng.randrange(1, 999)}号{rng.randrange(1, 30)}栋"
+                    ),
                     postal_code=postal,
                     is_default=True,
                 )
@@ -170,8 +196,11 @@ async def load_demo(
             cost = int(product.list_price_minor * rng.uniform(0.35, 0.7))
             lines.append(
                 OrderLine(
-                    sku=product.sku, name=product.name, quantity=qty,
-                    unit_price_minor=product.list_price_minor, cost_price_minor=cost,
+                    sku=product.sku,
+                    name=product.name,
+                    quantity=qty,
+                    unit_price_minor=product.list_price_minor,
+                    cost_price_minor=cost,
                 )
             )
         subtotal = sum(line.unit_price_minor * line.quantity for line in lines)
@@ -228,7 +257,7 @@ def _history(
 ) -> list[OrderStatusChange]:
     path = [OrderStatus.PENDING_PAYMENT]
     if final is OrderStatus.CANCELLED:
-        path += LIFECYCLE[1 : rng.randrange(1, 4)] + [OrderStatus.CANCELLED]
+        path += [*LIFECYCLE[1 : rng.randrange(1, 4)], OrderStatus.CANCELLED]
     else:
         path += LIFECYCLE[1 : LIFECYCLE.index(final) + 1]
     changes = []

@@ -45,7 +45,9 @@ class TokenService:
             "jti": uuid.uuid4().hex,
         }
         token = jwt.encode(
-            claims, self._keys[self._signing_kid], algorithm=ALGORITHM,
+            claims,
+            self._keys[self._signing_kid],
+            algorithm=ALGORITHM,
             headers={"kid": self._signing_kid},
         )
         return IssuedToken(token, expires.replace(microsecond=0))

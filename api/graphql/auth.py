@@ -27,14 +27,15 @@ class AuthMutations:
     ) -> AuthPayload:
         ctx = info.context
         now = utcnow()
-        try:
-            user = await users_service.authenticate(
-                session=ctx.session, username=username, password=password, now=now
-            )
-        except Unauthenticated:
-            # Keep the failed-attempt counter and lock-out even though the login failed.
-            await ctx.session.commit()
-            raise
-        issued = ctx.runtime.tokens.issue(user_id=user.id, roles=user.roles, now=now)
-        await ctx.session.commit()
+        async with ctx.read() as session:
+            try:
+                user = await users_service.authenticate(
+                    session=session, username=username, password=password, now=now
+                )
+            except Unauthenticated:
+                # Keep the failed-attempt counter and lock-out even though the login failed.
+                await session.commit()
+                raise
+            issued = ctx.runtime.tokens.issue(user_id=user.id, roles=user.roles, now=now)
+            await session.commit()
         return AuthPayload(access_token=issued.token, expires_at=issued.expires_at)

@@ -62,7 +62,9 @@ def requested_coordinates(
             elif isinstance(selection, FragmentSpreadNode):
                 fragment = fragments.get(selection.name.value)
                 if fragment is not None:
-                    walk(fragment.selection_set, schema.get_type(fragment.type_condition.name.value))
+                    walk(
+                        fragment.selection_set, schema.get_type(fragment.type_condition.name.value)
+                    )
 
     walk(operation.selection_set, schema.get_root_type(operation.operation))
     return found

@@ -32,26 +32,30 @@ class CustomerQueries:
         info: Info[RequestContext, None],
         first: int | None = 20,
         after: str | None = None,
-        filter: CustomerFilter | None = None,  # noqa: A002 - the contract's argument name
+        filter: CustomerFilter | None = None,
     ) -> Connection[Customer]:
         ctx = info.context
         actor = ctx.require_actor()
-        page = await customers_service.list_customers(
-            session=ctx.session,
-            actor=actor,
-            flt=filter.to_domain() if filter else None,
-            first=first,
-            after=after,
-        )
+        async with ctx.read() as session:
+            page = await customers_service.list_customers(
+                session=session,
+                actor=actor,
+                flt=filter.to_domain() if filter else None,
+                first=first,
+                after=after,
+            )
         return Connection.from_page(page, lambda c: Customer.from_model(c, actor.access))
 
     @strawberry.field
     async def customer(
-        self, info: Info[RequestContext, None], id: strawberry.ID  # noqa: A002
+        self,
+        info: Info[RequestContext, None],
+        id: strawberry.ID,
     ) -> Customer:
         ctx = info.context
         actor = ctx.require_actor()
-        model = await customers_service.get_customer(
-            session=ctx.session, actor=actor, customer_id=parse_id(id, "customer")
-        )
+        async with ctx.read() as session:
+            model = await customers_service.get_customer(
+                session=session, actor=actor, customer_id=parse_id(id, "customer")
+            )
         return Customer.from_model(model, actor.access)

@@ -25,10 +25,13 @@ def customer_orders(ctx: RequestContext, first: int) -> DataLoader[int, list[Ord
     if loader is None:
 
         async def load(customer_ids: Sequence[int]) -> list[list[Order]]:
-            grouped = await orders_service.orders_of_customers(
-                session=ctx.session, actor=ctx.require_actor(), customer_ids=customer_ids,
-                limit=first,
-            )
+            async with ctx.read() as session:
+                grouped = await orders_service.orders_of_customers(
+                    session=session,
+                    actor=ctx.require_actor(),
+                    customer_ids=customer_ids,
+                    limit=first,
+                )
             return [grouped.get(cid, []) for cid in customer_ids]
 
         loader = DataLoader(load_fn=load)

@@ -70,30 +70,32 @@ class OrderQueries:
         info: Info[RequestContext, None],
         first: int | None = 20,
         after: str | None = None,
-        filter: OrderFilter | None = None,  # noqa: A002 - the contract's argument name
+        filter: OrderFilter | None = None,
         order_by: OrderOrder | None = None,
     ) -> Connection[Order]:
         ctx = info.context
         actor = ctx.require_actor()
         order_by = order_by or OrderOrder()
-        page = await orders_service.list_orders(
-            session=ctx.session,
-            actor=actor,
-            flt=filter.to_domain() if filter else None,
-            sort=DomainSortField(order_by.field),
-            descending=order_by.direction is SortDirection.DESC,
-            first=first,
-            after=after,
-        )
+        async with ctx.read() as session:
+            page = await orders_service.list_orders(
+                session=session,
+                actor=actor,
+                flt=filter.to_domain() if filter else None,
+                sort=DomainSortField(order_by.field),
+                descending=order_by.direction is SortDirection.DESC,
+                first=first,
+                after=after,
+            )
         return Connection.from_page(page, lambda o: Order.from_model(o, actor.access))
 
     @strawberry.field
-    async def order(self, info: Info[RequestContext, None], id: strawberry.ID) -> Order:  # noqa: A002
+    async def order(self, info: Info[RequestContext, None], id: strawberry.ID) -> Order:
         ctx = info.context
         actor = ctx.require_actor()
-        model = await orders_service.get_order(
-            session=ctx.session, actor=actor, order_id=parse_id(id, "order")
-        )
+        async with ctx.read() as session:
+            model = await orders_service.get_order(
+                session=session, actor=actor, order_id=parse_id(id, "order")
+            )
         return Order.from_model(model, actor.access)
 
 
@@ -103,7 +105,7 @@ class OrderMutations:
     async def transition_order(
         self,
         info: Info[RequestContext, None],
-        id: strawberry.ID,  # noqa: A002
+        id: strawberry.ID,
         to: OrderStatus,
         note: str | None = None,
         expected_version: Annotated[

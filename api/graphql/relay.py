@@ -35,7 +35,10 @@ class Connection(Generic[T]):
 
     @classmethod
     def from_page(cls, page: Page[Any], convert: Callable[[Any], T]) -> Connection[T]:
-        edges = [Edge(cursor=c, node=convert(item)) for item, c in zip(page.items, page.cursors, strict=True)]
+        edges = [
+            Edge(cursor=c, node=convert(item))
+            for item, c in zip(page.items, page.cursors, strict=True)
+        ]
         return cls(
             edges=edges,
             page_info=PageInfo(

@@ -20,7 +20,8 @@ class StockFilter:
 
     def to_domain(self) -> DomainStockFilter:
         return DomainStockFilter(
-            sku=self.sku, warehouse=self.warehouse,
+            sku=self.sku,
+            warehouse=self.warehouse,
             below_safety_threshold=self.below_safety_threshold,
         )
 
@@ -33,14 +34,18 @@ class StockQueries:
         info: Info[RequestContext, None],
         first: int | None = 20,
         after: str | None = None,
-        filter: StockFilter | None = None,  # noqa: A002 - the contract's argument name
+        filter: StockFilter | None = None,
     ) -> Connection[StockItem]:
         ctx = info.context
         actor = ctx.require_actor()
-        page = await stock_service.list_stock(
-            session=ctx.session, actor=actor,
-            flt=filter.to_domain() if filter else None, first=first, after=after,
-        )
+        async with ctx.read() as session:
+            page = await stock_service.list_stock(
+                session=session,
+                actor=actor,
+                flt=filter.to_domain() if filter else None,
+                first=first,
+                after=after,
+            )
         return Connection.from_page(page, lambda s: StockItem.from_model(s, actor.access))
 
     @strawberry.field(description="Stock of a SKU, in the named warehouse or the fullest one.")
@@ -49,7 +54,8 @@ class StockQueries:
     ) -> StockItem:
         ctx = info.context
         actor = ctx.require_actor()
-        model = await stock_service.get_stock_item(
-            session=ctx.session, actor=actor, sku=sku, warehouse=warehouse
-        )
+        async with ctx.read() as session:
+            model = await stock_service.get_stock_item(
+                session=session, actor=actor, sku=sku, warehouse=warehouse
+            )
         return StockItem.from_model(model, actor.access)

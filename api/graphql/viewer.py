@@ -47,7 +47,8 @@ class ViewerQueries:
             actions=sorted(str(a) for a in access.actions),
             field_access=[
                 FieldAccessEntry(
-                    type=type_name, field=field,
+                    type=type_name,
+                    field=field,
                     access=Access(access.field_access(f"{type_name}.{field}").value),
                 )
                 for type_name, fields in RESOURCES.items()

@@ -51,7 +51,10 @@ FILTER_REQUIRES = {
     "max_total": "Order.total",
 }
 SORT_REQUIRES = {OrderSortField.CREATED_AT: "Order.createdAt", OrderSortField.TOTAL: "Order.total"}
-SORT_COLUMNS = {OrderSortField.CREATED_AT: Order.created_at, OrderSortField.TOTAL: Order.total_minor}
+SORT_COLUMNS = {
+    OrderSortField.CREATED_AT: Order.created_at,
+    OrderSortField.TOTAL: Order.total_minor,
+}
 
 _ORDER_GRAPH = (
     selectinload(Order.lines),
@@ -143,13 +146,17 @@ async def list_orders(
     if after is not None:
         raw_key, row_id = pagination.decode_cursor(after, ordering)
         key = _cursor_key(sort, raw_key)
-        stmt = stmt.where(pagination.after_condition(column, Order.id, key, row_id, desc=descending))
+        stmt = stmt.where(
+            pagination.after_condition(column, Order.id, key, row_id, desc=descending)
+        )
     stmt = pagination.apply_order(stmt, column, Order.id, desc=descending)
     stmt = stmt.limit(size + 1).options(*_ORDER_GRAPH)
     rows = list((await session.scalars(stmt)).all())
     has_next = len(rows) > size
     rows = rows[:size]
-    key_of = (lambda o: o.created_at) if sort is OrderSortField.CREATED_AT else (lambda o: o.total_minor)
+    key_of = (
+        (lambda o: o.created_at) if sort is OrderSortField.CREATED_AT else (lambda o: o.total_minor)
+    )
     cursors = [pagination.encode_cursor(ordering, key_of(o), o.id) for o in rows]
     return pagination.Page(rows, cursors, has_next, after is not None, total or 0)
 
@@ -204,6 +211,7 @@ async def transition(
             f"order {order.number} cannot move from {order.status} to {to} (allowed: {allowed})",
             current=str(order.status),
         )
+    number = order.number
     now = utcnow()
     order.status_history.append(
         OrderStatusChange(
@@ -220,5 +228,5 @@ async def transition(
     try:
         await session.flush()
     except StaleDataError:
-        raise Conflict(f"order {order.number} was changed concurrently; reload and retry") from None
+        raise Conflict(f"order {number} was changed concurrently; reload and retry") from None
     return order

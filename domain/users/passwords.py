@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -23,10 +25,8 @@ def verify_password(stored_hash: str | None, password: str) -> tuple[bool, str |
     with older parameters, so the caller can store a stronger one while it has the plain text.
     """
     if stored_hash is None:
-        try:
+        with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
-        except VerificationError:
-            pass
         return False, None
     try:
         _hasher.verify(stored_hash, password)

@@ -69,7 +69,11 @@ async def create_user(
 ) -> User:
     roles = sorted(set(roles))
     channels = sorted(set(channels))
-    if not username or len(username) > 64 or not username.replace("_", "").replace("-", "").replace(".", "").isalnum():
+    if (
+        not username
+        or len(username) > 64
+        or not username.replace("_", "").replace("-", "").replace(".", "").isalnum()
+    ):
         raise BadInput("username must be 1-64 letters, digits, '.', '_' or '-'")
     if len(password) < passwords.MIN_LENGTH:
         raise BadInput(f"password must have at least {passwords.MIN_LENGTH} characters")

@@ -1,0 +1,234 @@
+"""Fixtures: a real migrated database per test (SQLite by default, PostgreSQL when
+ORDERGATE_TEST_DATABASE_URL is set), the real app over HTTP, real tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from api.app import create_app
+from api.settings import Settings, load_settings
+from domain.db import create_engine, session_factory, utcnow
+from domain.demo import load_demo
+from domain.migrations import run_migrations
+
+DEMO_PASSWORD = "demo-password-for-tests"
+TOKEN_KEYS = "test-1:" + "k" * 48
+PG_URL = os.environ.get("ORDERGATE_TEST_DATABASE_URL")
+
+
+def settings_for(database_url: str, data_dir: Path, **extra: str) -> Settings:
+    env = {
+        "DATABASE_URL": database_url,
+        "ORDERGATE_DATA_DIR": str(data_dir),
+        "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS,
+        "ORDERGATE_ENV": "test",
+        "ORDERGATE_POLICY_POLL_SECONDS": "0",
+        **extra,
+    }
+    return load_settings(env)
+
+
+async def _seed(url: str) -> None:
+    engine = create_engine(url)
+    async with session_factory(engine)() as session:
+        await load_demo(session=session, password=DEMO_PASSWORD, now=utcnow())
+        await session.commit()
+    await engine.dispose()
+
+
+def _migrate_in_thread(url: str) -> None:
+    # Alembic's env runs its own event loop; keep it off the test loop's thread.
+    import threading
+
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_migrations(url)
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+
+
+# ---- SQLite -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    _migrate_in_thread(url)
+    asyncio.run(_seed(url))
+    return path
+
+
+# ---- PostgreSQL -------------------------------------------------------------------------------
+
+
+def _pg_admin_url() -> str:
+    assert PG_URL
+    return str(make_url(PG_URL).set(drivername="postgresql+asyncpg"))
+
+
+async def _pg_execute(sql: str) -> None:
+    engine = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.execute(text(sql))
+    await engine.dispose()
+
+
+def _pg_url(name: str) -> str:
+    return str(make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False))
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    if not PG_URL:
+        pytest.skip("PostgreSQL tests need ORDERGATE_TEST_DATABASE_URL (see README: Testing)")
+    name = f"ordergate_tmpl_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_pg_execute(f'CREATE DATABASE "{name}"'))
+    url = _pg_url(name)
+    try:
+        _migrate_in_thread(url)
+        asyncio.run(_seed(url))
+        yield name
+    finally:
+        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_database(pg_template: str) -> Iterator[str]:
+    name = f"ordergate_test_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    try:
+        yield _pg_url(name)
+    finally:
+        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# ---- the database a test runs on --------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A freshly migrated database with the demo data, private to this test.
+
+    Tests that must also run on PostgreSQL use the `any_database_url` fixture instead.
+    """
+    return _database_for(request, tmp_path, request.param)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return _database_for(request, tmp_path, request.param)
+
+
+def _database_for(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> str:
+    if backend == "postgresql":
+        return request.getfixturevalue("pg_database")
+    template = request.getfixturevalue("sqlite_template")
+    path = tmp_path / "ordergate.db"
+    shutil.copyfile(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return settings_for(database_url, tmp_path)
+
+
+# ---- the app over HTTP ------------------------------------------------------------------------
+
+
+@dataclass
+class Api:
+    """A GraphQL client for tests: `await api.gql(query, as_="cs")`."""
+
+    client: httpx.AsyncClient
+    app: Any
+    _tokens: dict[str, str]
+
+    async def token(self, role: str) -> str:
+        if role not in self._tokens:
+            result = await self.gql(
+                "mutation($u: String!, $p: String!) { login(username: $u, password: $p) "
+                "{ accessToken } }",
+                {"u": f"demo-{role}", "p": DEMO_PASSWORD},
+            )
+            assert "errors" not in result, result
+            self._tokens[role] = result["data"]["login"]["accessToken"]
+        return self._tokens[role]
+
+    async def post(self, body: Any, *, as_: str | None = None, **headers: str) -> httpx.Response:
+        if as_ is not None:
+            headers["authorization"] = f"Bearer {await self.token(as_)}"
+        return await self.client.post("/graphql", json=body, headers=headers)
+
+    async def gql(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        as_: str | None = None,
+        **headers: str,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        response = await self.post(body, as_=as_, **headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+# Tokens do not depend on which copy of the database a test uses (same keys, same user ids),
+# so logging in once per role per session keeps argon2 out of every test.
+_SESSION_TOKENS: dict[str, str] = {}
+
+
+async def _api_for(settings: Settings) -> AsyncIterator[Api]:
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ordergate.test") as client:
+        yield Api(client, app, _SESSION_TOKENS)
+    await app.state.runtime.engine.dispose()
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    async for value in _api_for(settings):
+        yield value
+
+
+@pytest.fixture
+async def any_api(any_database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    async for value in _api_for(settings_for(any_database_url, tmp_path)):
+        yield value
+
+
+@pytest.fixture
+async def pg_api(pg_database: str, tmp_path: Path) -> AsyncIterator[Api]:
+    async for value in _api_for(settings_for(pg_database, tmp_path)):
+        yield value
+
+
+def errors_of(result: dict[str, Any]) -> list[tuple[str, str | None]]:
+    return [
+        (e["extensions"]["code"], e["extensions"].get("field")) for e in result.get("errors", [])
+    ]

@@ -1,0 +1,74 @@
+"""The `ordergate` command, run as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import TOKEN_KEYS
+
+
+def _run(
+    args: list[str], database_url: str, tmp_path: Path, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ORDERGATE_DATA_DIR": str(tmp_path),
+        "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS,
+    }
+    return subprocess.run(  # noqa: S603 - our own CLI with fixed arguments
+        [sys.executable, "-m", "api.cli", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_users_create_reads_the_password_from_stdin(database_url: str, tmp_path: Path) -> None:
+    result = _run(
+        ["users", "create", "--username", "li.na", "--role", "sales", "--channel", "JD"],
+        database_url,
+        tmp_path,
+        stdin="a-long-enough-password\n",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "created li.na with roles sales" in result.stdout
+
+
+def test_users_create_refuses_a_short_password_and_unknown_channel(
+    database_url: str, tmp_path: Path
+) -> None:
+    short = _run(
+        ["users", "create", "--username", "x", "--role", "cs"], database_url, tmp_path, "short\n"
+    )
+    channel = _run(
+        ["users", "create", "--username", "y", "--role", "sales", "--channel", "AMAZON"],
+        database_url,
+        tmp_path,
+        "a-long-enough-password\n",
+    )
+
+    assert short.returncode == 1
+    assert "at least" in short.stderr
+    assert channel.returncode == 1
+    assert "AMAZON" in channel.stderr
+
+
+def test_migrate_then_demo_on_a_new_database_is_repeatable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+
+    migrate = _run(["migrate"], url, tmp_path)
+    first = _run(["demo"], url, tmp_path)
+    second = _run(["demo"], url, tmp_path)
+
+    assert migrate.returncode == 0, migrate.stderr
+    assert "200 orders added" in first.stdout
+    assert "already loaded" in second.stdout
+    assert (tmp_path / "demo-password").stat().st_mode & 0o777 == 0o600
