@@ -21,14 +21,17 @@ from api.runtime import Runtime
 from api.schema import build_schema
 from api.settings import Settings, load_settings
 from api.view import GraphQLView
+from domain.access import ROLES, PolicyInvalid
 
 log = logging.getLogger("ordergate.app")
 
 
 def _reload_policy(runtime: Runtime, why: str) -> None:
     try:
-        if runtime.pdp.reload():
+        if runtime.pdp.reload(known_roles=ROLES):
             log.info("policy reloaded", extra={"version": runtime.pdp.version, "trigger": why})
+    except PolicyInvalid as exc:
+        log.error("policy refused; keeping the previous one", extra={"problems": exc.problems})
     except Exception:
         # A broken policy file must not take the service down: keep serving the last good one.
         log.exception("policy reload failed; keeping the previous policy")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from api.graphql.auth import AuthMutations
 from api.graphql.customers import CustomerQueries
@@ -24,8 +26,17 @@ class Mutation(AuthMutations, OrderMutations):
     pass
 
 
+class Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Domain errors are answers, not faults: the error mapper logs the unexpected ones
+        # once, with the request id, so nothing is logged twice or with a needless traceback.
+        return None
+
+
 def build_schema(*, production: bool = False) -> strawberry.Schema:
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         extensions=[AccessControl],

@@ -46,6 +46,12 @@ class Action(StrEnum):
     USER_ADMIN = "user:admin"
 
 
+class PolicyInvalid(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 class FieldAccess(StrEnum):
     FULL = "FULL"
     MASKED = "MASKED"
@@ -225,9 +231,19 @@ class PolicyDecisionPoint:
     def version(self) -> str:
         return self._state[0]
 
-    def reload(self) -> bool:
-        """Re-read the policy files; returns True when the version changed."""
+    def reload(self, *, known_roles: Iterable[str] | None = None) -> bool:
+        """Re-read the policy files; returns True when the version changed.
+
+        With `known_roles`, a policy that fails `check` is refused (PolicyInvalid) and the
+        current one stays in force, so a typo saved in the editor never reaches requests.
+        """
         new_state = self._load()
+        if new_state[0] == self._state[0]:
+            return False
+        if known_roles is not None:
+            problems = self._check(new_state, known_roles)
+            if problems:
+                raise PolicyInvalid(problems)
         with self._lock:
             changed = new_state[0] != self._state[0]
             if changed:
@@ -294,7 +310,14 @@ class PolicyDecisionPoint:
 
     def check(self, known_roles: Iterable[str]) -> list[str]:
         """Problems in the policy: unknown names, fields no role reads, masks without a mask."""
-        _, enforcer, _ = self._state
+        return self._check(self._state, known_roles)
+
+    def _check(
+        self,
+        state: tuple[str, casbin.Enforcer, dict[frozenset[str], AccessProfile]],
+        known_roles: Iterable[str],
+    ) -> list[str]:
+        version, enforcer, _ = state
         problems: list[str] = []
         known_roles = set(known_roles)
         for rule in enforcer.get_policy():
@@ -333,7 +356,7 @@ class PolicyDecisionPoint:
             problems.append(f"subject {role!r} is neither a known role nor a group any role uses")
         readable: set[str] = set()
         for role in known_roles:
-            profile = self.profile([role])
+            profile = self._compile(version, enforcer, frozenset([role]))
             readable |= {c for c, a in profile.fields.items() if a is not FieldAccess.NONE}
         for coordinate in COORDINATES:
             if coordinate not in readable:

@@ -228,6 +228,12 @@ async def pg_api(pg_database: str, tmp_path: Path) -> AsyncIterator[Api]:
         yield value
 
 
+def nothing_returned(result: dict[str, Any]) -> bool:
+    """True when the response carries no data: none at all, or every root field null."""
+    data = result.get("data")
+    return data is None or all(value is None for value in data.values())
+
+
 def errors_of(result: dict[str, Any]) -> list[tuple[str, str | None]]:
     return [
         (e["extensions"]["code"], e["extensions"].get("field")) for e in result.get("errors", [])

@@ -24,7 +24,7 @@ class AuthMutations:
     @strawberry.mutation(description="Exchange a username and password for an access token.")
     async def login(
         self, info: Info[RequestContext, None], username: str, password: str
-    ) -> AuthPayload:
+    ) -> AuthPayload | None:
         ctx = info.context
         now = utcnow()
         async with ctx.read() as session:

@@ -33,7 +33,7 @@ class CustomerQueries:
         first: int | None = 20,
         after: str | None = None,
         filter: CustomerFilter | None = None,
-    ) -> Connection[Customer]:
+    ) -> Connection[Customer] | None:
         ctx = info.context
         actor = ctx.require_actor()
         async with ctx.read() as session:
@@ -51,7 +51,7 @@ class CustomerQueries:
         self,
         info: Info[RequestContext, None],
         id: strawberry.ID,
-    ) -> Customer:
+    ) -> Customer | None:
         ctx = info.context
         actor = ctx.require_actor()
         async with ctx.read() as session:

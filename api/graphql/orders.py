@@ -72,7 +72,7 @@ class OrderQueries:
         after: str | None = None,
         filter: OrderFilter | None = None,
         order_by: OrderOrder | None = None,
-    ) -> Connection[Order]:
+    ) -> Connection[Order] | None:
         ctx = info.context
         actor = ctx.require_actor()
         order_by = order_by or OrderOrder()
@@ -89,7 +89,7 @@ class OrderQueries:
         return Connection.from_page(page, lambda o: Order.from_model(o, actor.access))
 
     @strawberry.field
-    async def order(self, info: Info[RequestContext, None], id: strawberry.ID) -> Order:
+    async def order(self, info: Info[RequestContext, None], id: strawberry.ID) -> Order | None:
         ctx = info.context
         actor = ctx.require_actor()
         async with ctx.read() as session:
@@ -114,7 +114,7 @@ class OrderMutations:
                 description="Fail with CONFLICT unless the order is at this version."
             ),
         ] = None,
-    ) -> Order:
+    ) -> Order | None:
         ctx = info.context
         actor = ctx.require_actor()
         async with ctx.write() as session:

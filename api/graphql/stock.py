@@ -35,7 +35,7 @@ class StockQueries:
         first: int | None = 20,
         after: str | None = None,
         filter: StockFilter | None = None,
-    ) -> Connection[StockItem]:
+    ) -> Connection[StockItem] | None:
         ctx = info.context
         actor = ctx.require_actor()
         async with ctx.read() as session:
@@ -51,7 +51,7 @@ class StockQueries:
     @strawberry.field(description="Stock of a SKU, in the named warehouse or the fullest one.")
     async def stock_item(
         self, info: Info[RequestContext, None], sku: str, warehouse: str | None = None
-    ) -> StockItem:
+    ) -> StockItem | None:
         ctx = info.context
         actor = ctx.require_actor()
         async with ctx.read() as session:

@@ -155,7 +155,7 @@ class Order:
     status_history: list[OrderStatusChange] | None
 
     @classmethod
-    def from_model(cls, model: orders.Order, access: AccessProfile) -> Order:
+    def from_model(cls, model: orders.Order, access: AccessProfile) -> Order | None:
         return cls(**ORDER(model, access))
 
 
@@ -213,7 +213,7 @@ class Customer:
         return [Order.from_model(o, access) for o in found]
 
     @classmethod
-    def from_model(cls, model: customers.Customer, access: AccessProfile) -> Customer:
+    def from_model(cls, model: customers.Customer, access: AccessProfile) -> Customer | None:
         return cls(**CUSTOMER(model, access), _model_id=model.id)
 
 
@@ -241,7 +241,7 @@ class StockItem:
     updated_at: dt.datetime | None
 
     @classmethod
-    def from_model(cls, model: catalog.StockItem, access: AccessProfile) -> StockItem:
+    def from_model(cls, model: catalog.StockItem, access: AccessProfile) -> StockItem | None:
         return cls(**STOCK_ITEM(model, access))
 
 

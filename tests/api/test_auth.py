@@ -7,7 +7,7 @@ import datetime as dt
 import jwt
 import pytest
 
-from tests.conftest import DEMO_PASSWORD, TOKEN_KEYS, Api, errors_of
+from tests.conftest import DEMO_PASSWORD, TOKEN_KEYS, Api, errors_of, nothing_returned
 
 LOGIN = (
     "mutation($u: String!, $p: String!) "
@@ -34,8 +34,8 @@ async def test_wrong_password_and_unknown_user_get_the_same_answer(api: Api) -> 
     wrong = await api.gql(LOGIN, {"u": "demo-cs", "p": "not-the-password"})
     unknown = await api.gql(LOGIN, {"u": "nobody-here", "p": "not-the-password"})
 
-    assert wrong["data"] is None
-    assert unknown["data"] is None
+    assert nothing_returned(wrong)
+    assert nothing_returned(unknown)
     assert wrong["errors"][0]["message"] == unknown["errors"][0]["message"]
     assert errors_of(wrong) == errors_of(unknown) == [("UNAUTHENTICATED", None)]
 
@@ -95,7 +95,7 @@ def _forge(**overrides: object) -> str:
 async def test_bad_tokens_are_unauthenticated(api: Api, token: str) -> None:
     result = await api.gql(VIEWER, authorization=f"Bearer {token}")
 
-    assert result["data"] is None
+    assert nothing_returned(result)
     assert errors_of(result) == [("UNAUTHENTICATED", None)]
 
 
@@ -120,7 +120,7 @@ async def test_a_forged_token_with_the_right_key_works_which_is_why_keys_are_sec
 async def test_anonymous_callers_get_nothing_but_login(api: Api, query: str) -> None:
     result = await api.gql(query)
 
-    assert result["data"] is None
+    assert nothing_returned(result)
     assert errors_of(result) == [("UNAUTHENTICATED", None)]
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import event
 
-from tests.conftest import Api, errors_of
+from tests.conftest import Api, errors_of, nothing_returned
 
 PAGE = """
 query($first: Int, $after: String, $filter: OrderFilter, $orderBy: OrderOrder) {
@@ -125,7 +125,7 @@ async def test_single_order_by_id_and_unknown_id_is_not_found(api: Api) -> None:
 async def test_bad_arguments_are_bad_user_input(api: Api, variables: dict, needle: str) -> None:
     result = await api.gql(PAGE, variables, as_="ops")
 
-    assert result["data"] is None
+    assert nothing_returned(result)
     assert [e["extensions"]["code"] for e in result["errors"]] == ["BAD_USER_INPUT"]
     assert needle in result["errors"][0]["message"]
 

@@ -1,0 +1,243 @@
+"""Field-level access through real GraphQL requests: the matrix, and attempts to get around it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domain.access import MASKS, ROLES
+from tests import policy_matrix
+from tests.conftest import Api, _api_for, errors_of, nothing_returned, settings_for
+from tests.support import ALL_FIELDS_QUERY, write_open_policy
+
+EXPECTED = policy_matrix.expected()
+# Values that depend on the caller's row scope, so a scoped role legitimately differs.
+SCOPE_DEPENDENT = {"Customer.orders"}
+
+
+def _walk(mine: Any, truth: Any, seen: dict[str, list[tuple[Any, Any]]]) -> None:
+    """Pair each governed field's value as the role saw it with its true value."""
+    if isinstance(truth, list) and isinstance(mine, list):
+        for a, b in zip(mine, truth, strict=False):
+            _walk(a, b, seen)
+    elif isinstance(truth, dict) and isinstance(mine, dict):
+        type_name = truth.get("__typename")
+        for key, true_value in truth.items():
+            if key == "__typename":
+                continue
+            if type_name:
+                seen.setdefault(f"{type_name}.{key}", []).append((mine.get(key), true_value))
+            _walk(mine.get(key), true_value, seen)
+
+
+@pytest.fixture(scope="module")
+def matrix_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    return tmp_path_factory.mktemp("matrix")
+
+
+@pytest.fixture(scope="module")
+async def observed(
+    sqlite_template: Path, matrix_dirs: Path
+) -> AsyncIterator[dict[str, tuple[dict[str, list[tuple[Any, Any]]], set[str]]]]:
+    """For each role: governed values seen (paired with the truth) and FORBIDDEN fields."""
+    import shutil
+
+    db = matrix_dirs / "matrix.db"
+    shutil.copyfile(sqlite_template, db)
+    url = f"sqlite+aiosqlite:///{db}"
+    open_policy = write_open_policy(matrix_dirs / "open-policy")
+    variables = {"first": 5}
+
+    async for truth_api in _api_for(
+        settings_for(url, matrix_dirs, ORDERGATE_POLICY_DIR=str(open_policy))
+    ):
+        truth = await truth_api.gql(ALL_FIELDS_QUERY, variables, as_="cs")
+    assert "errors" not in truth, truth["errors"][:3]
+
+    results = {}
+    async for api in _api_for(settings_for(url, matrix_dirs)):
+        for role in ROLES:
+            response = await api.gql(ALL_FIELDS_QUERY, variables, as_=role)
+            seen: dict[str, list[tuple[Any, Any]]] = {}
+            _walk(response.get("data") or {}, truth["data"], seen)
+            forbidden = {f for code, f in errors_of(response) if code == "FORBIDDEN" and f}
+            unexpected = [
+                e for e in response.get("errors", []) if e["extensions"]["code"] != "FORBIDDEN"
+            ]
+            assert not unexpected, (role, unexpected)
+            results[role] = (seen, forbidden)
+    return results
+
+
+@pytest.mark.parametrize(("role", "coordinate"), sorted(EXPECTED))
+async def test_role_sees_each_field_as_the_table_says(
+    observed: dict[str, Any], role: str, coordinate: str
+) -> None:
+    seen, forbidden = observed[role]
+    expected = EXPECTED[(role, coordinate)]
+    pairs = seen.get(coordinate, [])
+
+    if expected == "NONE":
+        assert coordinate in forbidden
+        assert all(mine is None for mine, _ in pairs)
+        return
+    assert coordinate not in forbidden
+    assert pairs, f"{role} should have observed {coordinate}"
+    for mine, truth in pairs:
+        if coordinate in SCOPE_DEPENDENT or isinstance(truth, dict | list):
+            assert (mine is None) == (truth is None)
+        elif expected == "FULL":
+            assert mine == truth
+        elif truth is not None:
+            assert mine == MASKS[coordinate](truth)
+            assert mine != truth
+
+
+# ---- attempts to get around the policy, as customer service ----------------------------------
+
+COST_QUERIES = {
+    "alias": "{ orders(first: 3) { edges { node { price: total cost: grossMargin } } } }",
+    "alias on line": "{ orders(first: 3) { edges { node { lines { c: costPrice } } } } }",
+    "fragment": """{ orders(first: 3) { edges { node { ...F } } } }
+        fragment F on Order { grossMargin lines { costPrice } }""",
+    "inline fragment": "{ orders(first: 3) { edges { node { ... on Order { grossMargin } } } } }",
+    "nested through customer": """{ customers(first: 5) { edges { node {
+        orders(first: 3) { lines { costPrice } } } } } }""",
+    "nested fragment spread": """{ customer(id: "1") { ...C } }
+        fragment C on Customer { orders { ...O } }
+        fragment O on Order { lines { ...L } }
+        fragment L on OrderLine { costPrice }""",
+    "typename beside": """{ orders(first: 3) { edges { node { __typename grossMargin
+        lines { __typename costPrice } } } } }""",
+    "single order": '{ order(id: "1") { paymentTransactionId } }',
+    "stock": "{ stockItems(first: 3) { edges { node { unitCost } } } }",
+    "named operation among others": """query A { viewer { username } }
+        query B { orders(first: 2) { edges { node { grossMargin } } } }""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(COST_QUERIES))
+async def test_customer_service_cannot_reach_restricted_fields(api: Api, name: str) -> None:
+    body: dict[str, Any] = {"query": COST_QUERIES[name]}
+    if name == "named operation among others":
+        body["operationName"] = "B"
+
+    response = (await api.post(body, as_="cs")).json()
+
+    text = str(response.get("data"))
+    forbidden = {f for code, f in errors_of(response) if code == "FORBIDDEN"}
+    assert forbidden, response
+    assert forbidden <= {
+        "Order.grossMargin",
+        "OrderLine.costPrice",
+        "Order.paymentTransactionId",
+        "StockItem.unitCost",
+    }
+    for key in (
+        "'cost': '",
+        "'c': '",
+        "'grossMargin': '",
+        "'costPrice': '",
+        "'unitCost': '",
+        "'paymentTransactionId': '",
+    ):
+        assert key not in text, (name, text)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        (
+            '{ orders(filter: {customerPhone: "13800000000"}) { totalCount } }',
+            "Order.customerPhone",
+        ),
+        ('{ orders(filter: {minTotal: "100.00"}) { totalCount } }', "Order.total"),
+        ("{ orders(orderBy: {field: TOTAL}) { totalCount } }", "Order.total"),
+        ('{ customers(filter: {phone: "13800000000"}) { totalCount } }', "Customer.phone"),
+        ('{ customers(filter: {email: "a@example.com"}) { totalCount } }', "Customer.email"),
+    ],
+)
+async def test_filtering_or_sorting_on_a_field_not_readable_in_full_is_forbidden(
+    api: Api, query: str, field: str
+) -> None:
+    result = await api.gql(query, as_="compliance")
+
+    assert nothing_returned(result)
+    assert errors_of(result) == [("FORBIDDEN", field)]
+
+
+async def test_masked_phone_cannot_be_used_as_a_search_oracle_by_sales(api: Api) -> None:
+    result = await api.gql(
+        '{ customers(filter: {phone: "13800000000"}) { totalCount } }', as_="sales"
+    )
+
+    assert errors_of(result) == [("FORBIDDEN", "Customer.phone")]
+
+
+async def test_sales_sees_only_orders_of_its_channels_and_others_are_not_found(api: Api) -> None:
+    mine = await api.gql(
+        "{ orders(first: 100) { totalCount edges { node { channel } } } }", as_="sales"
+    )
+    outside = await api.gql(
+        "{ orders(first: 1, filter: {channel: [WEB]}) { edges { node { id } } } }", as_="ops"
+    )
+    outside_id = outside["data"]["orders"]["edges"][0]["node"]["id"]
+
+    single = await api.gql(
+        "query($id: ID!) { order(id: $id) { number } }", {"id": outside_id}, as_="sales"
+    )
+    filtered = await api.gql("{ orders(filter: {channel: [WEB]}) { totalCount } }", as_="sales")
+
+    assert {e["node"]["channel"] for e in mine["data"]["orders"]["edges"]} == {"TAOBAO", "JD"}
+    assert mine["data"]["orders"]["totalCount"] == 100
+    assert errors_of(single) == [("NOT_FOUND", None)]
+    assert filtered["data"]["orders"]["totalCount"] == 0
+
+
+async def test_nested_customer_orders_respect_the_sales_row_scope(api: Api) -> None:
+    result = await api.gql(
+        "{ customers(first: 100) { edges { node { orders(first: 50) { channel } } } } }",
+        as_="sales",
+    )
+
+    channels = {
+        o["channel"] for e in result["data"]["customers"]["edges"] for o in e["node"]["orders"]
+    }
+    assert channels == {"TAOBAO", "JD"}
+
+
+async def test_viewer_reports_field_access_so_a_ui_can_render_it(api: Api) -> None:
+    result = await api.gql("{ viewer { roles fieldAccess { type field access } } }", as_="sales")
+
+    access = {(e["type"], e["field"]): e["access"] for e in result["data"]["viewer"]["fieldAccess"]}
+    assert access[("Customer", "phone")] == "MASKED"
+    assert access[("Order", "grossMargin")] == "NONE"
+    assert access[("Order", "trackingNumber")] == "FULL"
+    assert {f"{t}.{f}" for t, f in access} == {c for r, c in EXPECTED if r == "sales"}
+
+
+async def test_admin_reads_no_customer_data(api: Api) -> None:
+    result = await api.gql("{ customers { edges { node { name } } } }", as_="admin")
+
+    assert nothing_returned(result)
+    assert ("FORBIDDEN", "Customer.id") in errors_of(result) or (
+        "FORBIDDEN",
+        "Customer.name",
+    ) in errors_of(result)
+
+
+async def test_each_denied_field_is_reported_once_however_many_rows(api: Api) -> None:
+    result = await api.gql(
+        "{ orders(first: 50) { edges { node { grossMargin g2: grossMargin "
+        "lines { costPrice } } } } }",
+        as_="cs",
+    )
+
+    assert sorted(errors_of(result)) == [
+        ("FORBIDDEN", "Order.grossMargin"),
+        ("FORBIDDEN", "OrderLine.costPrice"),
+    ]
+    assert len(result["data"]["orders"]["edges"]) == 50

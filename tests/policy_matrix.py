@@ -1,0 +1,123 @@
+"""The access policy's specification: every role x every governed field.
+
+Reviewers read this table; `tests/api/test_policy_matrix.py` checks it against real GraphQL
+requests, and `tests/unit/test_policy.py` against the compiled policy. Change policy.csv and
+this table together.
+
+F = FULL (the value), M = MASKED (`138****5678`), - = NONE (null plus a FORBIDDEN error).
+"""
+
+from __future__ import annotations
+
+ROLES = (
+    "admin",
+    "cs",
+    "sales",
+    "warehouse",
+    "purchasing",
+    "ops",
+    "finance",
+    "approver",
+    "compliance",
+    "integration",
+)
+
+TABLE = """
+# field                     admin    cs sales wareh purch   ops finan appro compl integ
+Order.id                        -     F     F     F     F     F     F     F     F     F
+Order.number                    -     F     F     F     F     F     F     F     F     F
+Order.channel                   -     F     F     F     F     F     F     F     F     F
+Order.externalId                -     F     F     F     F     F     F     F     F     F
+Order.status                    -     F     F     F     F     F     F     F     F     F
+Order.currency                  -     F     F     F     F     F     F     F     F     F
+Order.createdAt                 -     F     F     F     F     F     F     F     F     F
+Order.updatedAt                 -     F     F     F     F     F     F     F     F     F
+Order.version                   -     F     F     F     F     F     F     F     F     F
+Order.subtotal                  -     F     F     -     -     F     F     F     -     -
+Order.shippingFee               -     F     F     -     -     F     F     F     -     -
+Order.discount                  -     F     F     -     -     F     F     F     -     -
+Order.total                     -     F     F     -     -     F     F     F     -     -
+Order.grossMargin               -     -     -     -     -     -     F     -     -     -
+Order.customer                  -     F     F     -     -     F     F     F     F     -
+Order.customerName              -     F     F     -     -     M     M     M     M     -
+Order.customerPhone             -     F     M     -     -     M     M     M     M     -
+Order.shippingAddress           -     F     F     F     -     F     F     F     F     -
+Order.paymentMethod             -     F     -     -     -     F     F     -     -     -
+Order.paymentTransactionId      -     -     -     -     -     -     F     -     -     -
+Order.carrier                   -     F     F     F     -     F     -     -     -     -
+Order.trackingNumber            -     F     F     F     -     F     -     -     -     -
+Order.internalNote              -     F     -     -     -     F     -     -     -     -
+Order.lines                     -     F     F     F     F     F     F     F     F     -
+Order.statusHistory             -     F     F     F     F     F     F     F     F     F
+
+OrderLine.id                    -     F     F     F     F     F     F     F     F     -
+OrderLine.sku                   -     F     F     F     F     F     F     F     F     -
+OrderLine.name                  -     F     F     F     F     F     F     F     F     -
+OrderLine.quantity              -     F     F     F     F     F     F     F     F     -
+OrderLine.unitPrice             -     F     F     -     -     F     F     F     -     -
+OrderLine.lineTotal             -     F     F     -     -     F     F     F     -     -
+OrderLine.costPrice             -     -     -     -     F     -     F     -     -     -
+
+OrderStatusChange.from          -     F     F     F     F     F     F     F     F     F
+OrderStatusChange.to            -     F     F     F     F     F     F     F     F     F
+OrderStatusChange.actor         -     F     F     F     F     F     F     F     F     F
+OrderStatusChange.at            -     F     F     F     F     F     F     F     F     F
+OrderStatusChange.note          -     F     F     F     F     F     F     F     F     F
+
+Customer.id                     -     F     F     -     -     F     F     F     F     -
+Customer.name                   -     F     F     -     -     M     M     M     M     -
+Customer.phone                  -     F     M     -     -     M     M     M     M     -
+Customer.email                  -     F     M     -     -     M     M     M     M     -
+Customer.createdAt              -     F     F     -     -     F     F     F     F     -
+Customer.addresses              -     F     F     -     -     F     F     F     F     -
+Customer.orders                 -     F     F     -     -     F     F     F     F     -
+
+Address.recipient               -     F     M     F     -     M     M     M     M     -
+Address.phone                   -     F     M     F     -     M     M     M     M     -
+Address.province                -     F     F     F     -     F     F     F     F     -
+Address.city                    -     F     F     F     -     F     F     F     F     -
+Address.district                -     F     F     F     -     F     F     F     F     -
+Address.street                  -     F     M     F     -     M     M     M     M     -
+Address.postalCode              -     F     F     F     -     F     F     F     F     -
+
+StockItem.sku                   -     F     F     F     F     F     F     -     -     -
+StockItem.productName           -     F     F     F     F     F     F     -     -     -
+StockItem.warehouse             -     F     F     F     F     F     F     -     -     -
+StockItem.onHand                -     F     F     F     F     F     F     -     -     -
+StockItem.reserved              -     F     F     F     F     F     F     -     -     -
+StockItem.available             -     F     F     F     F     F     F     -     -     -
+StockItem.safetyThreshold       -     F     F     F     F     F     F     -     -     -
+StockItem.unitCost              -     -     -     -     F     -     F     -     -     -
+StockItem.updatedAt             -     F     F     F     F     F     F     -     -     -
+"""
+
+_LETTERS = {"F": "FULL", "M": "MASKED", "-": "NONE"}
+
+
+def expected() -> dict[tuple[str, str], str]:
+    """{(role, "Type.field"): "FULL" | "MASKED" | "NONE"} from the table above."""
+    result: dict[tuple[str, str], str] = {}
+    for line in TABLE.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        coordinate, *cells = line.split()
+        assert len(cells) == len(ROLES), line
+        for role, cell in zip(ROLES, cells, strict=True):
+            result[(role, coordinate)] = _LETTERS[cell]
+    return result
+
+
+# Who may perform which operation; every role not listed for an action is refused.
+OPERATIONS = {
+    "order:transition": {"warehouse", "ops"},
+    "order:ingest": {"integration"},
+    "price:request": {"sales"},
+    "refund:request": {"cs", "sales", "finance"},
+    "approval:sign": {"approver"},
+    "export:request": {"sales", "ops", "finance"},
+    "export:approve_l1": {"approver"},
+    "export:approve_l2": {"compliance"},
+    "audit:read": {"compliance"},
+    "report:access": {"compliance"},
+    "user:admin": {"admin"},
+}

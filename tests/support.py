@@ -1,0 +1,50 @@
+"""Helpers shared by tests and benchmarks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from domain.access import POLICY_DIR, ROLES, Action
+
+# Selects every governed field of every governed type, with __typename so a response can be
+# walked generically.
+ALL_FIELDS_QUERY = """
+fragment AddressFields on Address {
+  __typename recipient phone province city district street postalCode
+}
+fragment CustomerFields on Customer {
+  __typename id name phone email createdAt addresses { ...AddressFields }
+  orders(first: 1) { __typename }
+}
+fragment OrderFields on Order {
+  __typename id number channel externalId status currency createdAt updatedAt version
+  subtotal shippingFee discount total grossMargin customerName customerPhone
+  paymentMethod paymentTransactionId carrier trackingNumber internalNote
+  customer { ...CustomerFields }
+  shippingAddress { ...AddressFields }
+  lines { __typename id sku name quantity unitPrice lineTotal costPrice }
+  statusHistory { __typename from to actor at note }
+}
+query Everything($first: Int!) {
+  orders(first: $first, filter: {channel: [TAOBAO]}) { edges { node { ...OrderFields } } }
+  stockItems(first: $first) { edges { node {
+    __typename sku productName warehouse onHand reserved available safetyThreshold unitCost
+    updatedAt
+  } } }
+}
+"""
+
+
+def write_open_policy(directory: Path) -> Path:
+    """A policy granting every role every field in full, all rows and all actions: the
+    baseline the real policy is compared against."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(POLICY_DIR / "model.conf", directory / "model.conf")
+    lines = []
+    for role in ROLES:
+        lines.append(f"p, {role}, *, read, allow")
+        lines.append(f"p, {role}, Order, rows:all, allow")
+        lines.extend(f"p, {role}, operation, {action}, allow" for action in Action)
+    (directory / "policy.csv").write_text("\n".join(lines) + "\n")
+    return directory

@@ -1,0 +1,166 @@
+"""The compiled policy against the specification table, and the policy tooling."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from domain.access import (
+    COORDINATES,
+    POLICY_DIR,
+    RESOURCES,
+    ROLES,
+    Action,
+    FieldAccess,
+    PolicyDecisionPoint,
+    PolicyInvalid,
+    RowScope,
+)
+from tests import policy_matrix
+
+PDP = PolicyDecisionPoint()
+EXPECTED = policy_matrix.expected()
+
+
+def test_the_table_covers_every_role_and_every_governed_field() -> None:
+    assert set(policy_matrix.ROLES) == set(ROLES)
+    assert {c for _, c in EXPECTED} == set(COORDINATES)
+
+
+@pytest.mark.parametrize(("role", "coordinate"), sorted(EXPECTED))
+def test_compiled_access_matches_the_table(role: str, coordinate: str) -> None:
+    assert PDP.profile([role]).field_access(coordinate) == EXPECTED[(role, coordinate)]
+
+
+@pytest.mark.parametrize("action", sorted(policy_matrix.OPERATIONS))
+def test_each_operation_is_granted_to_exactly_the_listed_roles(action: str) -> None:
+    granted = {r for r in ROLES if PDP.profile([r]).can(Action(action))}
+
+    assert granted == policy_matrix.OPERATIONS[action]
+
+
+def test_the_operations_table_names_every_action() -> None:
+    assert set(policy_matrix.OPERATIONS) == {str(a) for a in Action}
+
+
+@pytest.mark.parametrize(
+    "coordinate",
+    [
+        "OrderLine.costPrice",
+        "Order.grossMargin",
+        "Order.paymentTransactionId",
+        "StockItem.unitCost",
+    ],
+)
+def test_customer_service_never_sees_cost_margin_or_payment_details(coordinate: str) -> None:
+    assert PDP.profile(["cs"]).field_access(coordinate) is FieldAccess.NONE
+
+
+def test_a_deny_on_one_role_is_not_undone_by_another_role_of_the_same_person() -> None:
+    person = PDP.profile(["cs", "finance"])
+
+    assert person.field_access("OrderLine.costPrice") is FieldAccess.NONE
+    assert person.field_access("Order.paymentMethod") is FieldAccess.FULL
+
+
+def test_grants_of_several_roles_add_up() -> None:
+    person = PDP.profile(["warehouse", "approver"])
+
+    assert person.field_access("Order.total") is FieldAccess.FULL  # from approver
+    assert person.can(Action.ORDER_TRANSITION)
+    assert person.can(Action.APPROVAL_SIGN)
+
+
+def test_sales_rows_are_scoped_to_its_channels_and_other_roles_see_all() -> None:
+    assert PDP.profile(["sales"]).order_rows is RowScope.CHANNELS
+    assert PDP.profile(["sales", "ops"]).order_rows is RowScope.ALL
+    assert PDP.profile(["admin"]).order_rows is RowScope.NONE
+
+
+def test_an_unknown_role_gets_nothing() -> None:
+    profile = PDP.profile(["intern"])
+
+    assert set(profile.fields.values()) == {FieldAccess.NONE}
+    assert not profile.actions
+
+
+def test_the_shipped_policy_passes_its_own_check() -> None:
+    assert PDP.check(ROLES) == []
+
+
+def _policy_copy(tmp_path: Path, extra: str) -> PolicyDecisionPoint:
+    shutil.copy(POLICY_DIR / "model.conf", tmp_path / "model.conf")
+    (tmp_path / "policy.csv").write_text((POLICY_DIR / "policy.csv").read_text() + extra)
+    return PolicyDecisionPoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("line", "complaint"),
+    [
+        ("p, cs, Order.grossMargn, read, allow", "names no existing Type.field"),
+        ("p, cs, Ordr.*, read, allow", "names no existing Type.field"),
+        ("p, cs, operation, order:delete, allow", "unknown action"),
+        ("p, cs, Order.total, write, allow", "unknown field action"),
+        ("p, cs, Order.total, read_masked, allow", "has no mask"),
+        ("p, salse, Order.total, read, allow", "neither a known role"),
+    ],
+)
+def test_check_names_lines_with_typos(tmp_path: Path, line: str, complaint: str) -> None:
+    pdp = _policy_copy(tmp_path, line + "\n")
+
+    problems = pdp.check(ROLES)
+
+    assert any(complaint in p for p in problems), problems
+
+
+def test_check_reports_a_field_no_role_can_read(tmp_path: Path) -> None:
+    shutil.copy(POLICY_DIR / "model.conf", tmp_path / "model.conf")
+    lines = (POLICY_DIR / "policy.csv").read_text().splitlines()
+    (tmp_path / "policy.csv").write_text(
+        "\n".join(line for line in lines if "Order.internalNote" not in line) + "\n"
+    )
+
+    problems = PolicyDecisionPoint(tmp_path).check(ROLES)
+
+    assert "Order.internalNote: no role can read it (a typo in policy.csv?)" in problems
+
+
+def test_explain_names_the_deciding_line() -> None:
+    decision = PDP.explain("cs", "Order.grossMargin")
+
+    assert decision.access is FieldAccess.NONE
+    assert "p, cs, Order.grossMargin, read, deny" in decision.lines[0]
+
+
+def test_reload_swaps_in_a_changed_policy_and_keeps_an_unchanged_one(tmp_path: Path) -> None:
+    pdp = _policy_copy(tmp_path, "")
+    before = pdp.version
+    assert pdp.profile(["warehouse"]).field_access("Order.total") is FieldAccess.NONE
+
+    assert pdp.reload() is False
+    policy = tmp_path / "policy.csv"
+    policy.write_text(policy.read_text() + "p, warehouse, Order.total, read, allow\n")
+    changed = pdp.reload()
+
+    assert changed is True
+    assert pdp.version != before
+    assert pdp.profile(["warehouse"]).field_access("Order.total") is FieldAccess.FULL
+
+
+def test_resources_have_unique_fields() -> None:
+    for type_name, fields in RESOURCES.items():
+        assert len(fields) == len(set(fields)), type_name
+
+
+def test_reload_refuses_a_policy_that_fails_its_check_and_keeps_the_old_one(tmp_path: Path) -> None:
+    pdp = _policy_copy(tmp_path, "")
+    before = pdp.version
+    policy = tmp_path / "policy.csv"
+    policy.write_text(policy.read_text() + "p, cs, Order.grossMargn, read, allow\n")
+
+    with pytest.raises(PolicyInvalid):
+        pdp.reload(known_roles=ROLES)
+
+    assert pdp.version == before
