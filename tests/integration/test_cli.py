@@ -7,17 +7,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+from domain.access import POLICY_DIR
 from tests.conftest import TOKEN_KEYS
 
 
 def _run(
-    args: list[str], database_url: str, tmp_path: Path, stdin: str = ""
+    args: list[str],
+    database_url: str,
+    tmp_path: Path,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "ORDERGATE_DATA_DIR": str(tmp_path),
         "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS,
+        **(env or {}),
     }
     return subprocess.run(  # noqa: S603 - our own CLI with fixed arguments
         [sys.executable, "-m", "api.cli", *args],
@@ -72,3 +78,33 @@ def test_migrate_then_demo_on_a_new_database_is_repeatable(tmp_path: Path) -> No
     assert "200 orders added" in first.stdout
     assert "already loaded" in second.stdout
     assert (tmp_path / "demo-password").stat().st_mode & 0o777 == 0o600
+
+
+def test_policy_explain_prints_the_decision_and_the_line(database_url: str, tmp_path: Path) -> None:
+    result = _run(
+        ["policy", "explain", "--role", "cs", "--field", "Order.grossMargin"],
+        database_url,
+        tmp_path,
+    )
+
+    assert result.returncode == 0
+    assert "cs on Order.grossMargin: NONE" in result.stdout
+    assert "p, cs, Order.grossMargin, read, deny" in result.stdout
+
+
+def test_policy_check_fails_on_a_typo(database_url: str, tmp_path: Path) -> None:
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    for name in ("model.conf", "policy.csv"):
+        (policy_dir / name).write_text((POLICY_DIR / name).read_text())
+    with (policy_dir / "policy.csv").open("a") as fh:
+        fh.write("p, cs, Order.totl, read, allow\n")
+
+    good = _run(["policy", "check"], database_url, tmp_path)
+    bad = _run(
+        ["policy", "check"], database_url, tmp_path, env={"ORDERGATE_POLICY_DIR": str(policy_dir)}
+    )
+
+    assert good.returncode == 0, good.stdout
+    assert bad.returncode == 1
+    assert "Order.totl" in bad.stdout
