@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -22,26 +23,64 @@ from api.schema import build_schema
 from api.settings import Settings, load_settings
 from api.view import GraphQLView
 from domain.access import ROLES, PolicyInvalid
+from domain.actor import SYSTEM_ORIGIN
+from domain.audit import service as audit
+from domain.audit.service import Outcome, Subject
 
 log = logging.getLogger("ordergate.app")
 
 
-def _reload_policy(runtime: Runtime, why: str) -> None:
+SERVER = Subject(None, "ordergate-server", (), SYSTEM_ORIGIN)
+
+
+async def _audit(runtime: Runtime, **event: Any) -> None:
+    async with runtime.sessions() as session:
+        await audit.record(session=session, who=SERVER, **event)
+        await session.commit()
+
+
+async def _reload_policy(runtime: Runtime, why: str) -> None:
+    before = runtime.pdp.version
     try:
-        if runtime.pdp.reload(known_roles=ROLES):
-            log.info("policy reloaded", extra={"version": runtime.pdp.version, "trigger": why})
+        changed = runtime.pdp.reload(known_roles=ROLES)
     except PolicyInvalid as exc:
         log.error("policy refused; keeping the previous one", extra={"problems": exc.problems})
+        await _audit(
+            runtime,
+            action="policy.reload",
+            outcome=Outcome.FAILURE,
+            code="BAD_USER_INPUT",
+            details={"trigger": why, "kept": before, "problems": exc.problems},
+        )
+        return
     except Exception:
         # A broken policy file must not take the service down: keep serving the last good one.
         log.exception("policy reload failed; keeping the previous policy")
+        return
+    if changed:
+        log.info("policy reloaded", extra={"version": runtime.pdp.version, "trigger": why})
+        await _audit(
+            runtime,
+            action="policy.reload",
+            details={"trigger": why, "from": before, "to": runtime.pdp.version},
+        )
 
 
-async def _watch_policy(runtime: Runtime) -> None:
-    interval = runtime.settings.policy_poll_seconds
+async def _every(seconds: float, job: Callable[[], Awaitable[None]], what: str) -> None:
     while True:
-        await asyncio.sleep(interval)
-        _reload_policy(runtime, "file change")
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception:
+            log.exception(f"{what} failed; will try again")
+
+
+async def _checkpoint(runtime: Runtime) -> None:
+    async with runtime.sessions() as session:
+        checkpoint = await audit.create_checkpoint(session=session, key=runtime.checkpoint_key)
+        await session.commit()
+    if checkpoint is not None:
+        log.info("audit checkpoint", extra={"seq": checkpoint.seq, "hash": checkpoint.hash})
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
@@ -62,20 +101,42 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         configure_logging()
         loop = asyncio.get_running_loop()
+        background: set[asyncio.Task[None]] = set()
+
+        def on_sighup() -> None:
+            task = loop.create_task(_reload_policy(runtime, "SIGHUP"))
+            background.add(task)
+            task.add_done_callback(background.discard)
+
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, _reload_policy, runtime, "SIGHUP")
-        watcher = (
-            asyncio.create_task(_watch_policy(runtime))
-            if settings.policy_poll_seconds > 0
-            else None
-        )
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        if settings.policy_poll_seconds > 0:
+            background.add(
+                asyncio.create_task(
+                    _every(
+                        settings.policy_poll_seconds,
+                        lambda: _reload_policy(runtime, "file change"),
+                        "policy reload",
+                    )
+                )
+            )
+        if settings.audit_checkpoint_seconds > 0:
+            background.add(
+                asyncio.create_task(
+                    _every(
+                        settings.audit_checkpoint_seconds,
+                        lambda: _checkpoint(runtime),
+                        "audit checkpoint",
+                    )
+                )
+            )
         try:
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            for task in list(background):
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                    await task
             await runtime.engine.dispose()
 
     app = Starlette(

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import datetime as dt
 import getpass
+import json
 import os
 import secrets
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from api.settings import Settings, SettingsError, load_settings
+from api.settings import Settings, SettingsError, checkpoint_key, load_settings
 from domain.access import ROLES, FieldAccess, PolicyDecisionPoint
+from domain.actor import SYSTEM_ORIGIN
+from domain.audit.service import Subject
 from domain.db import create_engine, session_factory, utcnow
 from domain.errors import DomainError
 
@@ -44,7 +51,36 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--role", required=True)
     explain.add_argument("--field", required=True, help="a coordinate such as Order.grossMargin")
     policy.add_parser("check", help="fail on lines naming unknown things and fields nobody reads")
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    verify = audit.add_parser("verify", help="recompute the hash chain and check checkpoints")
+    verify.add_argument("--checkpoints", type=Path, help="a JSON-lines copy kept elsewhere")
+    verify.add_argument("--public-key", type=Path, help="verify with this PEM public key")
+    export = audit.add_parser("export", help="write events as CSV")
+    export.add_argument("--from", dest="time_from", type=_aware, help="ISO 8601 with offset")
+    export.add_argument("--to", dest="time_to", type=_aware, help="ISO 8601 with offset, exclusive")
+    export.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    audit.add_parser("checkpoint", help="sign the current head now")
+    audit.add_parser("checkpoints", help="print every checkpoint as JSON lines, to keep elsewhere")
+    audit.add_parser("public-key", help="print the checkpoint public key (PEM)")
     return parser
+
+
+def _aware(value: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not ISO 8601") from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} has no offset; naive times are refused")
+    return parsed
+
+
+def _cli_subject() -> Subject:
+    """Who the audit log names for a command run on the server itself."""
+    return Subject(None, f"cli:{getpass.getuser()}"[:64], (), SYSTEM_ORIGIN)
 
 
 def _read_password(username: str) -> str:
@@ -64,6 +100,7 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
         async with session_factory(engine)() as session:
             user = await users_service.create_user(
                 session=session,
+                who=_cli_subject(),
                 username=args.username,
                 password=password,
                 roles=args.role,
@@ -118,6 +155,110 @@ async def _demo(settings: Settings) -> None:
         print(f"their password{new}: {password}   (kept in {where}, mode 0600)")
 
 
+async def _audit_command(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from domain.audit import service as audit_service
+    from domain.audit.chain import FIELDS
+    from domain.audit.keys import CheckpointKey
+    from domain.audit.models import AuditCheckpoint
+
+    if args.audit_command == "public-key":
+        print(checkpoint_key(settings).public_pem(), end="")
+        return 0
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            if args.audit_command == "verify":
+                key = (
+                    CheckpointKey.from_public_pem(args.public_key.read_bytes())
+                    if args.public_key
+                    else checkpoint_key(settings)
+                )
+                external = (
+                    [
+                        json.loads(line)
+                        for line in args.checkpoints.read_text().splitlines()
+                        if line.strip()
+                    ]
+                    if args.checkpoints
+                    else []
+                )
+                started = time.perf_counter()
+                result = await audit_service.verify(
+                    session=session, key=key, external_checkpoints=external
+                )
+                elapsed = time.perf_counter() - started
+                for problem in result.problems:
+                    print(f"BAD   {problem}")
+                rate = result.events / elapsed if elapsed else 0
+                print(
+                    f"{'OK' if result.ok else 'FAIL'}  {result.events} events, head seq "
+                    f"{result.head_seq}, {result.checkpoints} checkpoint(s) verified "
+                    f"({rate:,.0f} events/s)"
+                )
+                if result.first_bad_seq is not None:
+                    print(f"first bad sequence number: {result.first_bad_seq}")
+                if result.last_checkpoint:
+                    print(
+                        f"last checkpoint: seq {result.last_checkpoint['seq']} "
+                        f"hash {result.last_checkpoint['hash']}"
+                    )
+                return 0 if result.ok else 1
+            if args.audit_command == "checkpoint":
+                checkpoint = await audit_service.create_checkpoint(
+                    session=session, key=checkpoint_key(settings)
+                )
+                await session.commit()
+                if checkpoint is None:
+                    print("nothing new since the last checkpoint")
+                else:
+                    print(json.dumps(audit_service.checkpoint_record(checkpoint)))
+                return 0
+            if args.audit_command == "checkpoints":
+                rows = await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq))
+                for checkpoint in rows:
+                    print(json.dumps(audit_service.checkpoint_record(checkpoint)))
+                return 0
+            if args.audit_command == "export":
+                out = (
+                    args.output.open("w", newline="", encoding="utf-8")
+                    if args.output
+                    else sys.stdout
+                )
+                try:
+                    writer = csv.writer(out)
+                    writer.writerow([*FIELDS, "prev_hash", "hash"])
+                    count = 0
+                    async for event in audit_service.iter_events(
+                        session, time_from=args.time_from, time_to=args.time_to
+                    ):
+                        event["at"] = event["at"].isoformat()
+                        writer.writerow([event[name] for name in (*FIELDS, "prev_hash", "hash")])
+                        count += 1
+                finally:
+                    if args.output:
+                        out.close()
+                await audit_service.record(
+                    session=session,
+                    who=_cli_subject(),
+                    action="audit.export",
+                    operation="audit export",
+                    details={
+                        "from": args.time_from.isoformat() if args.time_from else None,
+                        "to": args.time_to.isoformat() if args.time_to else None,
+                        "events": count,
+                    },
+                )
+                await session.commit()
+                if args.output:
+                    print(f"wrote {count} events to {args.output}", file=sys.stderr)
+                return 0
+    finally:
+        await engine.dispose()
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -161,6 +302,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         password = _read_password(args.username)
         asyncio.run(_create_user(settings, args, password))
         return 0
+    if args.command == "audit":
+        return asyncio.run(_audit_command(settings, args))
     if args.command == "policy":
         pdp = PolicyDecisionPoint(settings.policy_dir)
         if args.policy_command == "explain":

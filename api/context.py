@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,9 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
 
+from api.errors import DENIAL_CODES, error_code
 from domain.access import AccessProfile
-from domain.actor import Actor
-from domain.errors import Unauthenticated
+from domain.actor import Actor, Origin
+from domain.audit import service as audit
+from domain.audit.service import Outcome, Subject
+from domain.errors import DomainError, Unauthenticated
+
+log = logging.getLogger("ordergate.audit")
 
 if TYPE_CHECKING:
     from api.runtime import Runtime
@@ -25,8 +31,7 @@ class RequestContext:
     request: Request
     runtime: Runtime
     session: AsyncSession
-    client_ip: str
-    request_id: str
+    origin: Origin
     actor: Actor | None = None
     auth_error: Unauthenticated | None = None
     # Coordinates the operation asks for that the caller may not read; reported once each.
@@ -52,12 +57,65 @@ class RequestContext:
             yield self.session
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
-        """One mutation, one transaction: commit on success, roll back on any error."""
+    async def write(
+        self,
+        *,
+        action: str,
+        operation: str,
+        target_type: str | None = None,
+        target_id: object = None,
+    ) -> AsyncIterator[AsyncSession]:
+        """One mutation, one transaction: commit on success, roll back on any error.
+
+        The service records the success event inside the transaction. When the mutation fails
+        its changes and any success event roll back together, and the failure — denied or
+        failed, with the contract code — is recorded in a transaction of its own.
+        """
         async with self._db_lock:
             try:
                 yield self.session
                 await self.session.commit()
-            except BaseException:
+            except Exception as exc:
                 await self.session.rollback()
+                await self._record_failure(exc, action, operation, target_type, target_id)
                 raise
+
+    async def _record_failure(
+        self,
+        exc: Exception,
+        action: str,
+        operation: str,
+        target_type: str | None,
+        target_id: object,
+    ) -> None:
+        code = error_code(exc)
+        outcome = Outcome.DENIED if code in DENIAL_CODES else Outcome.FAILURE
+        details: dict[str, Any] = {"message": exc.message} if isinstance(exc, DomainError) else {}
+        try:
+            await audit.record(
+                session=self.session,
+                who=self.audit_subject,
+                action=action,
+                operation=operation,
+                outcome=outcome,
+                code=code,
+                target_type=target_type,
+                target_id=target_id,
+                details=details,
+            )
+            await self.session.commit()
+        except Exception:
+            await self.session.rollback()
+            log.exception(
+                "could not record a failed mutation", extra={"request_id": self.origin.request_id}
+            )
+
+    @property
+    def audit_subject(self) -> Actor | Subject:
+        return self.actor if self.actor is not None else Subject(None, None, (), self.origin)
+
+    async def record(self, **event: Any) -> None:
+        """Record an event that is not part of a mutation (reads), in its own transaction."""
+        async with self._db_lock:
+            await audit.record(session=self.session, who=self.audit_subject, **event)
+            await self.session.commit()

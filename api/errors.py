@@ -25,6 +25,21 @@ def _camel_details(details: dict[str, Any]) -> dict[str, Any]:
     return {_PUBLIC_DETAILS[k]: v for k, v in details.items() if k in _PUBLIC_DETAILS}
 
 
+# Codes that mean "not allowed" rather than "went wrong"; the audit log records them as denied.
+DENIAL_CODES = frozenset(
+    {"UNAUTHENTICATED", "FORBIDDEN", "SEPARATION_OF_DUTIES", "SIGNATURE_INVALID", "RATE_LIMITED"}
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The contract code an exception leaves the API with."""
+    if isinstance(exc, DomainError):
+        return exc.code
+    if isinstance(exc, IntegrityError):
+        return "CONFLICT"
+    return "INTERNAL"
+
+
 def format_error(error: GraphQLError, *, request_id: str) -> dict[str, Any]:
     payload = error.formatted
     extensions = dict(payload.get("extensions") or {})

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth.tokens import TokenService
-from api.settings import Settings
+from api.settings import Settings, checkpoint_key
 from domain.access import PolicyDecisionPoint
+from domain.audit.keys import CheckpointKey
 from domain.db import create_engine, session_factory
 
 
@@ -19,6 +20,7 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     pdp: PolicyDecisionPoint
     tokens: TokenService
+    checkpoint_key: CheckpointKey
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -28,6 +30,7 @@ class Runtime:
             engine=engine,
             sessions=session_factory(engine),
             pdp=PolicyDecisionPoint(settings.policy_dir),
+            checkpoint_key=checkpoint_key(settings),
             tokens=TokenService(
                 keys=settings.token_keys,
                 issuer=settings.issuer,

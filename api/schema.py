@@ -7,6 +7,7 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from api.graphql.audit import AuditQueries
 from api.graphql.auth import AuthMutations
 from api.graphql.customers import CustomerQueries
 from api.graphql.extension import AccessControl
@@ -17,7 +18,7 @@ from api.graphql.viewer import ViewerQueries
 
 
 @strawberry.type
-class Query(ViewerQueries, OrderQueries, CustomerQueries, StockQueries):
+class Query(ViewerQueries, OrderQueries, CustomerQueries, StockQueries, AuditQueries):
     pass
 
 

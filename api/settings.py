@@ -9,6 +9,8 @@ import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from domain.audit.keys import CheckpointKey
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -66,6 +68,8 @@ class Settings:
     max_body_bytes: int
     policy_dir: Path
     policy_poll_seconds: float
+    audit_key_file: Path
+    audit_checkpoint_seconds: float
 
     @property
     def production(self) -> bool:
@@ -86,6 +90,26 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+
+
+def checkpoint_key(settings: Settings) -> CheckpointKey:
+    """The audit checkpoint key: read from its file, generated there (0600) in development."""
+    path = settings.audit_key_file
+    if path.exists():
+        return CheckpointKey.from_private_pem(path.read_bytes())
+    if settings.production:
+        raise SettingsError(f"audit checkpoint key {path} does not exist")
+    return CheckpointKey.generate_into(path)
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     mode = env.get("ORDERGATE_ENV", "development")
@@ -102,6 +126,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         )
     else:
         token_keys = _dev_token_keys(data_dir)
+    audit_key_file = Path(
+        env.get("ORDERGATE_AUDIT_KEY_FILE", data_dir / "audit-checkpoint-key.pem")
+    )
+    if mode == "production" and "ORDERGATE_AUDIT_KEY_FILE" not in env:
+        raise SettingsError(
+            "ORDERGATE_ENV=production needs ORDERGATE_AUDIT_KEY_FILE (an Ed25519 private key in "
+            "PEM that signs audit checkpoints); refusing to start"
+        )
     try:
         timezone = zoneinfo.ZoneInfo(env.get("ORDERGATE_TIMEZONE", "Asia/Shanghai"))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -128,5 +160,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         trusted_proxies=proxies,
         max_body_bytes=_int(env, "ORDERGATE_MAX_BODY_BYTES", 1_000_000),
         policy_dir=Path(env.get("ORDERGATE_POLICY_DIR", PROJECT_ROOT / "policies")),
-        policy_poll_seconds=float(env.get("ORDERGATE_POLICY_POLL_SECONDS", "2")),
+        policy_poll_seconds=_float(env, "ORDERGATE_POLICY_POLL_SECONDS", 2),
+        audit_key_file=audit_key_file,
+        audit_checkpoint_seconds=_float(env, "ORDERGATE_AUDIT_CHECKPOINT_SECONDS", 300),
     )

@@ -16,7 +16,7 @@ from strawberry.types import ExecutionResult
 from api.context import RequestContext
 from api.errors import format_error
 from api.runtime import Runtime
-from domain.actor import Actor
+from domain.actor import Actor, Origin
 from domain.errors import Unauthenticated
 from domain.users import service as users_service
 
@@ -51,8 +51,12 @@ class GraphQLView(GraphQL[RequestContext, None]):
             request=request,
             runtime=self.runtime,
             session=request.state.session,
-            client_ip=request.state.client_ip,
-            request_id=request.state.request_id,
+            origin=Origin(
+                client_ip=request.state.client_ip,
+                peer_ip=request.state.peer_ip,
+                user_agent=request.headers.get("user-agent"),
+                request_id=request.state.request_id,
+            ),
         )
         header = request.headers.get("authorization")
         if header:
@@ -78,8 +82,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             roles=roles,
             channels=frozenset(user.channels),
             access=self.runtime.pdp.profile(roles),
-            client_ip=ctx.client_ip,
-            request_id=ctx.request_id,
+            origin=ctx.origin,
         )
         # Reads run in the request's transaction; start the next one clean of the user lookup.
         await ctx.session.commit()

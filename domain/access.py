@@ -111,6 +111,30 @@ RESOURCES: Mapping[str, tuple[str, ...]] = {
     ),
 }
 COORDINATES: tuple[str, ...] = tuple(f"{t}.{f}" for t, fs in RESOURCES.items() for f in fs)
+
+# Personal information about customers, and business data restricted to a few roles. Reads of
+# either are recorded in the audit log (one event per request) and appear in access reports.
+PERSONAL_FIELDS = frozenset(
+    {
+        "Order.customerName",
+        "Order.customerPhone",
+        "Customer.name",
+        "Customer.phone",
+        "Customer.email",
+        "Address.recipient",
+        "Address.phone",
+        "Address.street",
+    }
+)
+RESTRICTED_FIELDS = frozenset(
+    {
+        "OrderLine.costPrice",
+        "Order.grossMargin",
+        "Order.paymentTransactionId",
+        "StockItem.unitCost",
+    }
+)
+SENSITIVE_FIELDS = PERSONAL_FIELDS | RESTRICTED_FIELDS
 OPERATION_OBJECT = "operation"
 ROWS_OBJECT = "Order"
 ROW_ACTIONS = ("rows:all", "rows:channel")

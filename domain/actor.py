@@ -1,8 +1,21 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from domain.access import AccessProfile
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from, as the audit log records it."""
+
+    client_ip: str | None = None  # resolved through trusted proxies only
+    peer_ip: str | None = None  # the TCP peer
+    user_agent: str | None = None
+    request_id: str | None = None
+
+
+SYSTEM_ORIGIN = Origin(client_ip="local", peer_ip="local", user_agent="ordergate-cli")
 
 
 @dataclass(frozen=True)
@@ -14,5 +27,4 @@ class Actor:
     roles: frozenset[str]
     channels: frozenset[str]
     access: AccessProfile
-    client_ip: str | None = None
-    request_id: str | None = None
+    origin: Origin = field(default_factory=Origin)

@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import ROLES
+from domain.actor import SYSTEM_ORIGIN
+from domain.audit.service import Subject
 from domain.catalog.models import Product, StockItem
 from domain.channels.models import DEFAULT_CHANNELS, Channel
 from domain.customers.models import Address, Customer
@@ -78,6 +80,7 @@ STATUS_MIX = [
     *[OrderStatus.CANCELLED] * 2,
 ]
 DEMO_PREFIX = "DEMO-"
+DEMO_LOADER = Subject(None, "ordergate-demo", (), SYSTEM_ORIGIN)
 # Demo sales staff see two channels, to show row scope.
 SALES_CHANNELS = ("TAOBAO", "JD")
 
@@ -116,6 +119,7 @@ async def load_demo(
             channels = SALES_CHANNELS if role == "sales" else ()
             await users_service.create_user(
                 session=session,
+                who=DEMO_LOADER,
                 username=username,
                 password=password,
                 roles=[role],

@@ -1,5 +1,6 @@
 """Imports every model so `Base.metadata` is complete (Alembic and tests rely on it)."""
 
+from domain.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from domain.catalog.models import Product, StockItem
 from domain.channels.models import Channel
 from domain.customers.models import Address, Customer
@@ -9,6 +10,9 @@ from domain.users.models import User, UserChannel, UserRole
 
 __all__ = [
     "Address",
+    "AuditCheckpoint",
+    "AuditEvent",
+    "AuditHead",
     "Base",
     "Channel",
     "Customer",

@@ -30,10 +30,15 @@ class AuthMutations:
         async with ctx.read() as session:
             try:
                 user = await users_service.authenticate(
-                    session=session, username=username, password=password, now=now
+                    session=session,
+                    username=username,
+                    password=password,
+                    origin=ctx.origin,
+                    now=now,
                 )
             except Unauthenticated:
-                # Keep the failed-attempt counter and lock-out even though the login failed.
+                # Keep the failed-attempt counter, the lock-out and their audit events even
+                # though the login failed.
                 await session.commit()
                 raise
             issued = ctx.runtime.tokens.issue(user_id=user.id, roles=user.roles, now=now)

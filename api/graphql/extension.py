@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import AsyncIterator
 
-from graphql import ExecutionResult, GraphQLError
+from graphql import ExecutionResult, GraphQLError, OperationType
 from strawberry.extensions import SchemaExtension
 
 from api.context import RequestContext
 from api.graphql.coordinates import requested_coordinates, root_fields, selected_operation
+from api.graphql.projection import SENSITIVE_READS
 from domain.access import COORDINATES, FieldAccess
+from domain.audit.service import Outcome
 
 GOVERNED = frozenset(COORDINATES)
 ANONYMOUS_FIELDS = frozenset({"login"})
@@ -19,12 +22,13 @@ class AccessControl(SchemaExtension):
     """Authenticated by default; every governed field checked once per request.
 
     Before execution: an anonymous caller may run nothing but `login` (introspection
-    included). After execution: one FORBIDDEN error per `Type.field` the operation asked for
-    and the caller may not read; the value itself is already null, because the projection
-    never read it.
+    included); a refused mutation is audited. After execution: one FORBIDDEN error per
+    `Type.field` the operation asked for and the caller may not read (the value itself is
+    already null, because the projection never read it), and one audit event naming the
+    personal or restricted fields returned, with how many records, and the fields denied.
     """
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         ctx: RequestContext = execution.context
         document = execution.graphql_document
@@ -42,6 +46,13 @@ class AccessControl(SchemaExtension):
                 if not isinstance(error, GraphQLError):
                     error = GraphQLError(error.message, original_error=error)
                 execution.result = ExecutionResult(data=None, errors=[error])
+                if operation.operation is OperationType.MUTATION:
+                    await ctx.record(
+                        action="mutation.refused",
+                        operation=",".join(sorted(fields)),
+                        outcome=Outcome.DENIED,
+                        code="UNAUTHENTICATED",
+                    )
                 yield
                 return
             yield
@@ -51,7 +62,26 @@ class AccessControl(SchemaExtension):
         schema = execution.schema._schema
         asked = requested_coordinates(schema, document, operation) & GOVERNED
         ctx.denied_fields = sorted(c for c in asked if access.get(c) in (None, FieldAccess.NONE))
-        yield
+        tally: Counter[str] = Counter()
+        token = SENSITIVE_READS.set(tally)
+        try:
+            yield
+        finally:
+            SENSITIVE_READS.reset(token)
+        if tally or ctx.denied_fields:
+            await ctx.record(
+                action="data.read",
+                operation=execution.operation_name or ",".join(root_fields(operation)),
+                outcome=Outcome.SUCCESS if tally else Outcome.DENIED,
+                code=None if tally else "FORBIDDEN",
+                details={
+                    "returned": {
+                        c: {"records": n, "access": str(access[c])}
+                        for c, n in sorted(tally.items())
+                    },
+                    "denied": ctx.denied_fields,
+                },
+            )
         result = execution.result
         if ctx.denied_fields and isinstance(result, ExecutionResult):
             errors = list(result.errors or ())

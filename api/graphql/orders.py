@@ -117,7 +117,12 @@ class OrderMutations:
     ) -> Order | None:
         ctx = info.context
         actor = ctx.require_actor()
-        async with ctx.write() as session:
+        async with ctx.write(
+            action="order.transition",
+            operation="transitionOrder",
+            target_type="Order",
+            target_id=id,
+        ) as session:
             model = await orders_service.transition(
                 session=session,
                 actor=actor,

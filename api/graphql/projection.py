@@ -8,13 +8,19 @@ A field with no policy line is `NONE`. Nothing else converts models to governed 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
-from domain.access import AccessProfile, FieldAccess
+from domain.access import SENSITIVE_FIELDS, AccessProfile, FieldAccess
 
 Getter = Callable[[Any, AccessProfile], Any]
+
+# Per request: how many records of each sensitive coordinate were returned with a value.
+# The access extension sets a fresh Counter for every operation and audits it afterwards.
+SENSITIVE_READS: ContextVar[Counter[str] | None] = ContextVar("sensitive_reads", default=None)
 
 
 def camel(name: str) -> str:
@@ -26,6 +32,14 @@ def camel(name: str) -> str:
 class Projection:
     type_name: str
     fields: tuple[tuple[str, str, Getter], ...]  # (python attribute, coordinate, getter)
+    sensitive: tuple[tuple[str, str], ...] = field(init=False)  # (attribute, coordinate)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "sensitive",
+            tuple((a, c) for a, c, _ in self.fields if c in SENSITIVE_FIELDS),
+        )
 
     @classmethod
     def of(
@@ -52,6 +66,10 @@ class Projection:
                 out[attr] = access.present(coordinate, getter(model, access))
             else:
                 out[attr] = None
+        if self.sensitive and (tally := SENSITIVE_READS.get()) is not None:
+            for attr, coordinate in self.sensitive:
+                if out[attr] is not None:
+                    tally[coordinate] += 1
         return out
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from domain import pagination
 from domain.access import Action, RowScope
 from domain.actor import Actor
+from domain.audit import service as audit
 from domain.customers.models import Customer
 from domain.db import utcnow
 from domain.errors import BadInput, Conflict, InvalidTransition, NotFound
@@ -211,7 +212,7 @@ async def transition(
             f"order {order.number} cannot move from {order.status} to {to} (allowed: {allowed})",
             current=str(order.status),
         )
-    number = order.number
+    number, before_status, before_version = order.number, order.status, order.version
     now = utcnow()
     order.status_history.append(
         OrderStatusChange(
@@ -229,4 +230,19 @@ async def transition(
         await session.flush()
     except StaleDataError:
         raise Conflict(f"order {number} was changed concurrently; reload and retry") from None
+    await audit.record(
+        session=session,
+        who=actor,
+        action="order.transition",
+        operation="transitionOrder",
+        target_type="Order",
+        target_id=order.id,
+        at=now,
+        details={
+            "number": number,
+            "before": {"status": str(before_status), "version": before_version},
+            "after": {"status": str(to), "version": order.version},
+            "note": note,
+        },
+    )
     return order

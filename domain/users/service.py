@@ -9,6 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import ROLES
+from domain.actor import Actor, Origin
+from domain.audit import service as audit
+from domain.audit.service import Outcome, Subject
 from domain.channels.models import Channel
 from domain.db import utcnow
 from domain.errors import BadInput, Conflict, Unauthenticated
@@ -21,47 +24,97 @@ BAD_LOGIN = "invalid username or password"
 
 
 async def authenticate(
-    *, session: AsyncSession, username: str, password: str, now: dt.datetime | None = None
+    *,
+    session: AsyncSession,
+    username: str,
+    password: str,
+    origin: Origin,
+    now: dt.datetime | None = None,
 ) -> User:
     """Return the user whose password this is, or raise Unauthenticated.
 
     Every failure raises the same message — unknown user, wrong password, locked or disabled —
-    so the answer does not reveal which accounts exist. Failed attempts are written to the
-    session; the caller commits them even though it then reports the failure.
+    so the answer does not reveal which accounts exist; the audit log records the real reason.
+    Failed attempts and their audit events are written to the session; the caller commits
+    them even though it then reports the failure.
     """
     now = now or utcnow()
     user = await session.scalar(select(User).where(User.username == username))
+
+    async def fail(reason: str) -> Unauthenticated:
+        who = Subject(user.id if user else None, username, user.roles if user else (), origin)
+        await audit.record(
+            session=session,
+            who=who,
+            action="auth.login",
+            operation="login",
+            outcome=Outcome.FAILURE,
+            code="UNAUTHENTICATED",
+            target_type="User",
+            target_id=user.id if user else None,
+            details={"reason": reason},
+            at=now,
+        )
+        return Unauthenticated(BAD_LOGIN)
+
     if user is None:
         # Spend the same argon2 time as a real check before answering.
         passwords.verify_password(None, password)
-        raise Unauthenticated(BAD_LOGIN)
+        raise await fail("unknown_user")
 
     if user.locked_until is not None and user.locked_until > now:
         # Still verify, so a locked account answers as slowly as any other; don't count it.
         passwords.verify_password(user.password_hash, password)
-        raise Unauthenticated(BAD_LOGIN, reason="locked")
+        raise await fail("locked")
 
     ok, new_hash = passwords.verify_password(user.password_hash, password)
-    if not ok or user.disabled:
-        if not ok:
-            user.failed_logins += 1
-            if user.failed_logins >= MAX_FAILED_LOGINS:
-                # Lock for a while, then start counting afresh.
-                user.locked_until = now + LOCKOUT
-                user.failed_logins = 0
-        raise Unauthenticated(BAD_LOGIN, reason="disabled" if ok else "bad_password")
+    if not ok:
+        user.failed_logins += 1
+        error = await fail("bad_password")
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            # Lock for a while, then start counting afresh.
+            user.locked_until = now + LOCKOUT
+            user.failed_logins = 0
+            await audit.record(
+                session=session,
+                who=Subject(user.id, user.username, user.roles, origin),
+                action="auth.lockout",
+                operation="login",
+                outcome=Outcome.DENIED,
+                target_type="User",
+                target_id=user.id,
+                at=now,
+                details={
+                    "until": user.locked_until.isoformat(),
+                    "after_failures": MAX_FAILED_LOGINS,
+                },
+            )
+        raise error
+    if user.disabled:
+        raise await fail("disabled")
 
     if new_hash is not None:
         user.password_hash = new_hash
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
+    await audit.record(
+        session=session,
+        who=Subject(user.id, user.username, user.roles, origin),
+        action="auth.login",
+        operation="login",
+        target_type="User",
+        target_id=user.id,
+        at=now,
+        details={"rehashed": new_hash is not None},
+    )
     return user
 
 
 async def create_user(
     *,
     session: AsyncSession,
+    who: Actor | Subject,
     username: str,
     password: str,
     roles: Iterable[str],
@@ -97,6 +150,15 @@ async def create_user(
     )
     session.add(user)
     await session.flush()
+    await audit.record(
+        session=session,
+        who=who,
+        action="user.create",
+        operation="users create",
+        target_type="User",
+        target_id=user.id,
+        details={"username": username, "roles": roles, "channels": channels},
+    )
     return user
 
 

@@ -1,0 +1,330 @@
+"""Recording, reading and verifying the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import pagination
+from domain.access import Action
+from domain.actor import Actor, Origin
+from domain.audit.chain import FIELDS, GENESIS, canonical_json, compute_hash, format_time
+from domain.audit.keys import CheckpointKey
+from domain.audit.models import AuditCheckpoint, AuditEvent, AuditHead
+from domain.db import utcnow
+from domain.errors import BadInput
+
+ORDERING = "audit:SEQ:DESC"
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    DENIED = "denied"
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who an event is about when there may be no authenticated actor (a failed login)."""
+
+    user_id: int | None
+    username: str | None
+    roles: Sequence[str] = ()
+    origin: Origin = field(default_factory=Origin)
+
+    @classmethod
+    def of(cls, actor: Actor) -> Subject:
+        return cls(actor.user_id, actor.username, sorted(actor.roles), actor.origin)
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    return None if value is None else value[:size]
+
+
+async def record(
+    *,
+    session: AsyncSession,
+    who: Actor | Subject,
+    action: str,
+    outcome: Outcome = Outcome.SUCCESS,
+    operation: str | None = None,
+    target_type: str | None = None,
+    target_id: object = None,
+    code: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    at: dt.datetime | None = None,
+) -> int:
+    """Append one event to the chain, in the caller's transaction; returns its sequence number.
+
+    The head row is updated first: on PostgreSQL that takes a row lock held until the caller's
+    transaction ends, on SQLite the database write lock. Appenders therefore queue up; a rolled
+    back transaction gives its number back, so the sequence has no gaps and the chain no forks.
+    """
+    subject = who if isinstance(who, Subject) else Subject.of(who)
+    claimed = await session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.hash)
+    )
+    seq, prev_hash = claimed.one()
+    event = {
+        "seq": seq,
+        "at": at or utcnow(),
+        "actor_id": subject.user_id,
+        "username": _clip(subject.username, 64),
+        "roles": canonical_json(sorted(subject.roles)),
+        "client_ip": _clip(subject.origin.client_ip, 64),
+        "peer_ip": _clip(subject.origin.peer_ip, 64),
+        "user_agent": _clip(subject.origin.user_agent, 512),
+        "request_id": subject.origin.request_id,
+        "operation": operation,
+        "action": action,
+        "target_type": target_type,
+        "target_id": None if target_id is None else str(target_id)[:64],
+        "outcome": str(outcome),
+        "code": code,
+        "details": canonical_json(dict(details or {})),
+    }
+    digest = compute_hash(prev_hash, event)
+    await session.execute(insert(AuditEvent).values(**event, prev_hash=prev_hash, hash=digest))
+    await session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
+    return seq
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    ip: str | None = None
+    outcome: str | None = None
+    time_from: dt.datetime | None = None
+    time_to: dt.datetime | None = None
+
+
+def _filtered(stmt: Any, flt: AuditFilter) -> Any:
+    if flt.time_from and flt.time_to and flt.time_from > flt.time_to:
+        raise BadInput("`from` is after `to`")
+    conditions = {
+        AuditEvent.username: flt.actor,
+        AuditEvent.action: flt.action,
+        AuditEvent.target_type: flt.target_type,
+        AuditEvent.target_id: flt.target_id,
+        AuditEvent.client_ip: flt.ip,
+        AuditEvent.outcome: flt.outcome,
+    }
+    for column, value in conditions.items():
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if flt.time_from is not None:
+        stmt = stmt.where(AuditEvent.at >= flt.time_from)
+    if flt.time_to is not None:
+        stmt = stmt.where(AuditEvent.at < flt.time_to)
+    return stmt
+
+
+async def list_events(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    flt: AuditFilter | None = None,
+    first: int | None = None,
+    after: str | None = None,
+) -> pagination.Page[AuditEvent]:
+    """Newest first. Reading the log is itself recorded, in the caller's transaction."""
+    actor.access.require(Action.AUDIT_READ)
+    flt = flt or AuditFilter()
+    if flt.outcome is not None and flt.outcome not in set(Outcome):
+        raise BadInput(f"outcome is one of {', '.join(Outcome)}")
+    size = pagination.page_size(first)
+    base = _filtered(select(AuditEvent), flt)
+    total = await session.scalar(select(func.count()).select_from(base.subquery()))
+    stmt = base
+    if after is not None:
+        _, seq = pagination.decode_cursor(after, ORDERING)
+        stmt = stmt.where(AuditEvent.seq < seq)
+    rows = list((await session.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(size + 1))).all())
+    has_next = len(rows) > size
+    rows = rows[:size]
+    await record(
+        session=session,
+        who=actor,
+        action="audit.read",
+        operation="auditEvents",
+        details={
+            "filter": {
+                k: (format_time(v) if isinstance(v, dt.datetime) else v)
+                for k, v in vars(flt).items()
+                if v is not None
+            },
+            "returned": len(rows),
+        },
+    )
+    cursors = [pagination.encode_cursor(ORDERING, None, e.seq) for e in rows]
+    return pagination.Page(rows, cursors, has_next, after is not None, total or 0)
+
+
+async def iter_events(
+    session: AsyncSession,
+    *,
+    time_from: dt.datetime | None = None,
+    time_to: dt.datetime | None = None,
+    batch: int = 5000,
+) -> AsyncIterator[dict[str, Any]]:
+    """Every event in sequence order as plain dicts, streamed in batches."""
+    columns = [getattr(AuditEvent, name) for name in (*FIELDS, "prev_hash", "hash")]
+    last = 0
+    while True:
+        stmt = select(*columns).where(AuditEvent.seq > last)
+        if time_from is not None:
+            stmt = stmt.where(AuditEvent.at >= time_from)
+        if time_to is not None:
+            stmt = stmt.where(AuditEvent.at < time_to)
+        rows = (await session.execute(stmt.order_by(AuditEvent.seq).limit(batch))).all()
+        if not rows:
+            return
+        for row in rows:
+            yield row._asdict()
+        last = rows[-1].seq
+
+
+# ---- checkpoints and verification -------------------------------------------------------------
+
+
+def _checkpoint_message(seq: int, digest: str, created_at: dt.datetime) -> bytes:
+    return canonical_json(
+        {"seq": seq, "hash": digest, "created_at": format_time(created_at)}
+    ).encode()
+
+
+async def create_checkpoint(
+    *, session: AsyncSession, key: CheckpointKey, now: dt.datetime | None = None
+) -> AuditCheckpoint | None:
+    """Sign the current head; None when nothing was appended since the last checkpoint."""
+    head = await session.scalar(select(AuditHead).where(AuditHead.id == 1))
+    assert head is not None, "audit_head is seeded by the migrations"
+    last = await session.scalar(select(func.max(AuditCheckpoint.seq)))
+    if head.seq == 0 or (last is not None and last >= head.seq):
+        return None
+    now = now or utcnow()
+    checkpoint = AuditCheckpoint(
+        seq=head.seq,
+        hash=head.hash,
+        created_at=now,
+        key_fingerprint=key.fingerprint,
+        signature=key.sign(_checkpoint_message(head.seq, head.hash, now)),
+    )
+    session.add(checkpoint)
+    await session.flush()
+    return checkpoint
+
+
+def checkpoint_record(checkpoint: AuditCheckpoint) -> dict[str, Any]:
+    """A checkpoint as JSON, to be kept somewhere the database's administrators cannot write."""
+    return {
+        "seq": checkpoint.seq,
+        "hash": checkpoint.hash,
+        "created_at": format_time(checkpoint.created_at),
+        "key_fingerprint": checkpoint.key_fingerprint,
+        "signature": checkpoint.signature,
+    }
+
+
+@dataclass
+class Verification:
+    events: int = 0
+    head_seq: int = 0
+    checkpoints: int = 0
+    last_checkpoint: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+    first_bad_seq: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def fail(self, seq: int | None, message: str) -> None:
+        if seq is not None and self.first_bad_seq is None:
+            self.first_bad_seq = seq
+        self.problems.append(message)
+
+
+async def verify(
+    *,
+    session: AsyncSession,
+    key: CheckpointKey,
+    external_checkpoints: Sequence[Mapping[str, Any]] = (),
+) -> Verification:
+    """Recompute the chain from the first event and check every checkpoint against it.
+
+    Detects an edited event (its hash no longer matches), a deleted or reordered one (a gap or
+    a broken link), and a truncated tail (a signed checkpoint beyond the last event, or one
+    whose hash differs from the event's). `external_checkpoints` are copies kept elsewhere;
+    they are checked the same way, so deleting checkpoint rows does not hide a truncation.
+    """
+    result = Verification()
+    hashes: dict[int, str] = {}
+    checkpoints = [
+        checkpoint_record(c)
+        for c in (
+            await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq))
+        ).all()
+    ]
+    wanted = {int(c["seq"]) for c in (*checkpoints, *external_checkpoints)}
+
+    expected_seq, prev = 1, GENESIS
+    async for event in iter_events(session):
+        seq = event["seq"]
+        if seq != expected_seq:
+            result.fail(expected_seq, f"seq {expected_seq}: missing (next present is {seq})")
+        if event["prev_hash"] != prev:
+            result.fail(seq, f"seq {seq}: does not link to the event before it")
+        digest = compute_hash(event["prev_hash"], event)
+        if digest != event["hash"]:
+            result.fail(seq, f"seq {seq}: contents do not match its hash (edited)")
+        if seq in wanted:
+            hashes[seq] = event["hash"]
+        prev = event["hash"]
+        expected_seq = seq + 1
+        result.events += 1
+    result.head_seq = expected_seq - 1
+
+    head = await session.scalar(select(AuditHead).where(AuditHead.id == 1))
+    if head is not None and (head.seq, head.hash) != (result.head_seq, prev):
+        result.fail(
+            result.head_seq + 1 if head.seq > result.head_seq else None,
+            f"head says seq {head.seq}, the chain ends at {result.head_seq} (truncated?)",
+        )
+
+    for source, items in (("stored", checkpoints), ("external", external_checkpoints)):
+        for c in items:
+            seq = int(c["seq"])
+            created = dt.datetime.fromisoformat(str(c["created_at"]).replace("Z", "+00:00"))
+            if not key.verify(
+                str(c["signature"]), _checkpoint_message(seq, str(c["hash"]), created)
+            ):
+                result.fail(None, f"{source} checkpoint at seq {seq}: signature invalid")
+                continue
+            result.checkpoints += 1
+            if seq > result.head_seq:
+                result.fail(
+                    result.head_seq + 1,
+                    f"{source} checkpoint at seq {seq}: "
+                    f"the chain ends at {result.head_seq} (truncated)",
+                )
+            elif hashes.get(seq) != c["hash"]:
+                result.fail(seq, f"{source} checkpoint at seq {seq}: hash differs from the chain")
+            if result.last_checkpoint is None or seq >= int(result.last_checkpoint["seq"]):
+                result.last_checkpoint = dict(c)
+    return result
