@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator
 
 from graphql import ExecutionResult, GraphQLError, OperationType
@@ -10,7 +9,7 @@ from strawberry.extensions import SchemaExtension
 
 from api.context import RequestContext
 from api.graphql.coordinates import requested_coordinates, root_fields, selected_operation
-from api.graphql.projection import SENSITIVE_READS
+from api.graphql.projection import READ_SCOPE, ReadScope
 from domain.access import COORDINATES, FieldAccess
 from domain.audit.service import Outcome
 
@@ -62,12 +61,13 @@ class AccessControl(SchemaExtension):
         schema = execution.schema._schema
         asked = requested_coordinates(schema, document, operation) & GOVERNED
         ctx.denied_fields = sorted(c for c in asked if access.get(c) in (None, FieldAccess.NONE))
-        tally: Counter[str] = Counter()
-        token = SENSITIVE_READS.set(tally)
+        scope = ReadScope(asked=frozenset(asked))
+        token = READ_SCOPE.set(scope)
         try:
             yield
         finally:
-            SENSITIVE_READS.reset(token)
+            READ_SCOPE.reset(token)
+        tally = scope.tally
         if tally or ctx.denied_fields:
             await ctx.record(
                 action="data.read",

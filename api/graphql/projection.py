@@ -18,9 +18,16 @@ from domain.access import SENSITIVE_FIELDS, AccessProfile, FieldAccess
 
 Getter = Callable[[Any, AccessProfile], Any]
 
-# Per request: how many records of each sensitive coordinate were returned with a value.
-# The access extension sets a fresh Counter for every operation and audits it afterwards.
-SENSITIVE_READS: ContextVar[Counter[str] | None] = ContextVar("sensitive_reads", default=None)
+@dataclass
+class ReadScope:
+    """Per operation: the coordinates it asks for, and how many records of each sensitive
+    coordinate were returned with a value (audited afterwards by the access extension)."""
+
+    asked: frozenset[str]
+    tally: Counter[str] = field(default_factory=Counter)
+
+
+READ_SCOPE: ContextVar[ReadScope | None] = ContextVar("read_scope", default=None)
 
 
 def camel(name: str) -> str:
@@ -57,19 +64,23 @@ class Projection:
 
     def __call__(self, model: Any, access: AccessProfile) -> dict[str, Any]:
         granted = access.fields
+        scope = READ_SCOPE.get()
+        asked = scope.asked if scope is not None else None
         out: dict[str, Any] = {}
         for attr, coordinate, getter in self.fields:
             level = granted.get(coordinate, FieldAccess.NONE)
-            if level is FieldAccess.FULL:
+            if asked is not None and coordinate not in asked:
+                out[attr] = None  # not selected by the operation: not read at all
+            elif level is FieldAccess.FULL:
                 out[attr] = getter(model, access)
             elif level is FieldAccess.MASKED:
                 out[attr] = access.present(coordinate, getter(model, access))
             else:
                 out[attr] = None
-        if self.sensitive and (tally := SENSITIVE_READS.get()) is not None:
+        if self.sensitive and scope is not None:
             for attr, coordinate in self.sensitive:
                 if out[attr] is not None:
-                    tally[coordinate] += 1
+                    scope.tally[coordinate] += 1
         return out
 
 

@@ -157,7 +157,7 @@ async def test_a_page_of_orders_with_lines_and_customers_costs_a_constant_number
     async def statements_for(n: int) -> list[str]:
         seen: list[str] = []
 
-        def count(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        def count(_conn, _cursor, statement, *_args) -> None:
             seen.append(statement)
 
         event.listen(engine, "before_cursor_execute", count)
