@@ -18,6 +18,7 @@ from domain.access import SENSITIVE_FIELDS, AccessProfile, FieldAccess
 
 Getter = Callable[[Any, AccessProfile], Any]
 
+
 @dataclass
 class ReadScope:
     """Per operation: the coordinates it asks for, and how many records of each sensitive

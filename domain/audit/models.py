@@ -18,10 +18,10 @@ class AuditEvent(Base):
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
     )
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
-    actor_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    actor_id: Mapped[int | None] = mapped_column(Integer)
     username: Mapped[str | None] = mapped_column(String(64), index=True)
     roles: Mapped[str] = mapped_column(Text)  # canonical JSON list
-    client_ip: Mapped[str | None] = mapped_column(String(64), index=True)
+    client_ip: Mapped[str | None] = mapped_column(String(64))
     peer_ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     request_id: Mapped[str | None] = mapped_column(String(64))
@@ -37,8 +37,9 @@ class AuditEvent(Base):
 
 
 class AuditHead(Base):
-    """The single row holding the chain's last sequence number and hash. Appenders update it
-    first, which serialises them: no two events get one number, none is skipped."""
+    """The single row holding the chain's last sequence number and hash. Appenders claim the
+    next number here first, which serialises them: no two events get one number, none is
+    skipped. A trigger on audit_events moves `hash` forward as each event is inserted."""
 
     __tablename__ = "audit_head"
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
