@@ -12,12 +12,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.app import _checkpoint
 from domain.actor import SYSTEM_ORIGIN
 from domain.audit import service as audit
 from domain.audit.chain import compute_hash
 from domain.audit.keys import CheckpointKey
 from domain.audit.service import Subject
 from domain.db import create_engine, session_factory
+from tests.conftest import Api
 from tests.integration.test_cli import _run
 
 WHO = Subject(7, "zhang.wei", ("ops",), SYSTEM_ORIGIN)
@@ -267,3 +269,47 @@ def test_audit_export_writes_csv_and_is_itself_audited(database_url: str, tmp_pa
     assert rows
     assert naive.returncode == 2
     assert "audit.export" in again.stdout
+
+
+def test_checkpoints_are_signed_exported_and_checked_against_a_copy_kept_elsewhere(
+    database_url: str, tmp_path: Path
+) -> None:
+    made = _run(["audit", "checkpoint"], database_url, tmp_path)
+    again = _run(["audit", "checkpoint"], database_url, tmp_path)
+    listed = _run(["audit", "checkpoints"], database_url, tmp_path)
+    public = _run(["audit", "public-key"], database_url, tmp_path)
+    (tmp_path / "copy.jsonl").write_text(listed.stdout)
+    (tmp_path / "public.pem").write_text(public.stdout)
+
+    verified = _run(
+        [
+            "audit",
+            "verify",
+            "--checkpoints",
+            str(tmp_path / "copy.jsonl"),
+            "--public-key",
+            str(tmp_path / "public.pem"),
+        ],
+        database_url,
+        tmp_path,
+    )
+
+    assert json.loads(made.stdout)["seq"] > 0
+    assert "nothing new" in again.stdout
+    assert len(listed.stdout.splitlines()) == 1
+    assert public.stdout.startswith("-----BEGIN PUBLIC KEY-----")
+    assert verified.returncode == 0, verified.stdout
+    assert "2 checkpoint(s) verified" in verified.stdout  # the stored one and the copy
+
+
+async def test_the_servers_checkpoint_job_signs_the_head_once(api: Api) -> None:
+    runtime = api.app.state.runtime
+
+    await _checkpoint(runtime)
+    await _checkpoint(runtime)  # nothing new: no second checkpoint
+    async with runtime.sessions() as session:
+        result = await audit.verify(session=session, key=runtime.checkpoint_key)
+
+    assert result.ok, result.problems
+    assert result.checkpoints == 1
+    assert result.last_checkpoint["seq"] == result.head_seq
