@@ -24,8 +24,10 @@ from api.settings import Settings, load_settings
 from api.view import GraphQLView
 from domain.access import ROLES, PolicyInvalid
 from domain.actor import SYSTEM_ORIGIN
+from domain.approvals import service as approvals
 from domain.audit import service as audit
 from domain.audit.service import Outcome, Subject
+from domain.db import utcnow
 
 log = logging.getLogger("ordergate.app")
 
@@ -75,6 +77,14 @@ async def _every(seconds: float, job: Callable[[], Awaitable[None]], what: str) 
             log.exception(f"{what} failed; will try again")
 
 
+async def _expire_requests(runtime: Runtime) -> None:
+    async with runtime.sessions() as session:
+        expired = await approvals.expire_pending(session=session, who=SERVER, now=utcnow())
+        await session.commit()
+    if expired:
+        log.info("approval requests expired", extra={"count": expired})
+
+
 async def _checkpoint(runtime: Runtime) -> None:
     async with runtime.sessions() as session:
         checkpoint = await audit.create_checkpoint(session=session, key=runtime.checkpoint_key)
@@ -120,6 +130,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                     )
                 )
             )
+        background.add(
+            asyncio.create_task(
+                _every(60, lambda: _expire_requests(runtime), "expiring approval requests")
+            )
+        )
         if settings.audit_checkpoint_seconds > 0:
             background.add(
                 asyncio.create_task(

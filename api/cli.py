@@ -52,6 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--field", required=True, help="a coordinate such as Order.grossMargin")
     policy.add_parser("check", help="fail on lines naming unknown things and fields nobody reads")
 
+    sign = sub.add_parser("sign", help="sign an approval request's payload with your key")
+    sign.add_argument("--key", type=Path, required=True, help="your Ed25519 private key (PEM)")
+    sign.add_argument("--request", required=True, help="the approval request id")
+    sign.add_argument("--kid", help="your signing key id (default: looked up by fingerprint)")
+    sign.add_argument(
+        "--payload",
+        type=Path,
+        help="the signingPayload saved to a file (default: read from the database)",
+    )
+    sign.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="audit_command", required=True
     )
@@ -155,9 +166,79 @@ async def _demo(settings: Settings) -> None:
         print(f"their password{new}: {password}   (kept in {where}, mode 0600)")
 
 
+async def _sign(settings: Settings, args: argparse.Namespace) -> int:
+    """Show the approver what they are about to sign, ask, then print the JWS on stdout."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from sqlalchemy import select
+
+    from domain.approvals import signatures
+    from domain.approvals.models import ApprovalRequest, ApprovalStatus, SigningKey
+
+    private = serialization.load_pem_private_key(args.key.read_bytes(), password=None)
+    if not isinstance(private, Ed25519PrivateKey):
+        print("ordergate: --key must be an Ed25519 private key", file=sys.stderr)
+        return 2
+    fingerprint = signatures.fingerprint(private.public_key())
+    payload: bytes | None = args.payload.read_bytes() if args.payload else None
+    kid = args.kid
+    if payload is None or kid is None:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine)() as session:
+                if payload is None:
+                    request = await session.get(ApprovalRequest, int(args.request))
+                    if request is None or request.status is not ApprovalStatus.PENDING:
+                        print(
+                            f"ordergate: no pending approval request {args.request}",
+                            file=sys.stderr,
+                        )
+                        return 1
+                    payload = request.payload.encode()
+                if kid is None:
+                    key = await session.scalar(
+                        select(SigningKey).where(
+                            SigningKey.fingerprint == fingerprint, SigningKey.revoked_at.is_(None)
+                        )
+                    )
+                    if key is None:
+                        print(
+                            "ordergate: this key is not registered (registerSigningKey) or is "
+                            "revoked",
+                            file=sys.stderr,
+                        )
+                        return 1
+                    kid = str(key.id)
+        finally:
+            await engine.dispose()
+    try:
+        content = json.loads(payload)
+    except ValueError:
+        print("ordergate: the payload is not a signing payload", file=sys.stderr)
+        return 1
+    if str(content.get("requestId")) != str(args.request):
+        print(
+            f"ordergate: this payload belongs to request {content.get('requestId')}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"You are signing request {content['requestId']} ({content['action']}):", file=sys.stderr)
+    print(f"  {content['summary']}", file=sys.stderr)
+    print(f"  requested by {content['requester']}: {content['reason']}", file=sys.stderr)
+    print(f"  valid until {content['exp']}; key {fingerprint[:16]}… (kid {kid})", file=sys.stderr)
+    if not args.yes:
+        print("Sign? [y/N] ", end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("not signed", file=sys.stderr)
+            return 1
+    print(signatures.sign(payload, private, kid))
+    return 0
+
+
 async def _audit_command(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
+    from domain.approvals import service as approvals_service
     from domain.audit import service as audit_service
     from domain.audit.chain import FIELDS
     from domain.audit.keys import CheckpointKey
@@ -189,6 +270,11 @@ async def _audit_command(settings: Settings, args: argparse.Namespace) -> int:
                     session=session, key=key, external_checkpoints=external
                 )
                 elapsed = time.perf_counter() - started
+                signed, signature_problems = await approvals_service.verify_signatures(
+                    session=session
+                )
+                for problem in signature_problems:
+                    result.fail(None, problem)
                 for problem in result.problems:
                     print(f"BAD   {problem}")
                 rate = result.events / elapsed if elapsed else 0
@@ -199,6 +285,10 @@ async def _audit_command(settings: Settings, args: argparse.Namespace) -> int:
                 )
                 if result.first_bad_seq is not None:
                     print(f"first bad sequence number: {result.first_bad_seq}")
+                print(
+                    f"{'OK' if not signature_problems else 'FAIL'}  {signed} approval "
+                    "signature(s) re-verified against the stored public keys"
+                )
                 if result.last_checkpoint:
                     print(
                         f"last checkpoint: seq {result.last_checkpoint['seq']} "
@@ -304,6 +394,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "audit":
         return asyncio.run(_audit_command(settings, args))
+    if args.command == "sign":
+        return asyncio.run(_sign(settings, args))
     if args.command == "policy":
         pdp = PolicyDecisionPoint(settings.policy_dir)
         if args.policy_command == "explain":

@@ -76,7 +76,11 @@ class RequestContext:
                 yield self.session
                 await self.session.commit()
             except Exception as exc:
-                await self.session.rollback()
+                if isinstance(exc, DomainError) and exc.persist:
+                    # e.g. a request voided because its order changed: the void stands.
+                    await self.session.commit()
+                else:
+                    await self.session.rollback()
                 await self._record_failure(exc, action, operation, target_type, target_id)
                 raise
 

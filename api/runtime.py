@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.auth.tokens import TokenService
 from api.settings import Settings, checkpoint_key
 from domain.access import PolicyDecisionPoint
+from domain.approvals.service import Deployment
 from domain.audit.keys import CheckpointKey
 from domain.db import create_engine, session_factory
 
@@ -21,6 +23,7 @@ class Runtime:
     pdp: PolicyDecisionPoint
     tokens: TokenService
     checkpoint_key: CheckpointKey
+    deployment: Deployment
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -31,6 +34,10 @@ class Runtime:
             sessions=session_factory(engine),
             pdp=PolicyDecisionPoint(settings.policy_dir),
             checkpoint_key=checkpoint_key(settings),
+            deployment=Deployment(
+                audience=settings.audience,
+                ttl=dt.timedelta(seconds=settings.approval_ttl_seconds),
+            ),
             tokens=TokenService(
                 keys=settings.token_keys,
                 issuer=settings.issuer,

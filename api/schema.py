@@ -7,6 +7,7 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from api.graphql.approvals import ApprovalMutations, ApprovalQueries
 from api.graphql.audit import AuditQueries
 from api.graphql.auth import AuthMutations
 from api.graphql.customers import CustomerQueries
@@ -18,12 +19,14 @@ from api.graphql.viewer import ViewerQueries
 
 
 @strawberry.type
-class Query(ViewerQueries, OrderQueries, CustomerQueries, StockQueries, AuditQueries):
+class Query(
+    ViewerQueries, OrderQueries, CustomerQueries, StockQueries, ApprovalQueries, AuditQueries
+):
     pass
 
 
 @strawberry.type
-class Mutation(AuthMutations, OrderMutations):
+class Mutation(AuthMutations, OrderMutations, ApprovalMutations):
     pass
 
 

@@ -70,6 +70,7 @@ class Settings:
     policy_poll_seconds: float
     audit_key_file: Path
     audit_checkpoint_seconds: float
+    approval_ttl_seconds: int
 
     @property
     def production(self) -> bool:
@@ -163,4 +164,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         policy_poll_seconds=_float(env, "ORDERGATE_POLICY_POLL_SECONDS", 2),
         audit_key_file=audit_key_file,
         audit_checkpoint_seconds=_float(env, "ORDERGATE_AUDIT_CHECKPOINT_SECONDS", 300),
+        approval_ttl_seconds=_int(env, "ORDERGATE_APPROVAL_TTL_SECONDS", 24 * 3600),
     )

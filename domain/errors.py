@@ -2,9 +2,15 @@
 
 
 class DomainError(Exception):
-    """Base class; `code` is the contract's `extensions.code`."""
+    """Base class; `code` is the contract's `extensions.code`.
+
+    `persist` marks the few errors raised after a state change that must stand although the
+    operation failed (a request voided because its order changed); the API commits those
+    changes instead of rolling them back.
+    """
 
     code = "INTERNAL"
+    persist = False
 
     def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
@@ -38,3 +44,11 @@ class InvalidTransition(DomainError):
 
 class InsufficientStock(DomainError):
     code = "INSUFFICIENT_STOCK"
+
+
+class SignatureInvalid(DomainError):
+    code = "SIGNATURE_INVALID"
+
+
+class SeparationOfDuties(DomainError):
+    code = "SEPARATION_OF_DUTIES"

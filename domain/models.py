@@ -1,5 +1,6 @@
 """Imports every model so `Base.metadata` is complete (Alembic and tests rely on it)."""
 
+from domain.approvals.models import ApprovalRequest, ConsumedNonce, SigningKey
 from domain.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from domain.catalog.models import Product, StockItem
 from domain.channels.models import Channel
@@ -10,16 +11,19 @@ from domain.users.models import User, UserChannel, UserRole
 
 __all__ = [
     "Address",
+    "ApprovalRequest",
     "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
     "Base",
     "Channel",
+    "ConsumedNonce",
     "Customer",
     "Order",
     "OrderLine",
     "OrderStatusChange",
     "Product",
+    "SigningKey",
     "StockItem",
     "User",
     "UserChannel",

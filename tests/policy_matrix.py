@@ -23,72 +23,92 @@ ROLES = (
 )
 
 TABLE = """
-# field                     admin    cs sales wareh purch   ops finan appro compl integ
-Order.id                        -     F     F     F     F     F     F     F     F     F
-Order.number                    -     F     F     F     F     F     F     F     F     F
-Order.channel                   -     F     F     F     F     F     F     F     F     F
-Order.externalId                -     F     F     F     F     F     F     F     F     F
-Order.status                    -     F     F     F     F     F     F     F     F     F
-Order.currency                  -     F     F     F     F     F     F     F     F     F
-Order.createdAt                 -     F     F     F     F     F     F     F     F     F
-Order.updatedAt                 -     F     F     F     F     F     F     F     F     F
-Order.version                   -     F     F     F     F     F     F     F     F     F
-Order.subtotal                  -     F     F     -     -     F     F     F     -     -
-Order.shippingFee               -     F     F     -     -     F     F     F     -     -
-Order.discount                  -     F     F     -     -     F     F     F     -     -
-Order.total                     -     F     F     -     -     F     F     F     -     -
-Order.grossMargin               -     -     -     -     -     -     F     -     -     -
-Order.customer                  -     F     F     -     -     F     F     F     F     -
-Order.customerName              -     F     F     -     -     M     M     M     M     -
-Order.customerPhone             -     F     M     -     -     M     M     M     M     -
-Order.shippingAddress           -     F     F     F     -     F     F     F     F     -
-Order.paymentMethod             -     F     -     -     -     F     F     -     -     -
-Order.paymentTransactionId      -     -     -     -     -     -     F     -     -     -
-Order.carrier                   -     F     F     F     -     F     -     -     -     -
-Order.trackingNumber            -     F     F     F     -     F     -     -     -     -
-Order.internalNote              -     F     -     -     -     F     -     -     -     -
-Order.lines                     -     F     F     F     F     F     F     F     F     -
-Order.statusHistory             -     F     F     F     F     F     F     F     F     F
+# field                         admin    cs sales wareh purch   ops finan appro compl integ
+Order.id                            -     F     F     F     F     F     F     F     F     F
+Order.number                        -     F     F     F     F     F     F     F     F     F
+Order.channel                       -     F     F     F     F     F     F     F     F     F
+Order.externalId                    -     F     F     F     F     F     F     F     F     F
+Order.status                        -     F     F     F     F     F     F     F     F     F
+Order.currency                      -     F     F     F     F     F     F     F     F     F
+Order.createdAt                     -     F     F     F     F     F     F     F     F     F
+Order.updatedAt                     -     F     F     F     F     F     F     F     F     F
+Order.version                       -     F     F     F     F     F     F     F     F     F
+Order.subtotal                      -     F     F     -     -     F     F     F     -     -
+Order.shippingFee                   -     F     F     -     -     F     F     F     -     -
+Order.discount                      -     F     F     -     -     F     F     F     -     -
+Order.total                         -     F     F     -     -     F     F     F     -     -
+Order.refundedAmount                -     F     F     -     -     F     F     F     -     -
+Order.grossMargin                   -     -     -     -     -     -     F     -     -     -
+Order.customer                      -     F     F     -     -     F     F     F     F     -
+Order.customerName                  -     F     F     -     -     M     M     M     M     -
+Order.customerPhone                 -     F     M     -     -     M     M     M     M     -
+Order.shippingAddress               -     F     F     F     -     F     F     F     F     -
+Order.paymentMethod                 -     F     -     -     -     F     F     -     -     -
+Order.paymentTransactionId          -     -     -     -     -     -     F     -     -     -
+Order.carrier                       -     F     F     F     -     F     -     -     -     -
+Order.trackingNumber                -     F     F     F     -     F     -     -     -     -
+Order.internalNote                  -     F     -     -     -     F     -     -     -     -
+Order.lines                         -     F     F     F     F     F     F     F     F     -
+Order.statusHistory                 -     F     F     F     F     F     F     F     F     F
 
-OrderLine.id                    -     F     F     F     F     F     F     F     F     -
-OrderLine.sku                   -     F     F     F     F     F     F     F     F     -
-OrderLine.name                  -     F     F     F     F     F     F     F     F     -
-OrderLine.quantity              -     F     F     F     F     F     F     F     F     -
-OrderLine.unitPrice             -     F     F     -     -     F     F     F     -     -
-OrderLine.lineTotal             -     F     F     -     -     F     F     F     -     -
-OrderLine.costPrice             -     -     -     -     F     -     F     -     -     -
+OrderLine.id                        -     F     F     F     F     F     F     F     F     -
+OrderLine.sku                       -     F     F     F     F     F     F     F     F     -
+OrderLine.name                      -     F     F     F     F     F     F     F     F     -
+OrderLine.quantity                  -     F     F     F     F     F     F     F     F     -
+OrderLine.unitPrice                 -     F     F     -     -     F     F     F     -     -
+OrderLine.lineTotal                 -     F     F     -     -     F     F     F     -     -
+OrderLine.costPrice                 -     -     -     -     F     -     F     -     -     -
 
-OrderStatusChange.from          -     F     F     F     F     F     F     F     F     F
-OrderStatusChange.to            -     F     F     F     F     F     F     F     F     F
-OrderStatusChange.actor         -     F     F     F     F     F     F     F     F     F
-OrderStatusChange.at            -     F     F     F     F     F     F     F     F     F
-OrderStatusChange.note          -     F     F     F     F     F     F     F     F     F
+OrderStatusChange.from              -     F     F     F     F     F     F     F     F     F
+OrderStatusChange.to                -     F     F     F     F     F     F     F     F     F
+OrderStatusChange.actor             -     F     F     F     F     F     F     F     F     F
+OrderStatusChange.at                -     F     F     F     F     F     F     F     F     F
+OrderStatusChange.note              -     F     F     F     F     F     F     F     F     F
 
-Customer.id                     -     F     F     -     -     F     F     F     F     -
-Customer.name                   -     F     F     -     -     M     M     M     M     -
-Customer.phone                  -     F     M     -     -     M     M     M     M     -
-Customer.email                  -     F     M     -     -     M     M     M     M     -
-Customer.createdAt              -     F     F     -     -     F     F     F     F     -
-Customer.addresses              -     F     F     -     -     F     F     F     F     -
-Customer.orders                 -     F     F     -     -     F     F     F     F     -
+Customer.id                         -     F     F     -     -     F     F     F     F     -
+Customer.name                       -     F     F     -     -     M     M     M     M     -
+Customer.phone                      -     F     M     -     -     M     M     M     M     -
+Customer.email                      -     F     M     -     -     M     M     M     M     -
+Customer.createdAt                  -     F     F     -     -     F     F     F     F     -
+Customer.addresses                  -     F     F     -     -     F     F     F     F     -
+Customer.orders                     -     F     F     -     -     F     F     F     F     -
 
-Address.recipient               -     F     M     F     -     M     M     M     M     -
-Address.phone                   -     F     M     F     -     M     M     M     M     -
-Address.province                -     F     F     F     -     F     F     F     F     -
-Address.city                    -     F     F     F     -     F     F     F     F     -
-Address.district                -     F     F     F     -     F     F     F     F     -
-Address.street                  -     F     M     F     -     M     M     M     M     -
-Address.postalCode              -     F     F     F     -     F     F     F     F     -
+Address.recipient                   -     F     M     F     -     M     M     M     M     -
+Address.phone                       -     F     M     F     -     M     M     M     M     -
+Address.province                    -     F     F     F     -     F     F     F     F     -
+Address.city                        -     F     F     F     -     F     F     F     F     -
+Address.district                    -     F     F     F     -     F     F     F     F     -
+Address.street                      -     F     M     F     -     M     M     M     M     -
+Address.postalCode                  -     F     F     F     -     F     F     F     F     -
 
-StockItem.sku                   -     F     F     F     F     F     F     -     -     -
-StockItem.productName           -     F     F     F     F     F     F     -     -     -
-StockItem.warehouse             -     F     F     F     F     F     F     -     -     -
-StockItem.onHand                -     F     F     F     F     F     F     -     -     -
-StockItem.reserved              -     F     F     F     F     F     F     -     -     -
-StockItem.available             -     F     F     F     F     F     F     -     -     -
-StockItem.safetyThreshold       -     F     F     F     F     F     F     -     -     -
-StockItem.unitCost              -     -     -     -     F     -     F     -     -     -
-StockItem.updatedAt             -     F     F     F     F     F     F     -     -     -
+ApprovalRequest.id                  -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.kind                -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.status              -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.orderId             -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.orderNumber         -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.orderLineId         -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.amount              -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.currency            -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.requestedBy         -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.reason              -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.summary             -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.signingPayload      -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.createdAt           -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.expiresAt           -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.decidedAt           -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.decidedBy           -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.decisionReason      -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.keyFingerprint      -     F     F     -     -     -     F     F     F     -
+
+StockItem.sku                       -     F     F     F     F     F     F     -     -     -
+StockItem.productName               -     F     F     F     F     F     F     -     -     -
+StockItem.warehouse                 -     F     F     F     F     F     F     -     -     -
+StockItem.onHand                    -     F     F     F     F     F     F     -     -     -
+StockItem.reserved                  -     F     F     F     F     F     F     -     -     -
+StockItem.available                 -     F     F     F     F     F     F     -     -     -
+StockItem.safetyThreshold           -     F     F     F     F     F     F     -     -     -
+StockItem.unitCost                  -     -     -     -     F     -     F     -     -     -
+StockItem.updatedAt                 -     F     F     F     F     F     F     -     -     -
 """
 
 _LETTERS = {"F": "FULL", "M": "MASKED", "-": "NONE"}

@@ -19,7 +19,7 @@ fragment CustomerFields on Customer {
 }
 fragment OrderFields on Order {
   __typename id number channel externalId status currency createdAt updatedAt version
-  subtotal shippingFee discount total grossMargin customerName customerPhone
+  subtotal shippingFee discount total refundedAmount grossMargin customerName customerPhone
   paymentMethod paymentTransactionId carrier trackingNumber internalNote
   customer { ...CustomerFields }
   shippingAddress { ...AddressFields }

@@ -141,6 +141,9 @@ class Order:
     shipping_fee: Money | None
     discount: Money | None
     total: Money | None
+    refunded_amount: Money | None = strawberry.field(
+        description="Refunds approved so far (each one signed by an approver)."
+    )
     gross_margin: Money | None
     customer: Customer | None
     customer_name: str | None
@@ -174,6 +177,7 @@ ORDER = Projection.of(
     shipping_fee=_money("shipping_fee_minor"),
     discount=_money("discount_minor"),
     total=_money("total_minor"),
+    refunded_amount=_money("refunded_minor"),
     gross_margin=_money("gross_margin_minor"),
     customer=lambda m, a: Customer.from_model(m.customer, a) if m.customer is not None else None,
     customer_name=attr("customer_name"),

@@ -27,6 +27,7 @@ class Order(Base):
         UniqueConstraint("channel_code", "external_id"),
         CheckConstraint("version >= 1", name="version_positive"),
         CheckConstraint("total_minor >= 0", name="total_not_negative"),
+        CheckConstraint("refunded_minor >= 0", name="refunded_not_negative"),
         Index("ix_orders_created_at_id", "created_at", "id"),
         Index("ix_orders_total_minor_id", "total_minor", "id"),
     )
@@ -42,6 +43,7 @@ class Order(Base):
     discount_minor: Mapped[int] = mapped_column(Integer, default=0)
     total_minor: Mapped[int] = mapped_column(Integer)
     gross_margin_minor: Mapped[int] = mapped_column(Integer)
+    refunded_minor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     # Snapshot of who ordered, as the channel reported it at the time.

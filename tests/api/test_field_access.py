@@ -59,17 +59,61 @@ async def observed(
 
     results = {}
     async for api in _api_for(settings_for(url, matrix_dirs)):
-        for role in ROLES:
-            response = await api.gql(ALL_FIELDS_QUERY, variables, as_=role)
-            seen: dict[str, list[tuple[Any, Any]]] = {}
-            _walk(response.get("data") or {}, truth["data"], seen)
-            forbidden = {f for code, f in errors_of(response) if code == "FORBIDDEN" and f}
-            unexpected = [
-                e for e in response.get("errors", []) if e["extensions"]["code"] != "FORBIDDEN"
+        await _make_approval_requests(api)
+        # Approvers see every request in full under the real policy: that is the truth here.
+        truth_requests = {
+            e["node"]["id"]: e["node"]
+            for e in (await api.gql(APPROVALS_QUERY, as_="approver"))["data"]["approvalRequests"][
+                "edges"
             ]
-            assert not unexpected, (role, unexpected)
+        }
+        for role in ROLES:
+            seen: dict[str, list[tuple[Any, Any]]] = {}
+            forbidden: set[str] = set()
+            response = await api.gql(ALL_FIELDS_QUERY, variables, as_=role)
+            _walk(response.get("data") or {}, truth["data"], seen)
+            requests = await api.gql(APPROVALS_QUERY, as_=role)
+            for edge in ((requests.get("data") or {}).get("approvalRequests") or {}).get(
+                "edges", []
+            ):
+                node = edge["node"]
+                truth_node = truth_requests[node["id"]] if node["id"] else None
+                for key, value in node.items():
+                    if key != "__typename" and truth_node is not None:
+                        seen.setdefault(f"ApprovalRequest.{key}", []).append(
+                            (value, truth_node[key])
+                        )
+            for result in (response, requests):
+                forbidden |= {f for code, f in errors_of(result) if code == "FORBIDDEN" and f}
+                unexpected = [
+                    e for e in result.get("errors", []) if e["extensions"]["code"] != "FORBIDDEN"
+                ]
+                assert not unexpected, (role, unexpected)
             results[role] = (seen, forbidden)
     return results
+
+
+APPROVALS_QUERY = """{ approvalRequests(first: 50) { edges { node { __typename id kind status
+    orderId orderNumber orderLineId amount currency requestedBy reason summary signingPayload
+    createdAt expiresAt decidedAt decidedBy decisionReason keyFingerprint } } } }"""
+
+
+async def _make_approval_requests(api: Api) -> None:
+    """One request by each role that may ask, so each of them has something to see."""
+    order = await api.gql(
+        "{ orders(first: 1, filter: {status: [PAID], channel: [TAOBAO]}) "
+        "{ edges { node { id lines { id } } } } }",
+        as_="ops",
+    )
+    node = order["data"]["orders"]["edges"][0]["node"]
+    refund = 'mutation($o: ID!) { requestRefund(orderId: $o, amount: "1.00", reason: "r") { id } }'
+    price = (
+        'mutation($l: ID!) { requestPriceChange(orderLineId: $l, newUnitPrice: "1.00", '
+        'reason: "r") { id } }'
+    )
+    for role in ("cs", "finance"):
+        assert "errors" not in await api.gql(refund, {"o": node["id"]}, as_=role)
+    assert "errors" not in await api.gql(price, {"l": node["lines"][0]["id"]}, as_="sales")
 
 
 @pytest.mark.parametrize(("role", "coordinate"), sorted(EXPECTED))
