@@ -13,14 +13,14 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from api.graphql.projection import Projection, attr
+from api.graphql.projection import Projection
 from api.graphql.scalars import Money
 from domain.access import AccessProfile, FieldAccess
 from domain.catalog import models as catalog
 from domain.customers import models as customers
-from domain.money import from_minor
 from domain.orders import models as orders
 from domain.orders.rules import OrderStatus as DomainOrderStatus
+from domain.readers import READERS
 
 OrderStatus = strawberry.enum(DomainOrderStatus, name="OrderStatus")
 
@@ -33,11 +33,10 @@ class Channel(Enum):
     WEB = "WEB"
 
 
-def _money(minor_attr: str) -> Any:
-    def get(model: Any, _access: AccessProfile) -> Money:
-        return Money(from_minor(getattr(model, minor_attr), model.currency))
-
-    return get
+def read(coordinate: str) -> Any:
+    """A projection getter for a scalar field, reading through the domain's reader."""
+    reader = READERS[coordinate]
+    return lambda model, _access: reader(model)
 
 
 def _id(model: Any, _access: AccessProfile) -> strawberry.ID:
@@ -61,13 +60,13 @@ class Address:
 
 ADDRESS = Projection.of(
     "Address",
-    recipient=attr("recipient"),
-    phone=attr("phone"),
-    province=attr("province"),
-    city=attr("city"),
-    district=attr("district"),
-    street=attr("street"),
-    postal_code=attr("postal_code"),
+    recipient=read("Address.recipient"),
+    phone=read("Address.phone"),
+    province=read("Address.province"),
+    city=read("Address.city"),
+    district=read("Address.district"),
+    street=read("Address.street"),
+    postal_code=read("Address.postalCode"),
 )
 
 
@@ -95,11 +94,11 @@ class OrderStatusChange:
 STATUS_CHANGE = Projection.of(
     "OrderStatusChange",
     names={"from_": "from"},
-    from_=attr("from_status"),
-    to=attr("to_status"),
-    actor=attr("actor_username"),
-    at=attr("at"),
-    note=attr("note"),
+    from_=read("OrderStatusChange.from"),
+    to=read("OrderStatusChange.to"),
+    actor=read("OrderStatusChange.actor"),
+    at=read("OrderStatusChange.at"),
+    note=read("OrderStatusChange.note"),
 )
 
 
@@ -117,12 +116,12 @@ class OrderLine:
 ORDER_LINE = Projection.of(
     "OrderLine",
     id=_id,
-    sku=attr("sku"),
-    name=attr("name"),
-    quantity=attr("quantity"),
-    unit_price=lambda m, _a: Money(from_minor(m.unit_price_minor, m.order.currency)),
-    line_total=lambda m, _a: Money(from_minor(m.unit_price_minor * m.quantity, m.order.currency)),
-    cost_price=lambda m, _a: Money(from_minor(m.cost_price_minor, m.order.currency)),
+    sku=read("OrderLine.sku"),
+    name=read("OrderLine.name"),
+    quantity=read("OrderLine.quantity"),
+    unit_price=read("OrderLine.unitPrice"),
+    line_total=read("OrderLine.lineTotal"),
+    cost_price=read("OrderLine.costPrice"),
 )
 
 
@@ -158,36 +157,36 @@ class Order:
     status_history: list[OrderStatusChange] | None
 
     @classmethod
-    def from_model(cls, model: orders.Order, access: AccessProfile) -> Order | None:
+    def from_model(cls, model: orders.Order, access: AccessProfile) -> Order:
         return cls(**ORDER(model, access))
 
 
 ORDER = Projection.of(
     "Order",
     id=_id,
-    number=attr("number"),
+    number=read("Order.number"),
     channel=lambda m, _a: Channel(m.channel_code),
-    external_id=attr("external_id"),
-    status=attr("status"),
-    currency=attr("currency"),
-    created_at=attr("created_at"),
-    updated_at=attr("updated_at"),
-    version=attr("version"),
-    subtotal=_money("subtotal_minor"),
-    shipping_fee=_money("shipping_fee_minor"),
-    discount=_money("discount_minor"),
-    total=_money("total_minor"),
-    refunded_amount=_money("refunded_minor"),
-    gross_margin=_money("gross_margin_minor"),
+    external_id=read("Order.externalId"),
+    status=read("Order.status"),
+    currency=read("Order.currency"),
+    created_at=read("Order.createdAt"),
+    updated_at=read("Order.updatedAt"),
+    version=read("Order.version"),
+    subtotal=read("Order.subtotal"),
+    shipping_fee=read("Order.shippingFee"),
+    discount=read("Order.discount"),
+    total=read("Order.total"),
+    refunded_amount=read("Order.refundedAmount"),
+    gross_margin=read("Order.grossMargin"),
     customer=lambda m, a: Customer.from_model(m.customer, a) if m.customer is not None else None,
-    customer_name=attr("customer_name"),
-    customer_phone=attr("customer_phone"),
+    customer_name=read("Order.customerName"),
+    customer_phone=read("Order.customerPhone"),
     shipping_address=lambda m, a: Address.from_model(_ShippingAddress(m), a),
-    payment_method=attr("payment_method"),
-    payment_transaction_id=attr("payment_transaction_id"),
-    carrier=attr("carrier"),
-    tracking_number=attr("tracking_number"),
-    internal_note=attr("internal_note"),
+    payment_method=read("Order.paymentMethod"),
+    payment_transaction_id=read("Order.paymentTransactionId"),
+    carrier=read("Order.carrier"),
+    tracking_number=read("Order.trackingNumber"),
+    internal_note=read("Order.internalNote"),
     lines=lambda m, a: [OrderLine(**ORDER_LINE(line, a)) for line in m.lines],
     status_history=lambda m, a: [
         OrderStatusChange(**STATUS_CHANGE(change, a)) for change in m.status_history
@@ -217,17 +216,17 @@ class Customer:
         return [Order.from_model(o, access) for o in found]
 
     @classmethod
-    def from_model(cls, model: customers.Customer, access: AccessProfile) -> Customer | None:
+    def from_model(cls, model: customers.Customer, access: AccessProfile) -> Customer:
         return cls(**CUSTOMER(model, access), _model_id=model.id)
 
 
 CUSTOMER = Projection.of(
     "Customer",
     id=_id,
-    name=attr("name"),
-    phone=attr("phone"),
-    email=attr("email"),
-    created_at=attr("created_at"),
+    name=read("Customer.name"),
+    phone=read("Customer.phone"),
+    email=read("Customer.email"),
+    created_at=read("Customer.createdAt"),
     addresses=lambda m, a: [Address.from_model(address, a) for address in m.addresses],
 )
 
@@ -245,21 +244,21 @@ class StockItem:
     updated_at: dt.datetime | None
 
     @classmethod
-    def from_model(cls, model: catalog.StockItem, access: AccessProfile) -> StockItem | None:
+    def from_model(cls, model: catalog.StockItem, access: AccessProfile) -> StockItem:
         return cls(**STOCK_ITEM(model, access))
 
 
 STOCK_ITEM = Projection.of(
     "StockItem",
-    sku=attr("sku"),
-    product_name=lambda m, _a: m.product.name,
-    warehouse=attr("warehouse"),
-    on_hand=attr("on_hand"),
-    reserved=attr("reserved"),
-    available=attr("available"),
-    safety_threshold=attr("safety_threshold"),
-    unit_cost=_money("unit_cost_minor"),
-    updated_at=attr("updated_at"),
+    sku=read("StockItem.sku"),
+    product_name=read("StockItem.productName"),
+    warehouse=read("StockItem.warehouse"),
+    on_hand=read("StockItem.onHand"),
+    reserved=read("StockItem.reserved"),
+    available=read("StockItem.available"),
+    safety_threshold=read("StockItem.safetyThreshold"),
+    unit_cost=read("StockItem.unitCost"),
+    updated_at=read("StockItem.updatedAt"),
 )
 
 # Every governed type with its projection; a test checks these against the policy catalogue.
