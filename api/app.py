@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from api.downloads import download_endpoint
 from api.logging import configure_logging
 from api.middleware import EdgeMiddleware
 from api.runtime import Runtime
@@ -28,6 +29,7 @@ from domain.approvals import service as approvals
 from domain.audit import service as audit
 from domain.audit.service import Outcome, Subject
 from domain.db import utcnow
+from domain.exports import service as exports
 
 log = logging.getLogger("ordergate.app")
 
@@ -85,6 +87,20 @@ async def _expire_requests(runtime: Runtime) -> None:
         log.info("approval requests expired", extra={"count": expired})
 
 
+async def _export_housekeeping(runtime: Runtime) -> None:
+    async with runtime.sessions() as session:
+        waiting = await exports.sweep(session=session, settings=runtime.exports, now=utcnow())
+        await session.commit()
+    for export_id in waiting:  # approved but never produced (the server stopped meanwhile)
+        await exports.produce(
+            sessions=runtime.sessions,
+            export_id=export_id,
+            pdp=runtime.pdp,
+            settings=runtime.exports,
+            now=utcnow(),
+        )
+
+
 async def _checkpoint(runtime: Runtime) -> None:
     async with runtime.sessions() as session:
         checkpoint = await audit.create_checkpoint(session=session, key=runtime.checkpoint_key)
@@ -135,6 +151,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 _every(60, lambda: _expire_requests(runtime), "expiring approval requests")
             )
         )
+        background.add(
+            asyncio.create_task(
+                _every(60, lambda: _export_housekeeping(runtime), "export housekeeping")
+            )
+        )
         if settings.audit_checkpoint_seconds > 0:
             background.add(
                 asyncio.create_task(
@@ -152,12 +173,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await runtime.drain()
             await runtime.engine.dispose()
 
     app = Starlette(
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/exports/{export_id}/download", download_endpoint(runtime), methods=["GET"]),
         ],
         middleware=[Middleware(EdgeMiddleware, settings=settings)],
         lifespan=lifespan,

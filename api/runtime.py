@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -13,6 +17,7 @@ from domain.access import PolicyDecisionPoint
 from domain.approvals.service import Deployment
 from domain.audit.keys import CheckpointKey
 from domain.db import create_engine, session_factory
+from domain.exports.service import ExportSettings
 
 
 @dataclass
@@ -24,6 +29,19 @@ class Runtime:
     tokens: TokenService
     checkpoint_key: CheckpointKey
     deployment: Deployment
+    exports: ExportSettings
+    # Work started by a request that outlives it (producing an export file).
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background work (tests, and shutdown)."""
+        while self.background:
+            await asyncio.gather(*list(self.background), return_exceptions=True)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -34,6 +52,14 @@ class Runtime:
             sessions=session_factory(engine),
             pdp=PolicyDecisionPoint(settings.policy_dir),
             checkpoint_key=checkpoint_key(settings),
+            exports=ExportSettings(
+                directory=settings.data_dir / "exports",
+                link_secret=hashlib.sha256(
+                    b"export-links:" + settings.token_keys[settings.signing_kid].encode()
+                ).digest(),
+                timezone=settings.timezone,
+                retention=dt.timedelta(seconds=settings.export_retention_seconds),
+            ),
             deployment=Deployment(
                 audience=settings.audience,
                 ttl=dt.timedelta(seconds=settings.approval_ttl_seconds),

@@ -11,6 +11,7 @@ from api.graphql.approvals import ApprovalMutations, ApprovalQueries
 from api.graphql.audit import AuditQueries
 from api.graphql.auth import AuthMutations
 from api.graphql.customers import CustomerQueries
+from api.graphql.exports import ExportMutations, ExportQueries
 from api.graphql.extension import AccessControl
 from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.scalars import SCALARS
@@ -20,13 +21,19 @@ from api.graphql.viewer import ViewerQueries
 
 @strawberry.type
 class Query(
-    ViewerQueries, OrderQueries, CustomerQueries, StockQueries, ApprovalQueries, AuditQueries
+    ViewerQueries,
+    OrderQueries,
+    CustomerQueries,
+    StockQueries,
+    ApprovalQueries,
+    ExportQueries,
+    AuditQueries,
 ):
     pass
 
 
 @strawberry.type
-class Mutation(AuthMutations, OrderMutations, ApprovalMutations):
+class Mutation(AuthMutations, OrderMutations, ApprovalMutations, ExportMutations):
     pass
 
 

@@ -71,6 +71,7 @@ class Settings:
     audit_key_file: Path
     audit_checkpoint_seconds: float
     approval_ttl_seconds: int
+    export_retention_seconds: int
 
     @property
     def production(self) -> bool:
@@ -165,4 +166,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         audit_key_file=audit_key_file,
         audit_checkpoint_seconds=_float(env, "ORDERGATE_AUDIT_CHECKPOINT_SECONDS", 300),
         approval_ttl_seconds=_int(env, "ORDERGATE_APPROVAL_TTL_SECONDS", 24 * 3600),
+        export_retention_seconds=_int(env, "ORDERGATE_EXPORT_RETENTION_SECONDS", 3600),
     )

@@ -13,12 +13,12 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from api.auth.authenticate import authenticate
 from api.context import RequestContext
 from api.errors import format_error
 from api.runtime import Runtime
-from domain.actor import Actor, Origin
+from domain.actor import Origin
 from domain.errors import Unauthenticated
-from domain.users import service as users_service
 
 
 class GraphQLView(GraphQL[RequestContext, None]):
@@ -61,32 +61,13 @@ class GraphQLView(GraphQL[RequestContext, None]):
         header = request.headers.get("authorization")
         if header:
             try:
-                ctx.actor = await self._authenticate(header, ctx)
+                ctx.actor = await authenticate(
+                    header, session=ctx.session, runtime=self.runtime, origin=ctx.origin
+                )
                 request.scope["state"]["username"] = ctx.actor.username
             except Unauthenticated as exc:
                 ctx.auth_error = exc
         return ctx
-
-    async def _authenticate(self, header: str, ctx: RequestContext) -> Actor:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("use `Authorization: Bearer <accessToken>`")
-        claims = self.runtime.tokens.verify(token.strip())
-        # Roles come from the database, not the token, so a role change or a disabled account
-        # takes effect on the next request rather than when the token expires.
-        user = await users_service.get_active_user(session=ctx.session, user_id=int(claims["sub"]))
-        roles = frozenset(user.roles)
-        actor = Actor(
-            user_id=user.id,
-            username=user.username,
-            roles=roles,
-            channels=frozenset(user.channels),
-            access=self.runtime.pdp.profile(roles),
-            origin=ctx.origin,
-        )
-        # Reads run in the request's transaction; start the next one clean of the user lookup.
-        await ctx.session.commit()
-        return actor
 
     async def process_result(  # type: ignore[override]
         self, request: Request, result: ExecutionResult

@@ -6,6 +6,7 @@ from domain.catalog.models import Product, StockItem
 from domain.channels.models import Channel
 from domain.customers.models import Address, Customer
 from domain.db import Base
+from domain.exports.models import ExportRequest
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.users.models import User, UserChannel, UserRole
 
@@ -19,6 +20,7 @@ __all__ = [
     "Channel",
     "ConsumedNonce",
     "Customer",
+    "ExportRequest",
     "Order",
     "OrderLine",
     "OrderStatusChange",

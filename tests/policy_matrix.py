@@ -100,6 +100,30 @@ ApprovalRequest.decidedBy           -     F     F     -     -     -     F     F 
 ApprovalRequest.decisionReason      -     F     F     -     -     -     F     F     F     -
 ApprovalRequest.keyFingerprint      -     F     F     -     -     -     F     F     F     -
 
+ExportRequest.id                    -     -     F     -     -     F     F     F     F     -
+ExportRequest.entity                -     -     F     -     -     F     F     F     F     -
+ExportRequest.filter                -     -     F     -     -     F     F     F     F     -
+ExportRequest.fields                -     -     F     -     -     F     F     F     F     -
+ExportRequest.reason                -     -     F     -     -     F     F     F     F     -
+ExportRequest.status                -     -     F     -     -     F     F     F     F     -
+ExportRequest.requestedBy           -     -     F     -     -     F     F     F     F     -
+ExportRequest.expectedRows          -     -     F     -     -     F     F     F     F     -
+ExportRequest.scopeDigest           -     -     F     -     -     F     F     F     F     -
+ExportRequest.createdAt             -     -     F     -     -     F     F     F     F     -
+ExportRequest.expiresAt             -     -     F     -     -     F     F     F     F     -
+ExportRequest.approvedL1By          -     -     F     -     -     F     F     F     F     -
+ExportRequest.approvedL1At          -     -     F     -     -     F     F     F     F     -
+ExportRequest.approvedL2By          -     -     F     -     -     F     F     F     F     -
+ExportRequest.approvedL2At          -     -     F     -     -     F     F     F     F     -
+ExportRequest.rejectedBy            -     -     F     -     -     F     F     F     F     -
+ExportRequest.rejectionReason       -     -     F     -     -     F     F     F     F     -
+ExportRequest.rowCount              -     -     F     -     -     F     F     F     F     -
+ExportRequest.sha256                -     -     F     -     -     F     F     F     F     -
+ExportRequest.producedAt            -     -     F     -     -     F     F     F     F     -
+ExportRequest.downloadUrl           -     -     F     -     -     F     F     F     F     -
+ExportRequest.downloadExpiresAt     -     -     F     -     -     F     F     F     F     -
+ExportRequest.downloadedAt          -     -     F     -     -     F     F     F     F     -
+
 StockItem.sku                       -     F     F     F     F     F     F     -     -     -
 StockItem.productName               -     F     F     F     F     F     F     -     -     -
 StockItem.warehouse                 -     F     F     F     F     F     F     -     -     -

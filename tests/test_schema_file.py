@@ -13,6 +13,7 @@ def test_every_field_of_a_governed_type_is_in_the_policy_catalogue() -> None:
     """A field added to a type but not to `RESOURCES` would be NONE for everyone; one in the
     catalogue but not the schema would be a policy line about nothing. Both fail here."""
     from api.graphql.approvals import APPROVAL_REQUEST
+    from api.graphql.exports import EXPORT_REQUEST
     from api.graphql.types import PROJECTIONS
     from api.schema import build_schema
     from domain.access import RESOURCES
@@ -23,9 +24,13 @@ def test_every_field_of_a_governed_type_is_in_the_policy_catalogue() -> None:
         graphql_type = schema.get_type(type_name)
         assert graphql_type is not None, type_name
         assert set(graphql_type.fields) == set(fields), type_name
-        projection = APPROVAL_REQUEST if type_name == "ApprovalRequest" else PROJECTIONS[type_name]
+        projection = {"ApprovalRequest": APPROVAL_REQUEST, "ExportRequest": EXPORT_REQUEST}.get(
+            type_name, PROJECTIONS.get(type_name)
+        )
         projected = {c.split(".", 1)[1] for _, c, _ in projection.fields}
-        resolved_elsewhere = {"orders"} if type_name == "Customer" else set()
+        resolved_elsewhere = {"Customer": {"orders"}, "ExportRequest": {"downloadUrl"}}.get(
+            type_name, set()
+        )
         assert projected | resolved_elsewhere == set(fields), type_name
         for name, field in graphql_type.fields.items():
             assert not str(field.type).endswith("!"), f"{type_name}.{name} must be nullable"

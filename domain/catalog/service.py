@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import pagination
@@ -22,6 +23,24 @@ class StockFilter:
     below_safety_threshold: bool | None = None
 
 
+def matching(actor: Actor, flt: StockFilter | None = None) -> Select[Any]:
+    """Stock items matching the filter, which may only use fields the caller reads in full."""
+    actor.access.require_full("StockItem.sku")
+    flt = flt or StockFilter()
+    stmt = select(StockItem)
+    if flt.sku is not None:
+        stmt = stmt.where(StockItem.sku == flt.sku)
+    if flt.warehouse is not None:
+        actor.access.require_full("StockItem.warehouse")
+        stmt = stmt.where(StockItem.warehouse == flt.warehouse)
+    if flt.below_safety_threshold is not None:
+        actor.access.require_full("StockItem.available")
+        actor.access.require_full("StockItem.safetyThreshold")
+        below = (StockItem.on_hand - StockItem.reserved) < StockItem.safety_threshold
+        stmt = stmt.where(below if flt.below_safety_threshold else ~below)
+    return stmt
+
+
 async def list_stock(
     *,
     session: AsyncSession,
@@ -30,20 +49,8 @@ async def list_stock(
     first: int | None = None,
     after: str | None = None,
 ) -> pagination.Page[StockItem]:
-    actor.access.require_full("StockItem.sku")
-    flt = flt or StockFilter()
     size = pagination.page_size(first)
-    base = select(StockItem)
-    if flt.sku is not None:
-        base = base.where(StockItem.sku == flt.sku)
-    if flt.warehouse is not None:
-        actor.access.require_full("StockItem.warehouse")
-        base = base.where(StockItem.warehouse == flt.warehouse)
-    if flt.below_safety_threshold is not None:
-        actor.access.require_full("StockItem.available")
-        actor.access.require_full("StockItem.safetyThreshold")
-        below = (StockItem.on_hand - StockItem.reserved) < StockItem.safety_threshold
-        base = base.where(below if flt.below_safety_threshold else ~below)
+    base = matching(actor, flt)
     total = await session.scalar(select(func.count()).select_from(base.subquery()))
     stmt = base
     if after is not None:

@@ -46,6 +46,12 @@ def _filtered(stmt: Select[Any], actor: Actor, flt: CustomerFilter) -> Select[An
     return stmt
 
 
+def matching(actor: Actor, flt: CustomerFilter | None = None) -> Select[Any]:
+    """Customers matching the filter, which may only use fields the caller reads in full."""
+    actor.access.require_full("Customer.id")
+    return _filtered(select(Customer), actor, flt or CustomerFilter())
+
+
 async def list_customers(
     *,
     session: AsyncSession,
@@ -54,9 +60,8 @@ async def list_customers(
     first: int | None = None,
     after: str | None = None,
 ) -> pagination.Page[Customer]:
-    actor.access.require_full("Customer.id")
     size = pagination.page_size(first)
-    base = _filtered(select(Customer), actor, flt or CustomerFilter())
+    base = matching(actor, flt)
     total = await session.scalar(select(func.count()).select_from(base.subquery()))
     stmt = base
     if after is not None:

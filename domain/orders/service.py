@@ -123,6 +123,13 @@ def _cursor_key(sort: OrderSortField, raw: Any) -> Any:
     return raw
 
 
+def matching(actor: Actor, flt: OrderFilter | None = None) -> Select[Any]:
+    """Orders the caller may see that match the filter (no order, no limit): the one query
+    behind lists, counts and exports, so none of them can show more than another."""
+    _require_readable(actor)
+    return _filtered(_scoped(select(Order), actor), actor, flt or OrderFilter())
+
+
 async def list_orders(
     *,
     session: AsyncSession,
@@ -133,14 +140,12 @@ async def list_orders(
     first: int | None = None,
     after: str | None = None,
 ) -> pagination.Page[Order]:
-    _require_readable(actor)
     actor.access.require_full(SORT_REQUIRES[sort])
     size = pagination.page_size(first)
-    flt = flt or OrderFilter()
     column = SORT_COLUMNS[sort]
     ordering = f"orders:{sort}:{'DESC' if descending else 'ASC'}"
 
-    base = _filtered(_scoped(select(Order), actor), actor, flt)
+    base = matching(actor, flt)
     total = await session.scalar(select(func.count()).select_from(base.subquery()))
 
     stmt = base

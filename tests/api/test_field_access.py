@@ -60,30 +60,30 @@ async def observed(
     results = {}
     async for api in _api_for(settings_for(url, matrix_dirs)):
         await _make_approval_requests(api)
-        # Approvers see every request in full under the real policy: that is the truth here.
-        truth_requests = {
-            e["node"]["id"]: e["node"]
-            for e in (await api.gql(APPROVALS_QUERY, as_="approver"))["data"]["approvalRequests"][
-                "edges"
-            ]
-        }
+        await _make_export_requests(api)
+        # Approvers see every request of both kinds in full under the real policy: that is the
+        # truth these lists are compared with, paired by id (each role sees its own subset).
+        truth_lists = {}
+        for root, query in LISTS.items():
+            listed = await api.gql(query, as_="approver")
+            truth_lists[root] = {e["node"]["id"]: e["node"] for e in listed["data"][root]["edges"]}
         for role in ROLES:
             seen: dict[str, list[tuple[Any, Any]]] = {}
-            forbidden: set[str] = set()
             response = await api.gql(ALL_FIELDS_QUERY, variables, as_=role)
             _walk(response.get("data") or {}, truth["data"], seen)
-            requests = await api.gql(APPROVALS_QUERY, as_=role)
-            for edge in ((requests.get("data") or {}).get("approvalRequests") or {}).get(
-                "edges", []
-            ):
-                node = edge["node"]
-                truth_node = truth_requests[node["id"]] if node["id"] else None
-                for key, value in node.items():
-                    if key != "__typename" and truth_node is not None:
-                        seen.setdefault(f"ApprovalRequest.{key}", []).append(
-                            (value, truth_node[key])
-                        )
-            for result in (response, requests):
+            responses = [response]
+            for root, query in LISTS.items():
+                listed = await api.gql(query, as_=role)
+                responses.append(listed)
+                for edge in ((listed.get("data") or {}).get(root) or {}).get("edges", []):
+                    node = edge["node"]
+                    truth_node = truth_lists[root].get(node["id"]) if node["id"] else None
+                    for key, value in node.items():
+                        if key != "__typename" and truth_node is not None:
+                            coordinate = f"{truth_node['__typename']}.{key}"
+                            seen.setdefault(coordinate, []).append((value, truth_node[key]))
+            forbidden: set[str] = set()
+            for result in responses:
                 forbidden |= {f for code, f in errors_of(result) if code == "FORBIDDEN" and f}
                 unexpected = [
                     e for e in result.get("errors", []) if e["extensions"]["code"] != "FORBIDDEN"
@@ -96,6 +96,22 @@ async def observed(
 APPROVALS_QUERY = """{ approvalRequests(first: 50) { edges { node { __typename id kind status
     orderId orderNumber orderLineId amount currency requestedBy reason summary signingPayload
     createdAt expiresAt decidedAt decidedBy decisionReason keyFingerprint } } } }"""
+
+
+EXPORTS_QUERY = """{ exportRequests(first: 50) { edges { node { __typename id entity filter
+    fields reason status requestedBy expectedRows scopeDigest createdAt expiresAt approvedL1By
+    approvedL1At approvedL2By approvedL2At rejectedBy rejectionReason rowCount sha256
+    producedAt downloadUrl downloadExpiresAt downloadedAt } } } }"""
+LISTS = {"approvalRequests": APPROVALS_QUERY, "exportRequests": EXPORTS_QUERY}
+
+
+async def _make_export_requests(api: Api) -> None:
+    ask = "mutation($i: ExportInput!) { requestExport(input: $i) { id } }"
+    for role in ("sales", "ops", "finance"):
+        made = await api.gql(
+            ask, {"i": {"entity": "ORDERS", "fields": ["number"], "reason": "r"}}, as_=role
+        )
+        assert "errors" not in made, made
 
 
 async def _make_approval_requests(api: Api) -> None:

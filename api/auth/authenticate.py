@@ -1,0 +1,36 @@
+"""Turning an Authorization header into an Actor, for GraphQL and plain routes alike."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.runtime import Runtime
+from domain.actor import Actor, Origin
+from domain.errors import Unauthenticated
+from domain.users import service as users_service
+
+
+async def authenticate(
+    header: str | None, *, session: AsyncSession, runtime: Runtime, origin: Origin
+) -> Actor:
+    if not header:
+        raise Unauthenticated("log in first")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("use `Authorization: Bearer <accessToken>`")
+    claims = runtime.tokens.verify(token.strip())
+    # Roles come from the database, not the token, so a role change or a disabled account
+    # takes effect on the next request rather than when the token expires.
+    user = await users_service.get_active_user(session=session, user_id=int(claims["sub"]))
+    roles = frozenset(user.roles)
+    actor = Actor(
+        user_id=user.id,
+        username=user.username,
+        roles=roles,
+        channels=frozenset(user.channels),
+        access=runtime.pdp.profile(roles),
+        origin=origin,
+    )
+    # Start the request's own work in a fresh transaction.
+    await session.commit()
+    return actor
