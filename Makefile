@@ -37,6 +37,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/authz_overhead.py
 	$(BIN)/python bench/audit_overhead.py
+	$(BIN)/python bench/export_memory.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -523,8 +523,7 @@ async def produce(
                 )
                 rows += 1
                 if rows % 1000 == 0:
-                    flush()
-                    session.expunge_all()  # keep the identity map from growing with the file
+                    flush()  # the session's identity map is weak: written rows are let go
             flush()
             out.flush()
             os.fsync(out.fileno())
