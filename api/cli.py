@@ -52,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--field", required=True, help="a coordinate such as Order.grossMargin")
     policy.add_parser("check", help="fail on lines naming unknown things and fields nobody reads")
 
+    report = sub.add_parser("report", help="compliance reports").add_subparsers(
+        dest="report_command", required=True
+    )
+    access = report.add_parser("access", help="the quarterly access report")
+    access.add_argument("--quarter", required=True, help='like "2026-Q3"')
+    access.add_argument("--format", choices=("csv", "json", "html"), default="json")
+    access.add_argument("--through-seq", type=int, help="reproduce a report: audit events up to N")
+    access.add_argument("--output", type=Path, help="file to write (default: stdout)")
+
     sign = sub.add_parser("sign", help="sign an approval request's payload with your key")
     sign.add_argument("--key", type=Path, required=True, help="your Ed25519 private key (PEM)")
     sign.add_argument("--request", required=True, help="the approval request id")
@@ -164,6 +173,38 @@ async def _demo(settings: Settings) -> None:
         where = settings.data_dir / "demo-password"
         new = " (new)" if generated else ""
         print(f"their password{new}: {password}   (kept in {where}, mode 0600)")
+
+
+async def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.reports import access as access_report
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            content, digest, report = await access_report.generate(
+                session=session,
+                who=_cli_subject(),
+                pdp=PolicyDecisionPoint(settings.policy_dir),
+                key=checkpoint_key(settings),
+                quarter=args.quarter,
+                fmt=args.format,
+                settings=settings.report,
+                now=utcnow(),
+                through_seq=args.through_seq,
+                operation="report access",
+            )
+            await session.commit()
+    finally:
+        await engine.dispose()
+    if args.output:
+        args.output.write_text(content, encoding="utf-8")
+        print(
+            f"wrote {args.output} (sha256 {digest}, audit through seq {report['throughSeq']})",
+            file=sys.stderr,
+        )
+    else:
+        sys.stdout.write(content)
+    return 0
 
 
 async def _sign(settings: Settings, args: argparse.Namespace) -> int:
@@ -394,6 +435,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "audit":
         return asyncio.run(_audit_command(settings, args))
+    if args.command == "report":
+        return asyncio.run(_report(settings, args))
     if args.command == "sign":
         return asyncio.run(_sign(settings, args))
     if args.command == "policy":

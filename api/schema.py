@@ -14,6 +14,7 @@ from api.graphql.customers import CustomerQueries
 from api.graphql.exports import ExportMutations, ExportQueries
 from api.graphql.extension import AccessControl
 from api.graphql.orders import OrderMutations, OrderQueries
+from api.graphql.reports import ReportQueries
 from api.graphql.scalars import SCALARS
 from api.graphql.stock import StockQueries
 from api.graphql.viewer import ViewerQueries
@@ -28,6 +29,7 @@ class Query(
     ApprovalQueries,
     ExportQueries,
     AuditQueries,
+    ReportQueries,
 ):
     pass
 

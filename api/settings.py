@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import secrets
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from domain.audit.keys import CheckpointKey
+from domain.reports.access import ReportSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,6 +74,7 @@ class Settings:
     audit_checkpoint_seconds: float
     approval_ttl_seconds: int
     export_retention_seconds: int
+    report: ReportSettings
 
     @property
     def production(self) -> bool:
@@ -100,6 +103,29 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+
+
+def _report_settings(env: dict[str, str], timezone: zoneinfo.ZoneInfo) -> ReportSettings:
+    hours = env.get("ORDERGATE_BUSINESS_HOURS", "09:00-19:00")
+    days = env.get("ORDERGATE_BUSINESS_DAYS", "1-5")
+    try:
+        start_text, end_text = hours.split("-")
+        start, end = dt.time.fromisoformat(start_text), dt.time.fromisoformat(end_text)
+        first, last = (int(x) for x in days.split("-"))
+        if not (1 <= first <= last <= 7 and start < end):
+            raise ValueError
+    except ValueError:
+        raise SettingsError(
+            "ORDERGATE_BUSINESS_HOURS is like 09:00-19:00 and ORDERGATE_BUSINESS_DAYS like 1-5 "
+            "(ISO weekdays, Monday = 1)"
+        ) from None
+    return ReportSettings(
+        timezone=timezone,
+        business_start=start,
+        business_end=end,
+        business_days=frozenset(range(first - 1, last)),
+        anomaly_multiple=_float(env, "ORDERGATE_ANOMALY_MULTIPLE", 3.0),
+    )
 
 
 def checkpoint_key(settings: Settings) -> CheckpointKey:
@@ -167,4 +193,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         audit_checkpoint_seconds=_float(env, "ORDERGATE_AUDIT_CHECKPOINT_SECONDS", 300),
         approval_ttl_seconds=_int(env, "ORDERGATE_APPROVAL_TTL_SECONDS", 24 * 3600),
         export_retention_seconds=_int(env, "ORDERGATE_EXPORT_RETENTION_SECONDS", 3600),
+        report=_report_settings(env, timezone),
     )
