@@ -416,7 +416,7 @@ def render_csv(report: dict[str, Any]) -> str:
     writer.writerow(
         [
             f"# {report['report']} {report['quarter']} "
-            f"({report['periodStart']} to {report['periodEnd']}, audit through seq "
+            f"({report['periodStart']} to {report['periodEnd']}; audit through seq "
             f"{report['throughSeq']})"
         ]
     )
