@@ -12,11 +12,13 @@ from typing import Any
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from api.downloads import download_endpoint
+from api.graphql.limits import Limits
 from api.logging import configure_logging
 from api.middleware import EdgeMiddleware
 from api.runtime import Runtime
@@ -112,7 +114,13 @@ async def _checkpoint(runtime: Runtime) -> None:
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
     settings = settings or load_settings()
     runtime = runtime or Runtime.build(settings)
-    view = GraphQLView(build_schema(production=settings.production), runtime)
+    limits = Limits(
+        max_depth=settings.max_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        max_cost=settings.max_cost,
+    )
+    view = GraphQLView(build_schema(production=settings.production, limits=limits), runtime)
 
     async def healthz(_request: Request) -> JSONResponse:
         try:
@@ -182,7 +190,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             Route("/healthz", healthz, methods=["GET"]),
             Route("/exports/{export_id}/download", download_endpoint(runtime), methods=["GET"]),
         ],
-        middleware=[Middleware(EdgeMiddleware, settings=settings)],
+        middleware=[
+            Middleware(EdgeMiddleware, settings=settings),
+            # Browsers may call from the front-end origins listed, and from nowhere else.
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type"],
+                max_age=600,
+            ),
+        ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime

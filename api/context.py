@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,13 +15,15 @@ from starlette.requests import Request
 from strawberry.dataloader import DataLoader
 
 from api.errors import DENIAL_CODES, error_code
+from domain import ratelimit
 from domain.access import AccessProfile
 from domain.actor import Actor, Origin
 from domain.audit import service as audit
 from domain.audit.service import Outcome, Subject
-from domain.errors import DomainError, Unauthenticated
+from domain.errors import DomainError, RateLimited, Unauthenticated
 
 log = logging.getLogger("ordergate.audit")
+MINUTE = dt.timedelta(minutes=1)
 
 if TYPE_CHECKING:
     from api.runtime import Runtime
@@ -117,6 +120,59 @@ class RequestContext:
     @property
     def audit_subject(self) -> Actor | Subject:
         return self.actor if self.actor is not None else Subject(None, None, (), self.origin)
+
+    async def limit_logins(self, username: str, now: dt.datetime) -> None:
+        """Login attempts per client IP and per account, on top of the account lock-out.
+        Counted before the password is checked, so guessing costs attempts either way."""
+        settings = self.runtime.settings
+        async with self._db_lock:
+            try:
+                await ratelimit.hit(
+                    session=self.session,
+                    key=f"login:ip:{self.origin.client_ip}",
+                    limit=settings.login_per_ip_per_minute,
+                    per=MINUTE,
+                    now=now,
+                    what="login attempts from this address",
+                )
+                await ratelimit.hit(
+                    session=self.session,
+                    key=f"login:account:{username.lower()[:64]}",
+                    limit=settings.login_per_account_per_minute,
+                    per=MINUTE,
+                    now=now,
+                    what="login attempts for this account",
+                )
+            except RateLimited as exc:
+                await self.session.commit()
+                await audit.record(
+                    session=self.session,
+                    who=Subject(None, username[:64], (), self.origin),
+                    action="auth.login",
+                    operation="login",
+                    outcome=Outcome.DENIED,
+                    code=exc.code,
+                    details={"reason": "rate_limited"},
+                )
+                await self.session.commit()
+                raise
+            await self.session.commit()
+
+    async def spend_query_budget(self, now: dt.datetime) -> None:
+        """Each authenticated operation spends one unit of its account's budget per minute."""
+        actor = self.require_actor()
+        async with self._db_lock:
+            try:
+                await ratelimit.hit(
+                    session=self.session,
+                    key=f"queries:{actor.user_id}",
+                    limit=self.runtime.settings.queries_per_account_per_minute,
+                    per=MINUTE,
+                    now=now,
+                    what="requests for this account",
+                )
+            finally:
+                await self.session.commit()
 
     async def record(self, **event: Any) -> None:
         """Record an event that is not part of a mutation (reads), in its own transaction."""

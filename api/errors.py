@@ -14,6 +14,7 @@ log = logging.getLogger("ordergate.errors")
 
 # Detail keys a domain error may pass on to clients (others stay in the log).
 _PUBLIC_DETAILS = {
+    "retry_after": "retryAfter",
     "field": "field",
     "action": "action",
     "current_version": "currentVersion",
@@ -58,6 +59,9 @@ def format_error(error: GraphQLError, *, request_id: str) -> dict[str, Any]:
         extensions["code"] = "CONFLICT"
     elif "code" in extensions:
         pass
+    elif "Document contains more than" in error.message and "tokens" in error.message:
+        # graphql-core's parser refusing a document over the token limit (api/graphql/limits.py)
+        extensions["code"] = "QUERY_TOO_COMPLEX"
     elif error.path is None and (
         direct is None or isinstance(direct, GraphQLError | ValueError | TypeError)
     ):

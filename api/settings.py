@@ -75,6 +75,14 @@ class Settings:
     approval_ttl_seconds: int
     export_retention_seconds: int
     report: ReportSettings
+    max_depth: int
+    max_aliases: int
+    max_tokens: int
+    max_cost: int
+    cors_origins: tuple[str, ...]
+    login_per_ip_per_minute: int
+    login_per_account_per_minute: int
+    queries_per_account_per_minute: int
 
     @property
     def production(self) -> bool:
@@ -194,4 +202,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         approval_ttl_seconds=_int(env, "ORDERGATE_APPROVAL_TTL_SECONDS", 24 * 3600),
         export_retention_seconds=_int(env, "ORDERGATE_EXPORT_RETENTION_SECONDS", 3600),
         report=_report_settings(env, timezone),
+        max_depth=_int(env, "ORDERGATE_MAX_DEPTH", 12),
+        max_aliases=_int(env, "ORDERGATE_MAX_ALIASES", 30),
+        max_tokens=_int(env, "ORDERGATE_MAX_TOKENS", 2000),
+        max_cost=_int(env, "ORDERGATE_MAX_COST", 20_000),
+        cors_origins=tuple(
+            o.strip() for o in env.get("ORDERGATE_CORS_ORIGINS", "").split(",") if o.strip()
+        ),
+        login_per_ip_per_minute=_int(env, "ORDERGATE_LOGIN_PER_IP_PER_MINUTE", 30),
+        login_per_account_per_minute=_int(env, "ORDERGATE_LOGIN_PER_ACCOUNT_PER_MINUTE", 10),
+        queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),
     )

@@ -52,3 +52,7 @@ class SignatureInvalid(DomainError):
 
 class SeparationOfDuties(DomainError):
     code = "SEPARATION_OF_DUTIES"
+
+
+class RateLimited(DomainError):
+    code = "RATE_LIMITED"

@@ -8,6 +8,7 @@ from domain.customers.models import Address, Customer
 from domain.db import Base
 from domain.exports.models import ExportRequest
 from domain.orders.models import Order, OrderLine, OrderStatusChange
+from domain.ratelimit import RateCounter
 from domain.users.models import User, UserChannel, UserRole
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "OrderLine",
     "OrderStatusChange",
     "Product",
+    "RateCounter",
     "SigningKey",
     "StockItem",
     "User",

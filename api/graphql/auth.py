@@ -27,6 +27,7 @@ class AuthMutations:
     ) -> AuthPayload | None:
         ctx = info.context
         now = utcnow()
+        await ctx.limit_logins(username, now)
         async with ctx.read() as session:
             try:
                 user = await users_service.authenticate(

@@ -12,6 +12,8 @@ from api.graphql.coordinates import requested_coordinates, root_fields, selected
 from api.graphql.projection import READ_SCOPE, ReadScope
 from domain.access import COORDINATES, FieldAccess
 from domain.audit.service import Outcome
+from domain.db import utcnow
+from domain.errors import RateLimited
 
 GOVERNED = frozenset(COORDINATES)
 ANONYMOUS_FIELDS = frozenset({"login"})
@@ -32,7 +34,7 @@ class AccessControl(SchemaExtension):
         ctx: RequestContext = execution.context
         document = execution.graphql_document
         operation = selected_operation(document, execution.operation_name) if document else None
-        if operation is None:
+        if operation is None or execution.result is not None:  # refused by a limit already
             yield
             return
 
@@ -57,6 +59,14 @@ class AccessControl(SchemaExtension):
             yield
             return
 
+        try:
+            await ctx.spend_query_budget(utcnow())
+        except RateLimited as exc:
+            execution.result = ExecutionResult(
+                data=None, errors=[GraphQLError(exc.message, original_error=exc)]
+            )
+            yield
+            return
         access = ctx.actor.access.fields
         schema = execution.schema._schema
         asked = requested_coordinates(schema, document, operation) & GOVERNED

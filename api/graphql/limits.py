@@ -1,0 +1,194 @@
+"""Query limits, checked before anything runs: tokens, depth, aliases and cost.
+
+Cost: every field costs 1; a connection or list field multiplies the cost of what it selects
+by the number of items it may return — its `first` argument (or the default page size), or,
+for a plain list without one, an estimate of its usual length. So `orders(first: 100)` asking
+for lines of each order costs a hundred times one order. Every response carries
+`extensions.cost = {requested, maximum}`; a query over the maximum is QUERY_TOO_COMPLEX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLList,
+    GraphQLNamedType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+)
+from strawberry.extensions import SchemaExtension
+
+from api.graphql.coordinates import selected_operation
+from domain.pagination import DEFAULT_PAGE
+
+# Plain lists with no `first`: how many items one usually holds.
+LIST_ESTIMATES = {
+    "Order.lines": 5,
+    "Order.statusHistory": 6,
+    "Customer.addresses": 3,
+    "Viewer.fieldAccess": 150,
+}
+DEFAULT_LIST_ESTIMATE = 10
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    max_cost: int = 20_000
+
+
+@dataclass
+class Measure:
+    depth: int = 0
+    aliases: int = 0
+    cost: int = 0
+
+
+def _first(node: FieldNode, variables: dict[str, Any], default: int) -> int:
+    for argument in node.arguments or ():
+        if argument.name.value in ("first", "last"):
+            value = argument.value
+            if isinstance(value, IntValueNode):
+                return max(0, int(value.value))
+            if isinstance(value, VariableNode):
+                given = variables.get(value.name.value)
+                if isinstance(given, int):
+                    return max(0, given)
+    return default
+
+
+def _is_list(type_: Any) -> bool:
+    while isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    return isinstance(type_, GraphQLList)
+
+
+def measure(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    variables: dict[str, Any] | None,
+) -> Measure:
+    variables = variables or {}
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    result = Measure()
+
+    def walk(
+        selections: SelectionSetNode,
+        parent: GraphQLNamedType | None,
+        depth: int,
+        visiting: frozenset[str],
+    ) -> int:
+        result.depth = max(result.depth, depth)
+        cost = 0
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                if selection.alias is not None:
+                    result.aliases += 1
+                cost += 1
+                if selection.selection_set is None or not isinstance(parent, GraphQLObjectType):
+                    continue
+                definition = parent.fields.get(selection.name.value)
+                if definition is None:
+                    continue
+                child = get_named_type(definition.type)
+                inner = walk(selection.selection_set, child, depth + 1, visiting)
+                coordinate = f"{parent.name}.{selection.name.value}"
+                has_first = any(a == "first" for a in definition.args)
+                if has_first:
+                    inner *= _first(selection, variables, _default_first(definition))
+                elif _is_list(definition.type) and not (
+                    parent.name.endswith("Connection") and selection.name.value == "edges"
+                ):  # a connection's edges are already counted by its `first`
+                    inner *= LIST_ESTIMATES.get(coordinate, DEFAULT_LIST_ESTIMATE)
+                cost += inner
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                target = schema.get_type(condition.name.value) if condition else parent
+                cost += walk(selection.selection_set, target, depth, visiting)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = fragments.get(name)
+                if fragment is None or name in visiting:  # cycles are a validation error anyway
+                    continue
+                target = schema.get_type(fragment.type_condition.name.value)
+                cost += walk(fragment.selection_set, target, depth, visiting | {name})
+        return cost
+
+    result.cost = walk(
+        operation.selection_set, schema.get_root_type(operation.operation), 1, frozenset()
+    )
+    return result
+
+
+def _default_first(definition: Any) -> int:
+    default = definition.args["first"].default_value
+    return default if isinstance(default, int) else DEFAULT_PAGE
+
+
+def too_complex(message: str, **extensions: Any) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "QUERY_TOO_COMPLEX", **extensions})
+
+
+class QueryLimits(SchemaExtension):
+    def __init__(self, *, limits: Limits) -> None:
+        self.limits = limits
+        self.cost: Measure | None = None
+
+    def on_operation(self) -> Iterator[None]:
+        # graphql-core stops parsing past this many tokens (see api/errors.py for its code).
+        self.execution_context.parse_options["max_tokens"] = self.limits.max_tokens
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        document = execution.graphql_document
+        operation = selected_operation(document, execution.operation_name) if document else None
+        if operation is not None:
+            found = measure(execution.schema._schema, document, operation, execution.variables)
+            self.cost = found
+            limits = self.limits
+            problem = None
+            if found.depth > limits.max_depth:
+                problem = f"query depth {found.depth} is over the maximum of {limits.max_depth}"
+            elif found.aliases > limits.max_aliases:
+                problem = f"{found.aliases} aliases are over the maximum of {limits.max_aliases}"
+            elif found.cost > limits.max_cost:
+                problem = (
+                    f"query cost {found.cost} is over the maximum of {limits.max_cost}; "
+                    "ask for fewer items per page or fewer nested lists"
+                )
+            if problem is not None:
+                execution.result = ExecutionResult(data=None, errors=[too_complex(problem)])
+        yield
+
+    def get_results(self) -> dict[str, Any]:
+        if self.cost is None:
+            return {}
+        return {
+            "cost": {
+                "requested": self.cost.cost,
+                "maximum": self.limits.max_cost,
+                "depth": self.cost.depth,
+            }
+        }

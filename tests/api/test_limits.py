@@ -1,0 +1,201 @@
+"""Limits at and just over each bound: depth, aliases, tokens, cost, rate, body, page size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from domain.audit.keys import CheckpointKey
+from tests.conftest import DEMO_PASSWORD, Api, _api_for, errors_of, settings_for
+
+LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+
+
+async def _with(database_url: str, tmp_path: Path, **env: str):
+    async for api in _api_for(settings_for(database_url, tmp_path, **env)):
+        yield api
+
+
+NESTED = """{ orders(first: 1) { edges { node { customer { orders(first: 1) {
+    customer { orders(first: 1) { customer { addresses { city } } } } } } } } } }"""
+# orders 1, edges 2, node 3, customer 4, orders 5, customer 6, orders 7, customer 8,
+# addresses 9, city 10
+NESTED_DEPTH = 10
+
+
+@pytest.mark.parametrize(("maximum", "refused"), [(NESTED_DEPTH, False), (NESTED_DEPTH - 1, True)])
+async def test_query_depth(database_url: str, tmp_path: Path, maximum: int, refused: bool) -> None:
+    async for api in _with(database_url, tmp_path, ORDERGATE_MAX_DEPTH=str(maximum)):
+        result = await api.gql(NESTED, as_="cs")
+
+        assert result["extensions"]["cost"]["depth"] == NESTED_DEPTH
+        codes = [c for c, _ in errors_of(result)]
+        assert ("QUERY_TOO_COMPLEX" in codes) is refused
+
+
+@pytest.mark.parametrize(("aliases", "refused"), [(30, False), (31, True)])
+async def test_aliases(api: Api, aliases: int, refused: bool) -> None:
+    query = "{ " + " ".join(f"a{i}: viewer {{ username }}" for i in range(aliases)) + " }"
+
+    result = await api.gql(query, as_="cs")
+
+    assert (errors_of(result) == [("QUERY_TOO_COMPLEX", None)]) is refused
+
+
+@pytest.mark.parametrize(("tokens", "refused"), [(2000, False), (2001, True)])
+async def test_tokens(api: Api, tokens: int, refused: bool) -> None:
+    # "{ viewer { username } }" is 6 tokens; pad with more fields to reach the count exactly.
+    fields = " ".join(["username"] * (tokens - 5))
+    query = "{ viewer { " + fields + " } }"
+
+    result = await api.gql(query, as_="cs")
+
+    assert (errors_of(result) == [("QUERY_TOO_COMPLEX", None)]) is refused
+
+
+async def test_cost_multiplies_by_first_and_is_reported(api: Api) -> None:
+    small = await api.gql(
+        "{ orders(first: 10) { edges { node { number lines { sku } } } } }", as_="cs"
+    )
+    large = await api.gql(
+        "{ orders(first: 100) { edges { node { number lines { sku } } } } }", as_="cs"
+    )
+
+    assert large["extensions"]["cost"]["requested"] > 9 * small["extensions"]["cost"]["requested"]
+    assert small["extensions"]["cost"]["maximum"] == 20_000
+
+
+COSTLY = "{ orders(first: 100) { edges { node { number status total customerName } } } }"
+COSTLY_COST = 1 + (1 + (1 + 4)) * 100  # orders + 100 x (edges + node + 4 fields)
+
+
+@pytest.mark.parametrize(("maximum", "refused"), [(COSTLY_COST, False), (COSTLY_COST - 1, True)])
+async def test_cost_at_and_over_the_maximum(
+    database_url: str, tmp_path: Path, maximum: int, refused: bool
+) -> None:
+    async for api in _with(database_url, tmp_path, ORDERGATE_MAX_COST=str(maximum)):
+        result = await api.gql(COSTLY, as_="cs")
+
+        assert result["extensions"]["cost"] == {
+            "requested": COSTLY_COST,
+            "maximum": maximum,
+            "depth": 4,
+        }
+        codes = [c for c, _ in errors_of(result)]
+        assert ("QUERY_TOO_COMPLEX" in codes) is refused
+        assert (result["data"] is None) is refused
+
+
+async def test_a_refused_query_runs_nothing(api: Api) -> None:
+    query = (
+        "{ orders(first: 100) { edges { node { customer { orders(first: 50) "
+        "{ lines { sku } } } } } } }"
+    )
+
+    result = await api.gql(query, as_="cs")
+
+    assert errors_of(result) == [("QUERY_TOO_COMPLEX", None)]
+    assert result["data"] is None
+
+
+@pytest.mark.parametrize(("attempts", "limited"), [(3, False), (4, True)])
+async def test_login_attempts_per_account(
+    database_url: str, tmp_path: Path, attempts: int, limited: bool
+) -> None:
+    async for api in _with(database_url, tmp_path, ORDERGATE_LOGIN_PER_ACCOUNT_PER_MINUTE="3"):
+        results = [
+            await api.gql(LOGIN, {"u": "demo-cs", "p": DEMO_PASSWORD}) for _ in range(attempts)
+        ]
+
+        last = results[-1]
+        assert (errors_of(last) == [("RATE_LIMITED", None)]) is limited
+        if limited:
+            assert 1 <= last["errors"][0]["extensions"]["retryAfter"] <= 60
+
+
+async def test_login_attempts_per_address_count_across_accounts(
+    database_url: str, tmp_path: Path
+) -> None:
+    async for api in _with(database_url, tmp_path, ORDERGATE_LOGIN_PER_IP_PER_MINUTE="2"):
+        first = await api.gql(LOGIN, {"u": "demo-cs", "p": DEMO_PASSWORD})
+        second = await api.gql(LOGIN, {"u": "demo-ops", "p": DEMO_PASSWORD})
+        third = await api.gql(LOGIN, {"u": "demo-finance", "p": DEMO_PASSWORD})
+
+        assert "errors" not in first
+        assert "errors" not in second
+        assert errors_of(third) == [("RATE_LIMITED", None)]
+
+
+@pytest.mark.parametrize(("requests", "limited"), [(5, False), (6, True)])
+async def test_query_budget_per_account(
+    database_url: str, tmp_path: Path, requests: int, limited: bool
+) -> None:
+    async for api in _with(database_url, tmp_path, ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE="5"):
+        token = await api.token("cs")
+        results = [
+            await api.gql("{ viewer { username } }", authorization=f"Bearer {token}")
+            for _ in range(requests)
+        ]
+        other = await api.gql("{ viewer { username } }", as_="ops")
+
+        assert (errors_of(results[-1]) == [("RATE_LIMITED", None)]) is limited
+        assert "errors" not in other  # budgets are per account
+
+
+@pytest.mark.parametrize(("first", "code"), [(100, None), (101, "BAD_USER_INPUT")])
+async def test_page_size(api: Api, first: int, code: str | None) -> None:
+    result = await api.gql(
+        "query($n: Int) { orders(first: $n) { totalCount } }", {"n": first}, as_="cs"
+    )
+
+    assert [c for c, _ in errors_of(result)] == ([code] if code else [])
+
+
+@pytest.mark.parametrize(("size", "status"), [(1_000_000, 200), (1_000_001, 413)])
+async def test_body_size(api: Api, size: int, status: int) -> None:
+    query = "{ viewer { username } }"
+    empty = f'{{"query": "{query}", "variables": {{"pad": ""}}}}'
+    body = empty.replace('"pad": ""', '"pad": "' + "x" * (size - len(empty)) + '"')
+    assert len(body) == size
+    headers = {
+        "content-type": "application/json",
+        "authorization": f"Bearer {await api.token('cs')}",
+    }
+
+    response = await api.client.post("/graphql", content=body.encode(), headers=headers)
+
+    assert response.status_code == status
+
+
+async def test_cors_allows_only_listed_origins(database_url: str, tmp_path: Path) -> None:
+    async for api in _with(
+        database_url, tmp_path, ORDERGATE_CORS_ORIGINS="https://shop.example.com"
+    ):
+        allowed = await api.client.options(
+            "/graphql",
+            headers={"origin": "https://shop.example.com", "access-control-request-method": "POST"},
+        )
+        refused = await api.client.options(
+            "/graphql",
+            headers={"origin": "https://evil.example.net", "access-control-request-method": "POST"},
+        )
+
+        assert allowed.headers["access-control-allow-origin"] == "https://shop.example.com"
+        assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_field_suggestions_are_off_in_production(database_url: str, tmp_path: Path) -> None:
+    async for dev in _with(database_url, tmp_path):
+        hinted = await dev.gql("{ viewer { usernme } }", as_="cs")
+    CheckpointKey.generate_into(tmp_path / "audit.pem")
+    async for prod in _with(
+        database_url,
+        tmp_path,
+        ORDERGATE_ENV="production",
+        ORDERGATE_AUDIT_KEY_FILE=str(tmp_path / "audit.pem"),
+    ):
+        plain = await prod.gql("{ viewer { usernme } }", as_="cs")
+
+    assert "Did you mean" in hinted["errors"][0]["message"]
+    assert "Did you mean" not in plain["errors"][0]["message"]
