@@ -20,6 +20,17 @@ from api.runtime import Runtime
 from domain.actor import Origin
 from domain.errors import Unauthenticated
 
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def _as_graphql_response(response: Response, request: Request) -> None:
+    """Serve `application/graphql-response+json` to clients that ask for it (GraphQL over HTTP)."""
+    if response.media_type != "application/json":
+        return
+    response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+    if getattr(request.state, "request_error", False):
+        response.status_code = 400
+
 
 class GraphQLView(GraphQL[RequestContext, None]):
     def __init__(self, schema: Any, runtime: Runtime) -> None:
@@ -39,6 +50,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
             request.state.session = session
             try:
                 response = await self.run(request)
+                if getattr(request.state, "graphql_response_json", False):
+                    _as_graphql_response(response, request)
             except HTTPException as exc:
                 response = JSONResponse(
                     {"errors": [{"message": exc.reason, "extensions": {"code": "BAD_USER_INPUT"}}]},
@@ -73,6 +86,13 @@ class GraphQLView(GraphQL[RequestContext, None]):
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         payload: dict[str, Any] = {"data": result.data}
+        if GRAPHQL_RESPONSE in request.headers.get("accept", ""):
+            request.state.graphql_response_json = True
+            # A request that could not run at all (unparsable, invalid, bad variables) has no
+            # `data` entry in this media type, and answers 400.
+            if result.data is None and result.errors and all(e.path is None for e in result.errors):
+                request.state.request_error = True
+                del payload["data"]
         if result.errors:
             request_id = request.state.request_id
             payload["errors"] = [format_error(e, request_id=request_id) for e in result.errors]
