@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import BadInput
 
@@ -74,3 +75,27 @@ def apply_order(
     if desc:
         return stmt.order_by(column.desc(), id_column.desc())
     return stmt.order_by(column.asc(), id_column.asc())
+
+
+async def by_id(
+    session: AsyncSession,
+    base: Select[Any],
+    id_column: Any,
+    *,
+    ordering: str,
+    first: int | None,
+    after: str | None,
+    descending: bool = False,
+) -> Page[Any]:
+    """One page of `base` in id order, with the total count of its matches."""
+    size = page_size(first)
+    total = await session.scalar(select(func.count()).select_from(base.subquery()))
+    stmt = base
+    if after is not None:
+        _, row_id = decode_cursor(after, ordering)
+        stmt = stmt.where(id_column < row_id if descending else id_column > row_id)
+    order = id_column.desc() if descending else id_column.asc()
+    rows = list((await session.scalars(stmt.order_by(order).limit(size + 1))).all())
+    items = rows[:size]
+    cursors = [encode_cursor(ordering, None, getattr(row, id_column.key)) for row in items]
+    return Page(items, cursors, len(rows) > size, after is not None, total or 0)

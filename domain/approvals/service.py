@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -356,7 +356,6 @@ async def list_requests(
     first: int | None = None,
     after: str | None = None,
 ) -> pagination.Page[ApprovalRequest]:
-    size = pagination.page_size(first)
     base = select(ApprovalRequest)
     if (condition := _visible(actor)) is not None:
         base = base.where(condition)
@@ -372,18 +371,15 @@ async def list_requests(
         )
     elif status is not None:
         base = base.where(ApprovalRequest.status == status)
-    total = await session.scalar(select(func.count()).select_from(base.subquery()))
-    stmt = base
-    if after is not None:
-        _, row_id = pagination.decode_cursor(after, ORDERING)
-        stmt = stmt.where(ApprovalRequest.id < row_id)
-    rows = list(
-        (await session.scalars(stmt.order_by(ApprovalRequest.id.desc()).limit(size + 1))).all()
+    return await pagination.by_id(
+        session,
+        base,
+        ApprovalRequest.id,
+        ordering=ORDERING,
+        first=first,
+        after=after,
+        descending=True,
     )
-    has_next = len(rows) > size
-    rows = rows[:size]
-    cursors = [pagination.encode_cursor(ORDERING, None, r.id) for r in rows]
-    return pagination.Page(rows, cursors, has_next, after is not None, total or 0)
 
 
 # ---- deciding ---------------------------------------------------------------------------------

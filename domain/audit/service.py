@@ -165,16 +165,15 @@ async def list_events(
     flt = flt or AuditFilter()
     if flt.outcome is not None and flt.outcome not in set(Outcome):
         raise BadInput(f"outcome is one of {', '.join(Outcome)}")
-    size = pagination.page_size(first)
-    base = _filtered(select(AuditEvent), flt)
-    total = await session.scalar(select(func.count()).select_from(base.subquery()))
-    stmt = base
-    if after is not None:
-        _, seq = pagination.decode_cursor(after, ORDERING)
-        stmt = stmt.where(AuditEvent.seq < seq)
-    rows = list((await session.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(size + 1))).all())
-    has_next = len(rows) > size
-    rows = rows[:size]
+    page = await pagination.by_id(
+        session,
+        _filtered(select(AuditEvent), flt),
+        AuditEvent.seq,
+        ordering=ORDERING,
+        first=first,
+        after=after,
+        descending=True,
+    )
     await record(
         session=session,
         who=actor,
@@ -186,11 +185,10 @@ async def list_events(
                 for k, v in vars(flt).items()
                 if v is not None
             },
-            "returned": len(rows),
+            "returned": len(page.items),
         },
     )
-    cursors = [pagination.encode_cursor(ORDERING, None, e.seq) for e in rows]
-    return pagination.Page(rows, cursors, has_next, after is not None, total or 0)
+    return page
 
 
 async def iter_events(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import pagination
@@ -49,18 +49,9 @@ async def list_stock(
     first: int | None = None,
     after: str | None = None,
 ) -> pagination.Page[StockItem]:
-    size = pagination.page_size(first)
-    base = matching(actor, flt)
-    total = await session.scalar(select(func.count()).select_from(base.subquery()))
-    stmt = base
-    if after is not None:
-        _, row_id = pagination.decode_cursor(after, ORDERING)
-        stmt = stmt.where(StockItem.id > row_id)
-    rows = list((await session.scalars(stmt.order_by(StockItem.id).limit(size + 1))).all())
-    has_next = len(rows) > size
-    rows = rows[:size]
-    cursors = [pagination.encode_cursor(ORDERING, None, s.id) for s in rows]
-    return pagination.Page(rows, cursors, has_next, after is not None, total or 0)
+    return await pagination.by_id(
+        session, matching(actor, flt), StockItem.id, ordering=ORDERING, first=first, after=after
+    )
 
 
 async def get_stock_item(

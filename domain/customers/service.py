@@ -60,19 +60,10 @@ async def list_customers(
     first: int | None = None,
     after: str | None = None,
 ) -> pagination.Page[Customer]:
-    size = pagination.page_size(first)
-    base = matching(actor, flt)
-    total = await session.scalar(select(func.count()).select_from(base.subquery()))
-    stmt = base
-    if after is not None:
-        _, row_id = pagination.decode_cursor(after, ORDERING)
-        stmt = stmt.where(Customer.id > row_id)
-    stmt = stmt.order_by(Customer.id).limit(size + 1).options(selectinload(Customer.addresses))
-    rows = list((await session.scalars(stmt)).all())
-    has_next = len(rows) > size
-    rows = rows[:size]
-    cursors = [pagination.encode_cursor(ORDERING, None, c.id) for c in rows]
-    return pagination.Page(rows, cursors, has_next, after is not None, total or 0)
+    base = matching(actor, flt).options(selectinload(Customer.addresses))
+    return await pagination.by_id(
+        session, base, Customer.id, ordering=ORDERING, first=first, after=after
+    )
 
 
 async def get_customer(*, session: AsyncSession, actor: Actor, customer_id: int) -> Customer:

@@ -274,22 +274,20 @@ async def list_exports(
     first: int | None = None,
     after: str | None = None,
 ) -> pagination.Page[ExportRequest]:
-    size = pagination.page_size(first)
     base = select(ExportRequest)
     if (condition := _visible(actor)) is not None:
         base = base.where(condition)
     if status is not None:
         base = base.where(ExportRequest.status == status)
-    total = await session.scalar(select(func.count()).select_from(base.subquery()))
-    stmt = base
-    if after is not None:
-        _, row_id = pagination.decode_cursor(after, ORDERING)
-        stmt = stmt.where(ExportRequest.id < row_id)
-    rows = list(
-        (await session.scalars(stmt.order_by(ExportRequest.id.desc()).limit(size + 1))).all()
+    return await pagination.by_id(
+        session,
+        base,
+        ExportRequest.id,
+        ordering=ORDERING,
+        first=first,
+        after=after,
+        descending=True,
     )
-    cursors = [pagination.encode_cursor(ORDERING, None, r.id) for r in rows[:size]]
-    return pagination.Page(rows[:size], cursors, len(rows) > size, after is not None, total or 0)
 
 
 class ExportExpired(Conflict):
