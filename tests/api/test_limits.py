@@ -199,3 +199,16 @@ async def test_field_suggestions_are_off_in_production(database_url: str, tmp_pa
 
     assert "Did you mean" in hinted["errors"][0]["message"]
     assert "Did you mean" not in plain["errors"][0]["message"]
+
+
+async def test_graphiql_is_not_served_in_production(database_url: str, tmp_path: Path) -> None:
+    CheckpointKey.generate_into(tmp_path / "audit.pem")
+    async for prod in _with(
+        database_url,
+        tmp_path,
+        ORDERGATE_ENV="production",
+        ORDERGATE_AUDIT_KEY_FILE=str(tmp_path / "audit.pem"),
+    ):
+        page = await prod.client.get("/graphql", headers={"accept": "text/html"})
+
+        assert "graphiql" not in page.text.lower()
