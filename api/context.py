@@ -29,6 +29,47 @@ if TYPE_CHECKING:
     from api.runtime import Runtime
 
 
+def origin_of(request: Request) -> Origin:
+    """Where a request came from, as the edge middleware resolved it."""
+    return Origin(
+        client_ip=request.state.client_ip,
+        peer_ip=request.state.peer_ip,
+        user_agent=request.headers.get("user-agent"),
+        request_id=request.state.request_id,
+    )
+
+
+async def record_failure(
+    session: AsyncSession,
+    who: Actor | Subject,
+    exc: Exception,
+    *,
+    action: str,
+    operation: str,
+    target_type: str | None,
+    target_id: object,
+) -> None:
+    """After a rollback: record that an act was denied or failed, with its contract code, in a
+    transaction of its own. Used by every mutation and by the download route."""
+    code = error_code(exc)
+    try:
+        await audit.record(
+            session=session,
+            who=who,
+            action=action,
+            operation=operation,
+            outcome=Outcome.DENIED if code in DENIAL_CODES else Outcome.FAILURE,
+            code=code,
+            target_type=target_type,
+            target_id=target_id,
+            details={"message": exc.message} if isinstance(exc, DomainError) else {},
+        )
+        await session.commit()
+    except Exception:
+        await session.rollback()
+        log.exception("could not record a failed act", extra={"action": action})
+
+
 @dataclass
 class RequestContext:
     request: Request
@@ -84,38 +125,16 @@ class RequestContext:
                     await self.session.commit()
                 else:
                     await self.session.rollback()
-                await self._record_failure(exc, action, operation, target_type, target_id)
+                await record_failure(
+                    self.session,
+                    self.audit_subject,
+                    exc,
+                    action=action,
+                    operation=operation,
+                    target_type=target_type,
+                    target_id=target_id,
+                )
                 raise
-
-    async def _record_failure(
-        self,
-        exc: Exception,
-        action: str,
-        operation: str,
-        target_type: str | None,
-        target_id: object,
-    ) -> None:
-        code = error_code(exc)
-        outcome = Outcome.DENIED if code in DENIAL_CODES else Outcome.FAILURE
-        details: dict[str, Any] = {"message": exc.message} if isinstance(exc, DomainError) else {}
-        try:
-            await audit.record(
-                session=self.session,
-                who=self.audit_subject,
-                action=action,
-                operation=operation,
-                outcome=outcome,
-                code=code,
-                target_type=target_type,
-                target_id=target_id,
-                details=details,
-            )
-            await self.session.commit()
-        except Exception:
-            await self.session.rollback()
-            log.exception(
-                "could not record a failed mutation", extra={"request_id": self.origin.request_id}
-            )
 
     @property
     def audit_subject(self) -> Actor | Subject:

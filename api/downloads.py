@@ -8,11 +8,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from api.auth.authenticate import authenticate
-from api.errors import DENIAL_CODES, error_code
+from api.context import origin_of, record_failure
+from api.errors import error_code
 from api.runtime import Runtime
-from domain.actor import Actor, Origin
-from domain.audit import service as audit
-from domain.audit.service import Outcome, Subject
+from domain.actor import Actor
+from domain.audit.service import Subject
 from domain.db import utcnow
 from domain.errors import DomainError, NotFound
 from domain.exports import service as exports
@@ -37,12 +37,7 @@ def _error(code: str, message: str, request_id: str) -> JSONResponse:
 
 def download_endpoint(runtime: Runtime):
     async def download(request: Request) -> Response:
-        origin = Origin(
-            client_ip=request.state.client_ip,
-            peer_ip=request.state.peer_ip,
-            user_agent=request.headers.get("user-agent"),
-            request_id=request.state.request_id,
-        )
+        origin = origin_of(request)
         raw_id = request.path_params["export_id"]
         token = request.query_params.get("token", "")
         actor: Actor | None = None
@@ -67,23 +62,19 @@ def download_endpoint(runtime: Runtime):
                 await session.commit()
             except Exception as exc:
                 await session.rollback()
-                code = error_code(exc)
-                await audit.record(
-                    session=session,
-                    who=actor if actor is not None else Subject(None, None, (), origin),
+                await record_failure(
+                    session,
+                    actor if actor is not None else Subject(None, None, (), origin),
+                    exc,
                     action="export.download",
                     operation="download",
                     target_type="ExportRequest",
                     target_id=raw_id[:64],
-                    outcome=Outcome.DENIED if code in DENIAL_CODES else Outcome.FAILURE,
-                    code=code,
-                    details={"message": exc.message} if isinstance(exc, DomainError) else {},
                 )
-                await session.commit()
                 if not isinstance(exc, DomainError):
                     log.exception("download failed", extra={"request_id": origin.request_id})
                     return _error("INTERNAL", "internal error", origin.request_id or "")
-                return _error(code, exc.message, origin.request_id or "")
+                return _error(error_code(exc), exc.message, origin.request_id or "")
         return FileResponse(
             path,
             media_type="text/csv; charset=utf-8",

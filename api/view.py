@@ -14,10 +14,9 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from api.auth.authenticate import authenticate
-from api.context import RequestContext
+from api.context import RequestContext, origin_of
 from api.errors import format_error
 from api.runtime import Runtime
-from domain.actor import Origin
 from domain.errors import Unauthenticated
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -64,12 +63,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             request=request,
             runtime=self.runtime,
             session=request.state.session,
-            origin=Origin(
-                client_ip=request.state.client_ip,
-                peer_ip=request.state.peer_ip,
-                user_agent=request.headers.get("user-agent"),
-                request_id=request.state.request_id,
-            ),
+            origin=origin_of(request),
         )
         header = request.headers.get("authorization")
         if header:

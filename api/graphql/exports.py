@@ -107,6 +107,11 @@ EXPORT_REQUEST = Projection.of(
 )
 
 
+def _shown(ctx: RequestContext, model: models.ExportRequest) -> ExportRequest:
+    actor = ctx.require_actor()
+    return export_request(model, actor.access, viewer_id=actor.user_id, runtime=ctx.runtime)
+
+
 @strawberry.input(
     description="What to export. `filter` uses the names of that entity's query filter."
 )
@@ -136,7 +141,7 @@ class ExportQueries:
             )
         return Connection.from_page(
             page,
-            lambda r: export_request(r, actor.access, viewer_id=actor.user_id, runtime=ctx.runtime),
+            lambda r: _shown(ctx, r),
         )
 
     @strawberry.field
@@ -152,7 +157,7 @@ class ExportQueries:
             model = await exports.get_export(
                 session=session, actor=actor, export_id=parse_id(id, "export request")
             )
-        return export_request(model, actor.access, viewer_id=actor.user_id, runtime=ctx.runtime)
+        return _shown(ctx, model)
 
 
 @strawberry.type
@@ -179,7 +184,7 @@ class ExportMutations:
                 reason=input.reason,
                 now=utcnow(),
             )
-            return export_request(model, actor.access, viewer_id=actor.user_id, runtime=ctx.runtime)
+            return _shown(ctx, model)
 
     @strawberry.mutation(description="Approve at the next level: L1 first, then L2.")
     async def approve_export(
@@ -201,9 +206,7 @@ class ExportMutations:
                 export_id=parse_id(id, "export request"),
                 now=utcnow(),
             )
-            result = export_request(
-                model, actor.access, viewer_id=actor.user_id, runtime=ctx.runtime
-            )
+            result = _shown(ctx, model)
         if model.status is models.ExportStatus.APPROVED:
             ctx.runtime.spawn(produce_export(ctx.runtime, model.id))
         return result
@@ -230,7 +233,7 @@ class ExportMutations:
                 reason=reason,
                 now=utcnow(),
             )
-            return export_request(model, actor.access, viewer_id=actor.user_id, runtime=ctx.runtime)
+            return _shown(ctx, model)
 
 
 async def produce_export(runtime: Runtime, export_id: int) -> None:

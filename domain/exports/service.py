@@ -113,6 +113,19 @@ def _filter(
     unknown = sorted(set(raw) - known)
     if unknown:
         raise BadInput(f"unknown filter field(s) for {entity}: {', '.join(unknown)}")
+    # Amounts are decimal strings as everywhere in the API: a JSON number went through a float.
+    for name in (
+        "customerPhone",
+        "minTotal",
+        "maxTotal",
+        "nameContains",
+        "phone",
+        "email",
+        "sku",
+        "warehouse",
+    ):
+        if name in raw and not isinstance(raw[name], str):
+            raise BadInput(f"filter.{name} is a string")
     if entity is ExportEntity.ORDERS:
         statuses = _strings(raw.get("status", []), "status")
         bad = [s for s in statuses if s not in set(OrderStatus)]

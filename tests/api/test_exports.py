@@ -256,6 +256,7 @@ async def test_the_same_scope_cannot_be_pending_twice(api: Api) -> None:
         ({"filter": {"createdFrom": "2026-01-01T00:00:00"}}, "naive"),
         ({"filter": {"status": ["LOST"]}}, "unknown order status"),
         ({"reason": "  "}, "reason"),
+        ({"filter": {"minTotal": 12.5}}, "is a string"),
     ],
 )
 async def test_bad_export_input_is_refused(api: Api, change: dict, needle: str) -> None:

@@ -132,3 +132,20 @@ async def test_no_generated_operation_breaks_the_api_or_leaks_a_field(api: Api, 
         root = SCHEMA.get_root_type(operation.operation)
         leaks = _leaks(operation.selection_set, root, body.get("data"), access, "data")
         assert not leaks, (document, leaks)
+
+
+def test_the_leak_check_itself_catches_hidden_and_unmasked_values() -> None:
+    """The fuzz test is only as good as this check, so it is tested on responses that leak."""
+    query = parse("{ customer(id: 1) { name phone email } }")
+    operation = query.definitions[0]
+    access = {"Customer.name": FieldAccess.FULL, "Customer.phone": FieldAccess.MASKED}
+    leaked = {"customer": {"name": "张伟", "phone": "13812345678", "email": "z@example.com"}}
+    proper = {"customer": {"name": "张伟", "phone": "138****5678", "email": None}}
+
+    found = _leaks(operation.selection_set, SCHEMA.query_type, leaked, access, "data")
+
+    assert found == [
+        "data.customer.phone: Customer.phone unmasked",
+        "data.customer.email: Customer.email",
+    ]
+    assert _leaks(operation.selection_set, SCHEMA.query_type, proper, access, "data") == []
