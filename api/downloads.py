@@ -14,8 +14,9 @@ from api.runtime import Runtime
 from domain.actor import Actor
 from domain.audit.service import Subject
 from domain.db import utcnow
-from domain.errors import DomainError, NotFound
+from domain.errors import BadInput, DomainError, NotFound
 from domain.exports import service as exports
+from domain.values import parse_int_id
 
 log = logging.getLogger("ordergate.exports")
 
@@ -49,12 +50,14 @@ def download_endpoint(runtime: Runtime):
                     runtime=runtime,
                     origin=origin,
                 )
-                if not raw_id.isdigit() or len(raw_id) > 18:
-                    raise NotFound("no such export")
+                try:
+                    export_id = parse_int_id(raw_id, what="export")
+                except BadInput:
+                    raise NotFound("no such export") from None
                 path = await exports.open_download(
                     session=session,
                     actor=actor,
-                    export_id=int(raw_id),
+                    export_id=export_id,
                     token=token,
                     settings=runtime.exports,
                     now=utcnow(),

@@ -13,6 +13,7 @@ from api.graphql.auth import AuthMutations
 from api.graphql.customers import CustomerQueries
 from api.graphql.exports import ExportMutations, ExportQueries
 from api.graphql.extension import AccessControl
+from api.graphql.inputs import InputGuard
 from api.graphql.limits import Limits, QueryLimits
 from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.reports import ReportQueries
@@ -54,8 +55,9 @@ def build_schema(*, production: bool = False, limits: Limits | None = None) -> s
     return Schema(
         query=Query,
         mutation=Mutation,
-        # Limits first: a refused query costs no authorization work and no database round trip.
-        extensions=[lambda: QueryLimits(limits=limits), AccessControl],
+        # Input checks and limits first: a refused query costs no authorization work and no
+        # database round trip.
+        extensions=[InputGuard, lambda: QueryLimits(limits=limits), AccessControl],
         config=StrawberryConfig(
             scalar_map=SCALARS,
             # "Did you mean …" would help an attacker map the schema; keep it for developers.

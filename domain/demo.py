@@ -246,6 +246,8 @@ async def load_demo(
         )
         history = _history(status, created, now, rng)
         order.status_history = history
+        if any(change.to_status is OrderStatus.PAID for change in history):
+            order.paid_minor = total
         if status in (OrderStatus.SHIPPED, OrderStatus.COMPLETED):
             order.carrier = rng.choice(CARRIERS)
             order.tracking_number = f"{order.carrier[:2]}{rng.randrange(10**12):012d}"

@@ -1,41 +1,33 @@
-"""Money is stored as integer minor units and handled as Decimal; floats never touch it."""
+"""Money is stored as integer minor units and handled as Decimal; floats never touch it.
+
+Parsing lives in `domain.values` (one parser for every entry point); this module converts."""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from domain.errors import BadInput
+from domain.values import MINOR_UNITS, exponent, format_minor, parse_amount
 
-# ISO 4217 minor-unit exponents for the currencies ordergate's channels settle in.
-MINOR_UNITS = {"CNY": 2, "USD": 2, "EUR": 2, "HKD": 2, "JPY": 0}
-
-
-def exponent(currency: str) -> int:
-    try:
-        return MINOR_UNITS[currency]
-    except KeyError:
-        raise BadInput(f"unsupported currency {currency!r}") from None
+__all__ = ["MINOR_UNITS", "exponent", "format_amount", "from_minor", "to_minor"]
 
 
 def from_minor(amount: int, currency: str) -> Decimal:
     return Decimal(amount).scaleb(-exponent(currency))
 
 
-def to_minor(amount: Decimal | str, currency: str) -> int:
-    """Convert a decimal amount to minor units, refusing anything finer than the currency allows."""
-    try:
-        value = Decimal(amount)
-    except (InvalidOperation, TypeError):
-        raise BadInput(f"{amount!r} is not a decimal amount") from None
-    if not value.is_finite():
-        raise BadInput(f"{amount!r} is not a decimal amount")
-    scaled = value.scaleb(exponent(currency))
-    if scaled != scaled.to_integral_value():
-        raise BadInput(f"{amount} has more decimals than {currency} allows")
-    return int(scaled)
+def to_minor(amount: Decimal | str, currency: str, *, what: str = "amount") -> int:
+    """A decimal amount in minor units, refusing anything finer than the currency allows,
+    any form but ASCII digits with one optional point, and amounts no column can hold."""
+    if isinstance(amount, Decimal):
+        # Decimals reach here from the Money scalar, already parsed; look at their size before
+        # formatting, so an exponent can never expand into a huge string.
+        if not amount.is_finite() or amount.is_signed() or amount.adjusted() > 12:
+            raise BadInput(f"{what} is not a valid amount")
+        amount = f"{amount:f}"
+    return parse_amount(amount, currency, what=what)
 
 
 def format_amount(amount: int, currency: str) -> str:
     """`12990, "CNY"` → `"129.90"`: the contract's decimal string."""
-    places = exponent(currency)
-    return f"{from_minor(amount, currency):.{places}f}"
+    return format_minor(amount, exponent(currency))

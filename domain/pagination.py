@@ -18,10 +18,12 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import BadInput
+from domain.values import is_int4
 
 T = TypeVar("T")
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+MAX_CURSOR = 200  # our cursors are well under 100 characters
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,19 @@ def encode_cursor(ordering: str, key: Any, row_id: int) -> str:
 
 
 def decode_cursor(cursor: str, ordering: str) -> tuple[Any, int]:
+    if len(cursor) > MAX_CURSOR:
+        raise BadInput("malformed cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         name, key, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, TypeError, binascii.Error):
         raise BadInput("malformed cursor") from None
-    if name != ordering or not isinstance(row_id, int) or isinstance(row_id, bool):
+    if name != ordering:
         raise BadInput("cursor does not belong to this ordering")
+    # Only what we could have issued: a row id that fits its column (a huge number would fail
+    # in the database, not here).
+    if not is_int4(row_id) or row_id < 1:
+        raise BadInput("malformed cursor")
     return key, row_id
 
 

@@ -4,6 +4,7 @@ ORDERGATE_TEST_DATABASE_URL is set), the real app over HTTP, real tokens."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import uuid
@@ -179,7 +180,9 @@ class Api:
     async def post(self, body: Any, *, as_: str | None = None, **headers: str) -> httpx.Response:
         if as_ is not None:
             headers["authorization"] = f"Bearer {await self.token(as_)}"
-        return await self.client.post("/graphql", json=body, headers=headers)
+        # ASCII JSON, as many clients send it: lone surrogates travel as `\ud800` escapes.
+        headers.setdefault("content-type", "application/json")
+        return await self.client.post("/graphql", content=json.dumps(body), headers=headers)
 
     async def gql(
         self,

@@ -7,8 +7,8 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from domain.errors import BadInput
 from domain.pagination import Page
+from domain.values import parse_int_id
 
 T = TypeVar("T")
 
@@ -53,7 +53,4 @@ class Connection(Generic[T]):
 
 def parse_id(value: strawberry.ID, what: str) -> int:
     """IDs are opaque to clients; a value we could never have issued is bad input."""
-    text = str(value)
-    if not text.isdigit() or len(text) > 18:
-        raise BadInput(f"{text!r} is not a valid {what} id")
-    return int(text)
+    return parse_int_id(value, what=what)

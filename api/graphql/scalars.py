@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from decimal import Decimal
 from typing import NewType
 
 import strawberry
 
-Money = NewType("Money", Decimal)
+from domain.errors import BadInput
+from domain.values import parse_amount, parse_time
 
-_MONEY_RE = re.compile(r"^\d{1,12}(\.\d{1,4})?$")
+Money = NewType("Money", Decimal)
 
 
 def _parse_money(value: object) -> Decimal:
-    # Only strings: a JSON number would have passed through a float on the client's side.
-    if not isinstance(value, str) or not _MONEY_RE.match(value):
-        raise ValueError('Money is a decimal string such as "129.90"')
-    return Decimal(value)
+    # Only strings: a JSON number would have passed through a float on the client's side. The
+    # one parser (domain.values) refuses exotic digits, exponents and amounts no column holds.
+    try:
+        parse_amount(value, what="Money")
+    except BadInput as exc:
+        raise ValueError(exc.message) from None
+    return Decimal(str(value))
 
 
 def _parse_datetime(value: object) -> dt.datetime:
-    if not isinstance(value, str):
-        raise ValueError("DateTime is an ISO 8601 string with an offset")
     try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValueError(f"{value!r} has no timezone offset; naive timestamps are refused")
-    return parsed
+        return parse_time(value, what="DateTime")
+    except BadInput as exc:
+        raise ValueError(exc.message) from None
 
 
 def _serialize_datetime(value: dt.datetime) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
@@ -40,13 +41,16 @@ from domain.money import format_amount, to_minor
 from domain.orders import service as orders_service
 from domain.orders.models import Order, OrderLine
 from domain.orders.rules import OrderStatus
+from domain.values import INT4_MAX, check_minor, clean_text
 
 PAYLOAD_VERSION = 1
 DEFAULT_TTL = dt.timedelta(hours=24)
-PRICE_CHANGEABLE = {OrderStatus.PENDING_PAYMENT, OrderStatus.PAID, OrderStatus.PICKING}
-UNPAID = {OrderStatus.PENDING_PAYMENT}
+# Prices are edited only before payment. Once the customer has paid, what they paid is fixed:
+# a lower price is a refund, a higher one a supplementary charge — never an edit of the order.
+PRICE_CHANGEABLE = {OrderStatus.PENDING_PAYMENT}
 MAX_REASON = 500
 ORDERING = "approvals:ID:DESC"
+KID = re.compile(r"[1-9][0-9]{0,9}")
 
 
 class RequestVoided(Conflict):
@@ -126,12 +130,7 @@ async def revoke_key(
 
 
 def _reason(reason: str) -> str:
-    reason = reason.strip()
-    if not reason:
-        raise BadInput("give a reason")
-    if len(reason) > MAX_REASON:
-        raise BadInput(f"reason is longer than {MAX_REASON} characters")
-    return reason
+    return clean_text(reason, what="reason", max_length=MAX_REASON, required=True)
 
 
 def _positive_minor(amount: Decimal, currency: str, what: str) -> int:
@@ -142,10 +141,8 @@ def _positive_minor(amount: Decimal, currency: str, what: str) -> int:
 
 
 def paid_minor(order: Order) -> int:
-    """What the customer paid: the total, once a payment was taken."""
-    if order.status in UNPAID or order.payment_transaction_id is None:
-        return 0
-    return order.total_minor
+    """What the customer paid, as recorded when the order became PAID."""
+    return order.paid_minor
 
 
 async def _create(
@@ -226,16 +223,27 @@ async def request_price_change(
     actor.access.require(Action.PRICE_REQUEST)
     reason = _reason(reason)
     line = await session.get(OrderLine, order_line_id)
-    if line is None:
-        raise NotFound("no such order line")
-    order = await orders_service.get_order(session=session, actor=actor, order_id=line.order_id)
+    try:
+        if line is None:
+            raise NotFound("no such order line")
+        order = await orders_service.get_order(session=session, actor=actor, order_id=line.order_id)
+    except NotFound:
+        # A line of an order outside the caller's scope answers exactly like a missing one.
+        raise NotFound("no such order line") from None
     if order.status not in PRICE_CHANGEABLE:
         raise Conflict(
-            f"order {order.number} is {order.status}; prices change only before shipping"
+            f"order {order.number} is {order.status}; prices change only before payment "
+            "(after payment, ask for a refund instead)"
         )
     new_minor = _positive_minor(new_unit_price, order.currency, "newUnitPrice")
     if new_minor == line.unit_price_minor:
         raise BadInput("newUnitPrice is the current price")
+    check_minor(
+        sum(x.unit_price_minor * x.quantity for x in order.lines if x.id != line.id)
+        + new_minor * line.quantity
+        + order.shipping_fee_minor,
+        what="the order's total at this price",
+    )
     old, new = (format_amount(m, order.currency) for m in (line.unit_price_minor, new_minor))
     summary = (
         f"Change the unit price of {line.sku} ({line.name}) x{line.quantity} on order "
@@ -386,7 +394,11 @@ async def list_requests(
 
 
 async def _signing_key_of(session: AsyncSession, actor: Actor, kid: str) -> SigningKey:
-    key = await session.get(SigningKey, int(kid)) if kid.isdigit() and len(kid) < 12 else None
+    # The exact string we issued as the key's id, nothing that merely reads as the same
+    # number ("01", a fullwidth 1, " 1"): `audit verify` compares kid with str(key.id) exactly.
+    key = None
+    if KID.fullmatch(kid) is not None and int(kid) <= INT4_MAX:
+        key = await session.get(SigningKey, int(kid))
     if key is None or key.user_id != actor.user_id:
         raise SignatureInvalid("kid does not name a signing key of yours")
     if key.revoked_at is not None:
@@ -485,7 +497,7 @@ def _apply(request: ApprovalRequest, order: Order) -> tuple[dict[str, str], dict
     if request.kind is ApprovalKind.PRICE_CHANGE:
         if order.status not in PRICE_CHANGEABLE:
             raise Conflict(
-                f"order {order.number} is {order.status}; prices change only before shipping"
+                f"order {order.number} is {order.status}; prices change only before payment"
             )
         line = next(line for line in order.lines if line.id == request.order_line_id)
         before = {
@@ -499,6 +511,7 @@ def _apply(request: ApprovalRequest, order: Order) -> tuple[dict[str, str], dict
         order.subtotal_minor = subtotal
         order.total_minor = max(0, subtotal + order.shipping_fee_minor - order.discount_minor)
         order.gross_margin_minor = order.total_minor - cost - order.shipping_fee_minor
+        order.check_money()
         after = {
             "unitPrice": format_amount(line.unit_price_minor, c),
             "total": format_amount(order.total_minor, c),
@@ -510,6 +523,7 @@ def _apply(request: ApprovalRequest, order: Order) -> tuple[dict[str, str], dict
             raise Conflict("refunds would exceed the amount paid")
         before = {"refunded": format_amount(order.refunded_minor, c)}
         order.refunded_minor += request.amount_minor
+        order.check_money()
         after = {"refunded": format_amount(order.refunded_minor, c)}
     order.updated_at = request.decided_at or order.updated_at
     return before, after

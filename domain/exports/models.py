@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from domain.db import Base, UTCDateTime
@@ -31,6 +31,16 @@ class ExportRequest(Base):
     __tablename__ = "export_requests"
     __table_args__ = (
         Index("ix_export_requests_requester_digest", "requested_by_id", "scope_digest"),
+        # The same scope is pending once per requester, enforced by the database so that
+        # concurrent identical requests cannot both pass the service's check.
+        Index(
+            "uq_export_requests_pending_scope",
+            "requested_by_id",
+            "scope_digest",
+            unique=True,
+            sqlite_where=text("status IN ('PENDING_L1', 'PENDING_L2')"),
+            postgresql_where=text("status IN ('PENDING_L1', 'PENDING_L2')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

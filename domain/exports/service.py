@@ -41,10 +41,12 @@ from domain.orders.rules import OrderStatus
 from domain.orders.service import OrderFilter
 from domain.readers import READERS
 from domain.users.models import User
+from domain.values import clean_text, parse_int_id, parse_time
 
 APPROVAL_WINDOW = dt.timedelta(hours=24)
 DOWNLOAD_WINDOW = dt.timedelta(minutes=15)
 MAX_REASON = 500
+MAX_FILTER_TEXT = 200
 ORDERING = "exports:ID:DESC"
 PENDING = (ExportStatus.PENDING_L1, ExportStatus.PENDING_L2)
 
@@ -77,13 +79,7 @@ class ExportSettings:
 
 
 def _time(value: Any, name: str) -> dt.datetime:
-    try:
-        parsed = dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        raise BadInput(f"filter.{name} is not an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        raise BadInput(f"filter.{name} has no offset; naive timestamps are refused")
-    return parsed
+    return parse_time(value, what=f"filter.{name}")
 
 
 def _strings(value: Any, name: str) -> tuple[str, ...]:
@@ -124,22 +120,26 @@ def _filter(
         "sku",
         "warehouse",
     ):
-        if name in raw and not isinstance(raw[name], str):
-            raise BadInput(f"filter.{name} is a string")
+        if name in raw:
+            if not isinstance(raw[name], str):
+                raise BadInput(f"filter.{name} is a string")
+            clean_text(raw[name], what=f"filter.{name}", max_length=MAX_FILTER_TEXT)
     if entity is ExportEntity.ORDERS:
         statuses = _strings(raw.get("status", []), "status")
         bad = [s for s in statuses if s not in set(OrderStatus)]
         if bad:
             raise BadInput(f"unknown order status(es): {', '.join(bad)}")
         customer_id = raw.get("customerId")
-        if customer_id is not None and not str(customer_id).isdigit():
-            raise BadInput("filter.customerId is an id")
+        if customer_id is not None:
+            if not isinstance(customer_id, str | int) or isinstance(customer_id, bool):
+                raise BadInput("filter.customerId is an id")
+            customer_id = parse_int_id(customer_id, what="filter.customerId")
         return OrderFilter(
             statuses=tuple(OrderStatus(s) for s in statuses),
             channels=_strings(raw.get("channel", []), "channel"),
             created_from=_time(raw["createdFrom"], "createdFrom") if "createdFrom" in raw else None,
             created_to=_time(raw["createdTo"], "createdTo") if "createdTo" in raw else None,
-            customer_id=int(customer_id) if customer_id is not None else None,
+            customer_id=customer_id,
             customer_phone=raw.get("customerPhone"),
             min_total=raw.get("minTotal"),
             max_total=raw.get("maxTotal"),
@@ -200,9 +200,7 @@ async def request_export(
     now: dt.datetime,
 ) -> ExportRequest:
     actor.access.require(Action.EXPORT_REQUEST)
-    reason = reason.strip()
-    if not reason or len(reason) > MAX_REASON:
-        raise BadInput(f"give a reason of at most {MAX_REASON} characters")
+    reason = clean_text(reason, what="reason", max_length=MAX_REASON, required=True)
     raw_filter = dict(filter or {})
     columns = _columns(entity, actor, fields)
     stmt = _rows(entity, actor, _filter(entity, raw_filter))
@@ -365,9 +363,7 @@ async def reject_export(
     *, session: AsyncSession, actor: Actor, export_id: int, reason: str, now: dt.datetime
 ) -> ExportRequest:
     """A rejection at either level is final."""
-    reason = reason.strip()
-    if not reason or len(reason) > MAX_REASON:
-        raise BadInput(f"give a reason of at most {MAX_REASON} characters")
+    reason = clean_text(reason, what="reason", max_length=MAX_REASON, required=True)
     request = await get_export(session=session, actor=actor, export_id=export_id, for_update=True)
     await _refuse_if_expired(session, request, now)
     if request.status not in PENDING:

@@ -16,7 +16,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from domain.customers.models import Customer
 from domain.db import Base, UTCDateTime, utcnow
+from domain.errors import Conflict
 from domain.orders.rules import OrderStatus
+from domain.values import check_minor
 
 STATUS_ENUM = Enum(OrderStatus, name="order_status", native_enum=False, length=20)
 
@@ -28,6 +30,8 @@ class Order(Base):
         CheckConstraint("version >= 1", name="version_positive"),
         CheckConstraint("total_minor >= 0", name="total_not_negative"),
         CheckConstraint("refunded_minor >= 0", name="refunded_not_negative"),
+        # The money invariant (see Order.check_money): never refund more than was paid.
+        CheckConstraint("refunded_minor <= paid_minor", name="refunded_within_paid"),
         Index("ix_orders_created_at_id", "created_at", "id"),
         Index("ix_orders_total_minor_id", "total_minor", "id"),
     )
@@ -44,6 +48,9 @@ class Order(Base):
     total_minor: Mapped[int] = mapped_column(Integer)
     gross_margin_minor: Mapped[int] = mapped_column(Integer)
     refunded_minor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the customer actually paid, fixed when the order became PAID; refunds are capped by
+    # it whatever happens to the total later.
+    paid_minor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     # Snapshot of who ordered, as the channel reported it at the time.
@@ -77,6 +84,22 @@ class Order(Base):
     )
 
     __mapper_args__ = {"version_id_col": version}
+
+    def check_money(self) -> None:
+        """The order's money invariant, checked by every change that touches money:
+        0 ≤ refunded ≤ paid, the total never below what has been refunded, and every amount
+        within what its column holds."""
+        for what, minor in (
+            ("subtotal", self.subtotal_minor),
+            ("total", self.total_minor),
+            ("paid", self.paid_minor),
+            ("refunded", self.refunded_minor),
+        ):
+            check_minor(minor, what=f"the order's {what}")
+        if not 0 <= self.refunded_minor <= self.paid_minor:
+            raise Conflict("refunds would exceed the amount paid")
+        if self.total_minor < self.refunded_minor:
+            raise Conflict("the order's total would fall below what has been refunded")
 
 
 class OrderLine(Base):

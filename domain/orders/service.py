@@ -24,6 +24,9 @@ from domain.errors import BadInput, Conflict, InvalidTransition, NotFound
 from domain.money import to_minor
 from domain.orders.models import Order, OrderStatusChange
 from domain.orders.rules import OrderStatus, allowed_next
+from domain.values import clean_text, is_int4
+
+MAX_NOTE = 2000
 
 
 class OrderSortField(StrEnum):
@@ -118,7 +121,7 @@ def _cursor_key(sort: OrderSortField, raw: Any) -> Any:
         if value.tzinfo is None:
             raise BadInput("malformed cursor")
         return value
-    if not isinstance(raw, int) or isinstance(raw, bool):
+    if not is_int4(raw):
         raise BadInput("malformed cursor")
     return raw
 
@@ -203,8 +206,8 @@ async def transition(
 ) -> Order:
     """Move an order one step along its lifecycle, recording who did it and when."""
     actor.access.require(Action.ORDER_TRANSITION)
-    if note is not None and len(note) > 2000:
-        raise BadInput("note is longer than 2000 characters")
+    if note is not None:
+        note = clean_text(note, what="note", max_length=MAX_NOTE) or None
     order = await get_order(session=session, actor=actor, order_id=order_id)
     if expected_version is not None and expected_version != order.version:
         raise Conflict(
@@ -231,6 +234,10 @@ async def transition(
     )
     order.status = to
     order.updated_at = now
+    if to is OrderStatus.PAID:
+        # What the customer paid is fixed now; refunds are capped by it from here on.
+        order.paid_minor = order.total_minor
+        order.check_money()
     try:
         await session.flush()
     except StaleDataError:

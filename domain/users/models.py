@@ -19,6 +19,17 @@ class User(Base):
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The person behind the account (an employee id): separation of duties compares persons,
+    # so one person with two accounts still cannot approve their own request.
+    employee_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Bumped when the account is disabled, locked, or its roles or password change: tokens
+    # carry the generation they were issued under and stop working when it moves on.
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    @property
+    def person(self) -> str:
+        """Who this account belongs to, for separation of duties."""
+        return f"employee:{self.employee_id}" if self.employee_id else f"account:{self.id}"
 
     role_rows: Mapped[list[UserRole]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="UserRole.role"

@@ -60,7 +60,7 @@ async def seeded(
         await api.gql("{ orders(first: 3) { edges { node { number } } } }", as_="warehouse")
         # Someone holding both sides tries to approve their own price change.
         both = await login_as_new_user(api, "wang.both", ["sales", "approver"])
-        order = await order_in(api, "PAID")
+        order = await order_in(api, "PENDING_PAYMENT")
         request = await api.gql(
             PRICE,
             {"line": order["lines"][0]["id"], "price": "9.90", "reason": "x"},

@@ -87,7 +87,7 @@ async def order_in(api: Api, status: str, channel: str = "TAOBAO") -> dict[str, 
 
 
 async def price_request(api: Api, price: str = "88.80") -> tuple[dict, dict]:
-    order = await order_in(api, "PAID")
+    order = await order_in(api, "PENDING_PAYMENT")
     result = await api.gql(
         PRICE,
         {"line": order["lines"][0]["id"], "price": price, "reason": "客户投诉, 按活动价"},
@@ -336,7 +336,7 @@ async def test_a_signature_is_refused_on_a_different_request(api: Api) -> None:
 
 async def test_nobody_approves_their_own_request_whatever_their_roles(api: Api) -> None:
     token = await login_as_new_user(api, "wang.both", ["sales", "approver"])
-    order = await order_in(api, "PAID")
+    order = await order_in(api, "PENDING_PAYMENT")
     request = await api.gql(
         PRICE,
         {"line": order["lines"][0]["id"], "price": "50.00", "reason": "x"},
@@ -361,7 +361,7 @@ async def test_a_change_to_the_order_since_the_request_voids_it(api: Api) -> Non
     order, request = await price_request(api)
     signer = await registered(api)
     await api.gql(
-        "mutation($id: ID!) { transitionOrder(id: $id, to: PICKING) { status } }",
+        "mutation($id: ID!) { transitionOrder(id: $id, to: CANCELLED) { status } }",
         {"id": order["id"]},
         as_="warehouse",
     )
@@ -428,8 +428,9 @@ async def test_amounts_must_be_positive_and_within_the_currency_precision(
     assert errors_of(result) == [("BAD_USER_INPUT", None)]
 
 
-async def test_prices_do_not_change_on_shipped_orders(api: Api) -> None:
-    order = await order_in(api, "SHIPPED")
+@pytest.mark.parametrize("status", ["PAID", "PICKING", "SHIPPED"])
+async def test_prices_do_not_change_once_the_order_is_paid(api: Api, status: str) -> None:
+    order = await order_in(api, status)
 
     result = await api.gql(
         PRICE, {"line": order["lines"][0]["id"], "price": "1.00", "reason": "x"}, as_="sales"

@@ -129,7 +129,13 @@ async def _make_approval_requests(api: Api) -> None:
     )
     for role in ("cs", "finance"):
         assert "errors" not in await api.gql(refund, {"o": node["id"]}, as_=role)
-    assert "errors" not in await api.gql(price, {"l": node["lines"][0]["id"]}, as_="sales")
+    unpaid = await api.gql(
+        "{ orders(first: 1, filter: {status: [PENDING_PAYMENT], channel: [TAOBAO]}) "
+        "{ edges { node { lines { id } } } } }",
+        as_="ops",
+    )
+    line = unpaid["data"]["orders"]["edges"][0]["node"]["lines"][0]["id"]
+    assert "errors" not in await api.gql(price, {"l": line}, as_="sales")
 
 
 @pytest.mark.parametrize(("role", "coordinate"), sorted(EXPECTED))

@@ -1,0 +1,174 @@
+"""Every string a client sends is checked once, here, before anything runs.
+
+Whatever field or argument it is meant for, a string is refused with BAD_USER_INPUT when it
+holds a control character, a bidirectional override or a lone surrogate, or is longer than its
+argument allows (`domain.values`). Literal strings in the document and variable values are
+checked alike, and so are strings nested in input objects and JSON arguments. Services still
+check their own rules (a reason must not be blank, a username has a shape), and call the same
+functions, so the CLI refuses what the API refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    StringValueNode,
+    ValueNode,
+    VariableNode,
+)
+from strawberry.extensions import SchemaExtension
+
+from api.graphql.coordinates import selected_operation
+from domain.values import DEFAULT_TEXT_LENGTH, text_problem
+
+
+@dataclass(frozen=True)
+class TextRule:
+    max_length: int = DEFAULT_TEXT_LENGTH
+    allow_newlines: bool = False
+
+
+# Arguments whose strings need more room or line breaks; every other string gets the default.
+RULES = {
+    "publicKey": TextRule(max_length=4096, allow_newlines=True),  # a PEM block has lines
+    "signature": TextRule(max_length=16384),  # a compact JWS carries the whole payload
+    "password": TextRule(max_length=1024),
+}
+DEFAULT_RULE = TextRule()
+MAX_OPERATION_NAME = 200
+
+
+def bad_input(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+def _check(value: Any, where: str, rule: TextRule) -> str | None:
+    if isinstance(value, str):
+        problem = text_problem(value, allow_newlines=rule.allow_newlines)
+        if problem is not None:
+            return f"{where} {problem}"
+        if len(value) > rule.max_length:
+            return f"{where} is longer than {rule.max_length} characters"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _check(key, f"{where} (a key)", DEFAULT_RULE) or _check(
+                item, f"{where}.{key}", rule
+            )
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if found := _check(item, where, rule):
+                return found
+    return None
+
+
+def _literal_strings(node: ValueNode) -> Iterator[str]:
+    if isinstance(node, StringValueNode):
+        yield node.value
+    elif isinstance(node, ListValueNode):
+        for item in node.values:
+            yield from _literal_strings(item)
+    elif isinstance(node, ObjectValueNode):
+        for field in node.fields:
+            yield from _literal_strings(field.value)
+
+
+def _variables_in(node: ValueNode) -> Iterator[str]:
+    if isinstance(node, VariableNode):
+        yield node.name.value
+    elif isinstance(node, ListValueNode):
+        for item in node.values:
+            yield from _variables_in(item)
+    elif isinstance(node, ObjectValueNode):
+        for field in node.fields:
+            yield from _variables_in(field.value)
+
+
+def input_problem(
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+) -> str | None:
+    """The first thing wrong with the operation's input strings, or None."""
+    if operation_name is not None:
+        found = _check(operation_name, "operationName", TextRule(MAX_OPERATION_NAME))
+        if found:
+            return found
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    variables = variables or {}
+    rule_of_variable: dict[str, TextRule] = {}
+
+    def walk(selections: SelectionSetNode, seen: frozenset[str]) -> str | None:
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                for argument in selection.arguments or ():
+                    name = argument.name.value
+                    rule = RULES.get(name, DEFAULT_RULE)
+                    for text in _literal_strings(argument.value):
+                        if found := _check(text, f"argument {name}", rule):
+                            return found
+                    for variable in _variables_in(argument.value):
+                        rule_of_variable.setdefault(variable, rule)
+                if selection.selection_set is not None and (
+                    found := walk(selection.selection_set, seen)
+                ):
+                    return found
+            elif isinstance(selection, InlineFragmentNode):
+                if found := walk(selection.selection_set, seen):
+                    return found
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = fragments.get(name)
+                if (
+                    fragment is not None
+                    and name not in seen
+                    and (found := walk(fragment.selection_set, seen | {name}))
+                ):
+                    return found
+        return None
+
+    if found := walk(operation.selection_set, frozenset()):
+        return found
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        rule = rule_of_variable.get(name, DEFAULT_RULE)
+        if definition.default_value is not None:
+            for text in _literal_strings(definition.default_value):
+                if found := _check(text, f"variable ${name}", rule):
+                    return found
+        if name in variables and (found := _check(variables[name], f"variable ${name}", rule)):
+            return found
+    return None
+
+
+class InputGuard(SchemaExtension):
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        document = execution.graphql_document
+        operation = selected_operation(document, execution.operation_name) if document else None
+        if operation is not None and execution.result is None:
+            problem = input_problem(
+                document, operation, execution.variables, execution.operation_name
+            )
+            if problem is not None:
+                execution.result = ExecutionResult(data=None, errors=[bad_input(problem)])
+        yield
