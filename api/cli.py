@@ -21,6 +21,7 @@ from domain.actor import SYSTEM_ORIGIN
 from domain.audit.service import Subject
 from domain.db import create_engine, session_factory, utcnow
 from domain.errors import DomainError
+from domain.values import printable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -259,14 +260,23 @@ async def _sign(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     if str(content.get("requestId")) != str(args.request):
         print(
-            f"ordergate: this payload belongs to request {content.get('requestId')}",
+            f"ordergate: this payload belongs to request {printable(content.get('requestId'))}",
             file=sys.stderr,
         )
         return 1
-    print(f"You are signing request {content['requestId']} ({content['action']}):", file=sys.stderr)
-    print(f"  {content['summary']}", file=sys.stderr)
-    print(f"  requested by {content['requester']}: {content['reason']}", file=sys.stderr)
-    print(f"  valid until {content['exp']}; key {fingerprint[:16]}… (kid {kid})", file=sys.stderr)
+    # Everything shown comes from the server and may come from a requester: escape control
+    # characters so text cannot redraw the terminal (an ANSI "erase line" over the amount).
+    say = printable
+    print(
+        f"You are signing request {say(content['requestId'])} ({say(content['action'])}):",
+        file=sys.stderr,
+    )
+    print(f"  {say(content['summary'])}", file=sys.stderr)
+    print(f"  requested by {say(content['requester'])}: {say(content['reason'])}", file=sys.stderr)
+    print(
+        f"  valid until {say(content['exp'])}; key {fingerprint[:16]}… (kid {say(kid)})",
+        file=sys.stderr,
+    )
     if not args.yes:
         print("Sign? [y/N] ", end="", file=sys.stderr, flush=True)
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):

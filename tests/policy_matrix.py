@@ -87,12 +87,12 @@ ApprovalRequest.status              -     F     F     -     -     -     F     F 
 ApprovalRequest.orderId             -     F     F     -     -     -     F     F     F     -
 ApprovalRequest.orderNumber         -     F     F     -     -     -     F     F     F     -
 ApprovalRequest.orderLineId         -     F     F     -     -     -     F     F     F     -
-ApprovalRequest.amount              -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.amount              -     F     F     -     -     -     F     F     -     -
 ApprovalRequest.currency            -     F     F     -     -     -     F     F     F     -
 ApprovalRequest.requestedBy         -     F     F     -     -     -     F     F     F     -
 ApprovalRequest.reason              -     F     F     -     -     -     F     F     F     -
-ApprovalRequest.summary             -     F     F     -     -     -     F     F     F     -
-ApprovalRequest.signingPayload      -     F     F     -     -     -     F     F     F     -
+ApprovalRequest.summary             -     F     F     -     -     -     F     F     -     -
+ApprovalRequest.signingPayload      -     F     F     -     -     -     F     F     -     -
 ApprovalRequest.createdAt           -     F     F     -     -     -     F     F     F     -
 ApprovalRequest.expiresAt           -     F     F     -     -     -     F     F     F     -
 ApprovalRequest.decidedAt           -     F     F     -     -     -     F     F     F     -

@@ -11,9 +11,11 @@ from strawberry.types import Info
 
 from api.context import RequestContext
 from api.graphql.relay import Connection
+from domain.access import AccessProfile
 from domain.audit import models
 from domain.audit import service as audit_service
 from domain.audit.service import AuditFilter as DomainAuditFilter
+from domain.disclosure import visible
 
 
 @strawberry.type(description="One recorded act. The log is append-only and hash-chained.")
@@ -38,7 +40,9 @@ class AuditEvent:
     hash: str
 
     @classmethod
-    def from_model(cls, e: models.AuditEvent) -> AuditEvent:
+    def from_model(cls, e: models.AuditEvent, access: AccessProfile) -> AuditEvent:
+        """The stored event stays complete for `audit verify`; its details are shown as far
+        as the reader's field policy allows (domain/disclosure.py)."""
         return cls(
             seq=e.seq,
             at=e.at,
@@ -55,7 +59,7 @@ class AuditEvent:
             target_id=e.target_id,
             outcome=e.outcome,
             code=e.code,
-            details=json.loads(e.details),
+            details=visible(json.loads(e.details), access, action=e.action),
             prev_hash=e.prev_hash,
             hash=e.hash,
         )
@@ -106,4 +110,4 @@ class AuditQueries:
                 after=after,
             )
             await session.commit()
-        return Connection.from_page(page, AuditEvent.from_model)
+        return Connection.from_page(page, lambda e: AuditEvent.from_model(e, actor.access))

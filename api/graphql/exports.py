@@ -16,6 +16,7 @@ from api.graphql.relay import Connection, parse_id
 from api.runtime import Runtime
 from domain.access import AccessProfile, FieldAccess
 from domain.db import utcnow
+from domain.disclosure import visible
 from domain.errors import BadInput
 from domain.exports import models
 from domain.exports import service as exports
@@ -84,7 +85,7 @@ EXPORT_REQUEST = Projection.of(
     },
     id=lambda m, _a: strawberry.ID(str(m.id)),
     entity=attr("entity"),
-    filter=lambda m, _a: json.loads(m.filter),
+    filter=lambda m, a: visible(json.loads(m.filter), a),
     fields=lambda m, _a: json.loads(m.fields),
     reason=attr("reason"),
     status=attr("status"),

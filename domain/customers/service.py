@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -13,6 +13,8 @@ from domain import pagination
 from domain.actor import Actor
 from domain.customers.models import Customer
 from domain.errors import BadInput, NotFound
+from domain.orders import service as orders_service
+from domain.orders.models import Order
 
 ORDERING = "customers:ID:ASC"
 
@@ -46,10 +48,22 @@ def _filtered(stmt: Select[Any], actor: Actor, flt: CustomerFilter) -> Select[An
     return stmt
 
 
+def _scoped(stmt: Select[Any], actor: Actor) -> Select[Any]:
+    """A customer is in the caller's row scope through an order the caller may see: a sales
+    user bound to TAOBAO sees the customers who ordered on TAOBAO, and no others."""
+    condition = orders_service.in_scope(actor)
+    if condition is None:
+        return stmt
+    return stmt.where(
+        exists().where(Order.customer_id == Customer.id).where(condition).correlate(Customer)
+    )
+
+
 def matching(actor: Actor, flt: CustomerFilter | None = None) -> Select[Any]:
-    """Customers matching the filter, which may only use fields the caller reads in full."""
+    """Customers in the caller's scope matching the filter, which may only use fields the
+    caller reads in full: the one query behind lists, look-ups and exports."""
     actor.access.require_full("Customer.id")
-    return _filtered(select(Customer), actor, flt or CustomerFilter())
+    return _filtered(_scoped(select(Customer), actor), actor, flt or CustomerFilter())
 
 
 async def list_customers(
@@ -67,8 +81,7 @@ async def list_customers(
 
 
 async def get_customer(*, session: AsyncSession, actor: Actor, customer_id: int) -> Customer:
-    actor.access.require_full("Customer.id")
-    stmt = select(Customer).where(Customer.id == customer_id)
+    stmt = matching(actor).where(Customer.id == customer_id)
     customer = await session.scalar(stmt.options(selectinload(Customer.addresses)))
     if customer is None:
         raise NotFound("no such customer")

@@ -67,7 +67,7 @@ _ORDER_GRAPH = (
 )
 
 
-def _in_scope(actor: Actor) -> ColumnElement[bool] | None:
+def in_scope(actor: Actor) -> ColumnElement[bool] | None:
     """The row filter of the caller's scope; None when the caller sees every channel."""
     scope = actor.access.order_rows
     if scope is RowScope.ALL:
@@ -78,7 +78,7 @@ def _in_scope(actor: Actor) -> ColumnElement[bool] | None:
 
 
 def _scoped(stmt: Select[Any], actor: Actor) -> Select[Any]:
-    condition = _in_scope(actor)
+    condition = in_scope(actor)
     return stmt if condition is None else stmt.where(condition)
 
 

@@ -59,15 +59,15 @@ async def authenticate(
 
     if user is None:
         # Spend the same argon2 time as a real check before answering.
-        passwords.verify_password(None, password)
+        await passwords.verify_password_async(None, password)
         raise await fail("unknown_user")
 
     if user.locked_until is not None and user.locked_until > now:
         # Still verify, so a locked account answers as slowly as any other; don't count it.
-        passwords.verify_password(user.password_hash, password)
+        await passwords.verify_password_async(user.password_hash, password)
         raise await fail("locked")
 
-    ok, new_hash = passwords.verify_password(user.password_hash, password)
+    ok, new_hash = await passwords.verify_password_async(user.password_hash, password)
     if not ok:
         user.failed_logins += 1
         error = await fail("bad_password")
@@ -144,7 +144,7 @@ async def create_user(
         raise Conflict(f"user {username!r} exists")
     user = User(
         username=username,
-        password_hash=passwords.hash_password(password),
+        password_hash=await passwords.hash_password_async(password),
         role_rows=[UserRole(role=r) for r in roles],
         channel_rows=[UserChannel(channel_code=c) for c in channels],
     )

@@ -3,17 +3,21 @@ numbered item. Each failed on the code before the fix."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from domain.audit.models import AuditEvent
+from domain.users import passwords
 from tests.api.test_approvals import (
     APPROVE,
     PRICE,
@@ -21,7 +25,9 @@ from tests.api.test_approvals import (
     order_in,
     registered,
 )
+from tests.api.test_audit import events
 from tests.conftest import Api, errors_of, nothing_returned
+from tests.integration.test_cli import _run
 
 EXPORT = """mutation($filter: JSON, $fields: [String!]!, $entity: ExportEntity!) {
   requestExport(input: {entity: $entity, fields: $fields, reason: "x", filter: $filter}) { id }
@@ -315,3 +321,202 @@ async def test_times_at_the_edge_of_the_range_are_bad_input(api: Api, value: str
     )
 
     assert errors_of(result) == [("BAD_USER_INPUT", None)]
+
+
+async def test_the_sign_command_escapes_what_it_shows(
+    api: Api, database_url: str, tmp_path: Path
+) -> None:
+    _, request = await _refund(api)
+    signer = await registered(api)
+    key_file = tmp_path / "approver.pem"
+    key_file.write_bytes(
+        signer.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    # A payload from an older server, or a compromised one, with an ANSI sequence in the reason.
+    content = json.loads(request["signingPayload"])
+    content["reason"] = "ok\x1b[2K\x1b[1GRefund 1.00\u202e"
+    payload = tmp_path / "payload.json"
+    payload.write_text(json.dumps(content, ensure_ascii=False))
+
+    shown = await asyncio.to_thread(
+        _run,
+        [
+            "sign",
+            "--key",
+            str(key_file),
+            "--request",
+            request["id"],
+            "--payload",
+            str(payload),
+            "--kid",
+            signer.kid,
+        ],
+        database_url,
+        tmp_path,
+        "n\n",
+    )
+
+    assert "\x1b" not in shown.stderr
+    assert "\u202e" not in shown.stderr
+    assert "\\x1b[2K" in shown.stderr
+
+
+# ---- 4. what records carry is shown under the reader's field policy -----------------------------
+
+AUDIT_DETAILS = """query($a: String) { auditEvents(first: 20, filter: {action: $a})
+  { edges { node { action details } } } }"""
+
+
+async def test_compliance_reads_approval_events_without_the_money_it_may_not_see(
+    api: Api,
+) -> None:
+    order = await order_in(api, "PENDING_PAYMENT")
+    made = await api.gql(
+        PRICE, {"line": order["lines"][0]["id"], "price": "12.34", "reason": "x"}, as_="sales"
+    )
+    request = made["data"]["requestPriceChange"]
+    signer = await registered(api)
+    await api.gql(
+        APPROVE,
+        {"id": request["id"], "sig": signer.sign(request["signingPayload"])},
+        as_="approver",
+    )
+
+    approved = await api.gql(AUDIT_DETAILS, {"a": "approval.approve"}, as_="compliance")
+    asked = await api.gql(AUDIT_DETAILS, {"a": "approval.request.price_change"}, as_="compliance")
+    stored = await events(api, action="approval.approve")
+
+    details = approved["data"]["auditEvents"]["edges"][0]["node"]["details"]
+    assert set(details["before"]) == set(details["after"]) == set()
+    assert {"jws", "before.unitPrice", "before.total", "before.grossMargin"} <= set(
+        details["withheld"]
+    )
+    assert details["order"] == order["number"]
+    request_details = asked["data"]["auditEvents"]["edges"][0]["node"]["details"]
+    assert "payload" not in request_details
+    assert "payload" in request_details["withheld"]
+    assert stored[-1]["details"]["before"]["grossMargin"]  # the log itself stays complete
+
+
+async def test_compliance_may_not_read_signing_payloads_or_amounts(api: Api) -> None:
+    _, request = await _refund(api)
+
+    result = await api.gql(
+        "query($id: ID!) { approvalRequest(id: $id) { id requestedBy amount summary "
+        "signingPayload } }",
+        {"id": request["id"]},
+        as_="compliance",
+    )
+
+    node = result["data"]["approvalRequest"]
+    assert node["requestedBy"] == "demo-cs"
+    assert node["amount"] is node["summary"] is node["signingPayload"] is None
+    assert sorted(errors_of(result)) == [
+        ("FORBIDDEN", "ApprovalRequest.amount"),
+        ("FORBIDDEN", "ApprovalRequest.signingPayload"),
+        ("FORBIDDEN", "ApprovalRequest.summary"),
+    ]
+
+
+async def test_an_export_filter_shows_amounts_only_to_readers_of_totals(api: Api) -> None:
+    made = await api.gql(
+        EXPORT,
+        {"entity": "ORDERS", "fields": ["number"], "filter": {"minTotal": "100.00"}},
+        as_="finance",
+    )
+    export_id = made["data"]["requestExport"]["id"]
+    query = "query($id: ID!) { exportRequest(id: $id) { filter } }"
+
+    as_compliance = await api.gql(query, {"id": export_id}, as_="compliance")
+    as_approver = await api.gql(query, {"id": export_id}, as_="approver")
+    in_the_log = await api.gql(AUDIT_DETAILS, {"a": "export.request"}, as_="compliance")
+
+    assert as_compliance["data"]["exportRequest"]["filter"] == {"withheld": ["minTotal"]}
+    assert as_approver["data"]["exportRequest"]["filter"] == {"minTotal": "100.00"}
+    logged = in_the_log["data"]["auditEvents"]["edges"][0]["node"]["details"]
+    assert logged["filter"] == {}
+    assert "filter.minTotal" in logged["withheld"]
+
+
+# ---- 5. customers have a row scope --------------------------------------------------------------
+
+
+async def _customers_by_channels(api: Api) -> tuple[set[int], set[int]]:
+    """Ids of customers with an order on TAOBAO or JD (demo-sales' channels), and of those
+    whose orders are all elsewhere."""
+    async with api.app.state.runtime.sessions() as session:
+        rows = (await session.execute(text("SELECT customer_id, channel_code FROM orders"))).all()
+    channels: dict[int, set[str]] = {}
+    for customer_id, channel in rows:
+        channels.setdefault(customer_id, set()).add(channel)
+    inside = {c for c, found in channels.items() if found & {"TAOBAO", "JD"}}
+    return inside, set(channels) - inside
+
+
+async def test_sales_sees_only_customers_of_its_channels(api: Api) -> None:
+    inside, outside = await _customers_by_channels(api)
+    assert outside, "the demo data has customers who never ordered on TAOBAO or JD"
+    query = "query($a: String) { customers(first: 100, after: $a) { totalCount edges { node { id } } pageInfo { endCursor hasNextPage } } }"
+
+    seen: set[int] = set()
+    after = None
+    while True:
+        page = (await api.gql(query, {"a": after}, as_="sales"))["data"]["customers"]
+        seen |= {int(e["node"]["id"]) for e in page["edges"]}
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    one_outside = await api.gql(
+        "query($id: ID!) { customer(id: $id) { id name } }", {"id": str(min(outside))}, as_="sales"
+    )
+    missing = await api.gql(
+        "query($id: ID!) { customer(id: $id) { id name } }", {"id": "999999"}, as_="sales"
+    )
+
+    assert seen == inside
+    assert page["totalCount"] == len(inside)
+    assert errors_of(one_outside) == errors_of(missing) == [("NOT_FOUND", None)]
+    assert one_outside["errors"][0]["message"] == missing["errors"][0]["message"]
+
+
+async def test_a_sales_customer_export_holds_only_its_channels(api: Api) -> None:
+    inside, _ = await _customers_by_channels(api)
+
+    made = await api.gql(
+        'mutation { requestExport(input: {entity: CUSTOMERS, fields: ["id"], reason: "x"}) '
+        "{ expectedRows } }",
+        as_="sales",
+    )
+
+    assert made["data"]["requestExport"]["expectedRows"] == len(inside)
+
+
+# ---- 7. logins do not stall other requests --------------------------------------------------------
+
+
+async def test_other_requests_keep_flowing_during_a_burst_of_logins(api: Api) -> None:
+    started = time.perf_counter()
+    passwords.verify_password(None, "x" * 12)
+    one_hash = time.perf_counter() - started
+    login = (
+        'mutation($u: String!) { login(username: $u, password: "wrong-password") { accessToken } }'
+    )
+    burst = [asyncio.create_task(api.gql(login, {"u": f"nobody-{i}"})) for i in range(8)]
+    waits: list[float] = []
+
+    while not all(task.done() for task in burst):
+        sent = time.perf_counter()
+        response = await api.client.get("/healthz")
+        waits.append(time.perf_counter() - sent)
+        assert response.status_code == 200
+    results = await asyncio.gather(*burst)
+
+    assert all(errors_of(r) == [("UNAUTHENTICATED", None)] for r in results)
+    # On the event loop, every login stalls the checks for a whole hash: as many stalls as
+    # logins. In the hashing pool, none (or one, while the pool's thread starts).
+    stalls = [w for w in waits if w >= one_hash / 2]
+    assert len(stalls) <= 2, (stalls, one_hash)
