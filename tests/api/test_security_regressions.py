@@ -460,7 +460,10 @@ async def _customers_by_channels(api: Api) -> tuple[set[int], set[int]]:
 async def test_sales_sees_only_customers_of_its_channels(api: Api) -> None:
     inside, outside = await _customers_by_channels(api)
     assert outside, "the demo data has customers who never ordered on TAOBAO or JD"
-    query = "query($a: String) { customers(first: 100, after: $a) { totalCount edges { node { id } } pageInfo { endCursor hasNextPage } } }"
+    query = (
+        "query($a: String) { customers(first: 100, after: $a) "
+        "{ totalCount edges { node { id } } pageInfo { endCursor hasNextPage } } }"
+    )
 
     seen: set[int] = set()
     after = None
@@ -495,7 +498,7 @@ async def test_a_sales_customer_export_holds_only_its_channels(api: Api) -> None
     assert made["data"]["requestExport"]["expectedRows"] == len(inside)
 
 
-# ---- 7. logins do not stall other requests --------------------------------------------------------
+# ---- 7. logins do not stall other requests ---------------------------------------------
 
 
 async def test_other_requests_keep_flowing_during_a_burst_of_logins(api: Api) -> None:
