@@ -19,16 +19,22 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
     GraphQLError,
+    GraphQLInputObjectType,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
+    GraphQLUnionType,
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
+    SchemaMetaFieldDef,
     SelectionSetNode,
+    TypeMetaFieldDef,
     VariableNode,
     get_named_type,
 )
@@ -45,6 +51,7 @@ LIST_ESTIMATES = {
     "Viewer.fieldAccess": 150,
 }
 DEFAULT_LIST_ESTIMATE = 10
+META_FIELDS = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ class Limits:
     max_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 2000
-    max_cost: int = 20_000
+    max_cost: int = 25_000
 
 
 @dataclass
@@ -63,6 +70,8 @@ class Measure:
 
 
 def _first(node: FieldNode, variables: dict[str, Any], default: int) -> int:
+    """The page size a list field asks for: its literal, its variable (or that variable's
+    default, which `variables` already holds), or the field's own default."""
     for argument in node.arguments or ():
         if argument.name.value in ("first", "last"):
             value = argument.value
@@ -70,9 +79,53 @@ def _first(node: FieldNode, variables: dict[str, Any], default: int) -> int:
                 return max(0, int(value.value))
             if isinstance(value, VariableNode):
                 given = variables.get(value.name.value)
-                if isinstance(given, int):
+                if isinstance(given, int) and not isinstance(given, bool):
                     return max(0, given)
     return default
+
+
+def _with_defaults(
+    operation: OperationDefinitionNode, variables: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The operation's variables with the defaults it declares filled in, as execution will
+    see them: `query($n: Int = 100)` costs a hundred items when `n` is not sent."""
+    merged = dict(variables or {})
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        if name not in merged and isinstance(definition.default_value, IntValueNode):
+            merged[name] = int(definition.default_value.value)
+    return merged
+
+
+def _introspection_estimates(schema: GraphQLSchema) -> dict[str, int]:
+    """How long introspection lists are in this schema: the number of types, and the average
+    number of fields, arguments, values and members of the types that have them (rounded
+    up), so a query's cost is close to the size of its answer."""
+    named = list(schema.type_map.values())
+
+    def most(counts: Iterator[int]) -> int:
+        found = list(counts)
+        return max(1, -(-sum(found) // len(named)))
+
+    objects = [t for t in named if isinstance(t, GraphQLObjectType | GraphQLInterfaceType)]
+    return {
+        "__Schema.types": len(named),
+        "__Schema.directives": max(1, len(schema.directives)),
+        "__Type.fields": most(len(t.fields) for t in objects),
+        "__Type.inputFields": most(
+            len(t.fields) for t in named if isinstance(t, GraphQLInputObjectType)
+        ),
+        "__Type.enumValues": most(len(t.values) for t in named if isinstance(t, GraphQLEnumType)),
+        "__Type.interfaces": most(len(t.interfaces) for t in objects),
+        "__Type.possibleTypes": most(
+            len(schema.get_possible_types(t))
+            for t in named
+            if isinstance(t, GraphQLInterfaceType | GraphQLUnionType)
+        ),
+        "__Field.args": most(len(f.args) for t in objects for f in t.fields.values()),
+        "__Directive.args": most(len(d.args) for d in schema.directives),
+        "__Directive.locations": 20,
+    }
 
 
 def _is_list(type_: Any) -> bool:
@@ -87,7 +140,8 @@ def measure(
     operation: OperationDefinitionNode,
     variables: dict[str, Any] | None,
 ) -> Measure:
-    variables = variables or {}
+    variables = _with_defaults(operation, variables)
+    estimates = {**LIST_ESTIMATES, **_introspection_estimates(schema)}
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
@@ -99,7 +153,10 @@ def measure(
         depth: int,
         visiting: frozenset[str],
     ) -> int:
-        result.depth = max(result.depth, depth)
+        # Depth guards against deep data; inside introspection it would only measure the
+        # `ofType` chain of type references (GraphiQL asks 8 deep), whose size the cost counts.
+        if depth > 0:
+            result.depth = max(result.depth, depth)
         cost = 0
         for selection in selections.selections:
             if isinstance(selection, FieldNode):
@@ -108,11 +165,16 @@ def measure(
                 cost += 1
                 if selection.selection_set is None or not isinstance(parent, GraphQLObjectType):
                     continue
-                definition = parent.fields.get(selection.name.value)
+                # Introspection counts like any other field: `__schema { types { fields … } } }`
+                # is a list of every type, each with its list of fields.
+                definition = META_FIELDS.get(selection.name.value) or parent.fields.get(
+                    selection.name.value
+                )
                 if definition is None:
                     continue
                 child = get_named_type(definition.type)
-                inner = walk(selection.selection_set, child, depth + 1, visiting)
+                inner_depth = -1 if selection.name.value in META_FIELDS or depth < 0 else depth + 1
+                inner = walk(selection.selection_set, child, inner_depth, visiting)
                 coordinate = f"{parent.name}.{selection.name.value}"
                 has_first = any(a == "first" for a in definition.args)
                 if has_first:
@@ -120,7 +182,7 @@ def measure(
                 elif _is_list(definition.type) and not (
                     parent.name.endswith("Connection") and selection.name.value == "edges"
                 ):  # a connection's edges are already counted by its `first`
-                    inner *= LIST_ESTIMATES.get(coordinate, DEFAULT_LIST_ESTIMATE)
+                    inner *= estimates.get(coordinate, DEFAULT_LIST_ESTIMATE)
                 cost += inner
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from graphql import get_introspection_query
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
@@ -523,3 +524,45 @@ async def test_other_requests_keep_flowing_during_a_burst_of_logins(api: Api) ->
     # logins. In the hashing pool, none (or one, while the pool's thread starts).
     stalls = [w for w in waits if w >= one_hash / 2]
     assert len(stalls) <= 2, (stalls, one_hash)
+
+
+# ---- 8. the cost limit counts variable defaults and introspection --------------------------------
+
+
+async def test_variable_defaults_cost_what_literals_cost(api: Api) -> None:
+    fields = "edges { node { id name orders(first: $m) { number lines { sku name } } } }"
+    with_defaults = "query($n: Int = 100, $m: Int = 50) { customers(first: $n) { " + fields + " } }"
+    literal = with_defaults.replace("$n", "100").replace("$m", "50").split(") {", 1)[1]
+
+    by_default = await api.gql(with_defaults, as_="cs")
+    by_literal = await api.gql("{" + literal, as_="cs")
+
+    assert (
+        by_default["extensions"]["cost"]["requested"]
+        == (by_literal["extensions"]["cost"]["requested"])
+    )
+    assert errors_of(by_default) == [("QUERY_TOO_COMPLEX", None)]
+
+
+async def test_aliased_introspection_is_refused(api: Api) -> None:
+    query = (
+        "{ "
+        + " ".join(
+            f"a{i}: __schema {{ types {{ name description fields {{ name description "
+            f"args {{ name description }} }} }} }}"
+            for i in range(29)
+        )
+        + " }"
+    )
+
+    result = await api.gql(query, as_="cs")
+
+    assert errors_of(result) == [("QUERY_TOO_COMPLEX", None)]
+    assert result["data"] is None
+
+
+async def test_graphiqls_introspection_query_still_fits(api: Api) -> None:
+    result = await api.gql(get_introspection_query(descriptions=True), as_="cs")
+
+    assert "errors" not in result
+    assert result["data"]["__schema"]["types"]

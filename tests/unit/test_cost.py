@@ -1,0 +1,108 @@
+"""Query cost, against hand-computed values: fragments, variables, defaults, aliases and
+introspection all count."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from graphql import parse
+
+from api.graphql.coordinates import selected_operation
+from api.graphql.limits import Measure, measure
+from api.schema import build_schema
+
+SCHEMA = build_schema()._schema
+
+# orders 1 + 10 x (edges 1 + node 1 + number 1)
+TEN_NUMBERS = 31
+
+
+def cost_of(query: str, variables: dict[str, Any] | None = None) -> Measure:
+    document = parse(query)
+    operation = selected_operation(document, None)
+    assert operation is not None
+    return measure(SCHEMA, document, operation, variables)
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("{ orders(first: 10) { edges { node { number } } } }", None),
+        ("query($n: Int) { orders(first: $n) { edges { node { number } } } }", {"n": 10}),
+        ("query($n: Int = 10) { orders(first: $n) { edges { node { number } } } }", None),
+        ("query($n: Int = 3) { orders(first: $n) { edges { node { number } } } }", {"n": 10}),
+        (
+            "query { orders(first: 10) { ...Page } } "
+            "fragment Page on OrderConnection { edges { node { number } } }",
+            None,
+        ),
+        (
+            "query { orders(first: 10) { edges { node { ...N } } } } "
+            "fragment N on Order { number }",
+            None,
+        ),
+        (
+            "query { orders(first: 10) { ... on OrderConnection { edges { node { number } } } } }",
+            None,
+        ),
+    ],
+)
+def test_the_same_selection_costs_the_same_however_it_is_written(
+    query: str, variables: dict[str, Any] | None
+) -> None:
+    assert cost_of(query, variables).cost == TEN_NUMBERS
+
+
+def test_a_list_without_first_costs_its_default_page() -> None:
+    # orders' default page is 20: 1 + 20 x 3
+    assert cost_of("{ orders { edges { node { number } } } }").cost == 61
+
+
+def test_a_null_variable_for_first_costs_the_default_page() -> None:
+    query = "query($n: Int) { orders(first: $n) { edges { node { number } } } }"
+
+    assert cost_of(query, {"n": None}).cost == 61
+
+
+def test_aliases_are_counted_each_with_their_own_first() -> None:
+    found = cost_of(
+        "{ a: orders(first: 10) { edges { node { number } } } "
+        "b: orders(first: 2) { edges { node { number status } } } }"
+    )
+
+    # 31 + (1 + 2 x (edges 1 + node 1 + 2 fields))
+    assert found.cost == 31 + 9
+    assert found.aliases == 2
+
+
+def test_nested_lists_multiply_with_variable_defaults() -> None:
+    query = (
+        "query($n: Int = 100, $m: Int = 50) { customers(first: $n) { edges { node { "
+        "orders(first: $m) { number } } } } }"
+    )
+    literal = "{ customers(first: 100) { edges { node { orders(first: 50) { number } } } } }"
+
+    # customers 1 + 100 x (edges 1 + node 1 + orders 1 + 50 x number 1)
+    assert cost_of(query).cost == cost_of(literal).cost == 1 + 100 * (3 + 50)
+
+
+def test_introspection_costs_by_the_number_of_types() -> None:
+    types = len(SCHEMA.type_map)
+
+    found = cost_of("{ __schema { types { name } } }")
+
+    # __schema 1 + types 1 + one name per type
+    assert found.cost == 2 + types
+
+
+def test_aliased_introspection_adds_up() -> None:
+    one = cost_of("{ __schema { types { name fields { name } } } }").cost
+    many = cost_of(
+        "{ "
+        + " ".join(f"a{i}: __schema {{ types {{ name fields {{ name }} }} }}" for i in range(29))
+        + " }"
+    ).cost
+
+    assert many == 29 * one
+    assert one > len(SCHEMA.type_map) * 2
