@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import datetime as dt
 import getpass
 import json
@@ -19,6 +18,7 @@ from api.settings import Settings, SettingsError, checkpoint_key, load_settings
 from domain.access import ROLES, FieldAccess, PolicyDecisionPoint
 from domain.actor import SYSTEM_ORIGIN
 from domain.audit.service import Subject
+from domain.csvfiles import SafeWriter
 from domain.db import create_engine, session_factory, utcnow
 from domain.errors import DomainError
 from domain.values import printable
@@ -368,7 +368,7 @@ async def _audit_command(settings: Settings, args: argparse.Namespace) -> int:
                     else sys.stdout
                 )
                 try:
-                    writer = csv.writer(out)
+                    writer = SafeWriter(out)
                     writer.writerow([*FIELDS, "prev_hash", "hash"])
                     count = 0
                     async for event in audit_service.iter_events(

@@ -3,7 +3,6 @@ fetched once, every step in the audit log."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import hmac
@@ -30,6 +29,7 @@ from domain.audit.service import Outcome, Subject
 from domain.catalog import service as stock_service
 from domain.catalog.models import StockItem
 from domain.catalog.service import StockFilter
+from domain.csvfiles import SafeWriter
 from domain.customers import service as customers_service
 from domain.customers.models import Customer
 from domain.customers.service import CustomerFilter
@@ -498,7 +498,7 @@ async def produce(
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             buffer = io.StringIO()
-            writer = csv.writer(buffer)
+            writer = SafeWriter(buffer)  # starts with the BOM
 
             def flush() -> None:
                 data = buffer.getvalue().encode("utf-8")
@@ -507,7 +507,6 @@ async def produce(
                 buffer.seek(0)
                 buffer.truncate()
 
-            buffer.write("\ufeff")
             approvers = ", ".join(u.username for u in (request.l1_by, request.l2_by) if u)
             for line in (
                 f"ordergate export {request.id}: {request.entity.value}",

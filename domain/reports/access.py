@@ -6,7 +6,6 @@ the same inputs give byte-identical output whenever it is generated again.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import html
@@ -36,6 +35,7 @@ from domain.audit import service as audit
 from domain.audit.keys import CheckpointKey
 from domain.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from domain.audit.service import Subject
+from domain.csvfiles import SafeWriter
 from domain.errors import BadInput
 from domain.exports.models import ExportRequest
 from domain.users.models import User
@@ -412,7 +412,7 @@ def _cell(value: Any) -> str:
 
 def render_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeWriter(out, lineterminator="\n")
     writer.writerow(
         [
             f"# {report['report']} {report['quarter']} "
@@ -430,7 +430,7 @@ def render_csv(report: dict[str, Any]) -> str:
                 writer.writerow([_cell(row.get(c)) for c in columns])
         else:
             writer.writerow(["(none)"])
-    return "\ufeff" + out.getvalue()
+    return out.getvalue()
 
 
 def render_html(report: dict[str, Any]) -> str:

