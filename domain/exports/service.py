@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain import pagination
@@ -580,26 +580,42 @@ async def open_download(
     settings: ExportSettings,
     now: dt.datetime,
 ) -> Path:
-    """Check a download and mark it done: the requester only, once, within the window."""
-    request = await _locked(session, export_id)
+    """Check a download and mark it done: the requester only, once, within the window.
+
+    "Once" is decided by the database, not by a read followed by a write: one conditional
+    UPDATE claims the download, and of any number of parallel requests exactly one sees its
+    row count be 1 (on SQLite as on PostgreSQL, where no row lock would help a reader). The
+    claim is the transaction's first statement, so SQLite takes its write lock before reading.
+    A claim whose link then turns out wrong is rolled back with the refusal.
+    """
+    claimed = await session.execute(
+        update(ExportRequest)
+        .where(
+            ExportRequest.id == export_id,
+            ExportRequest.requested_by_id == actor.user_id,
+            ExportRequest.status == ExportStatus.READY,
+            ExportRequest.file_name.is_not(None),
+            ExportRequest.download_expires_at > now,
+        )
+        .values(status=ExportStatus.DOWNLOADED, downloaded_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    request = await session.get(ExportRequest, export_id, populate_existing=True)
     if request is None:
         raise NotFound("no such export")
     if request.requested_by_id != actor.user_id:
         raise Forbidden("only the requester may download this export")
-    if request.status is ExportStatus.DOWNLOADED:
-        raise DownloadRefused("this export was already downloaded; exports can be fetched once")
-    if request.status is not ExportStatus.READY or request.file_name is None:
-        raise DownloadRefused(f"this export is {request.status.value.lower()}, not ready")
+    if claimed.rowcount != 1:
+        if request.status is ExportStatus.DOWNLOADED:
+            raise DownloadRefused("this export was already downloaded; exports can be fetched once")
+        if request.status is not ExportStatus.READY or request.file_name is None:
+            raise DownloadRefused(f"this export is {request.status.value.lower()}, not ready")
+        raise DownloadRefused("this download link has expired; request the export again")
     if not hmac.compare_digest(token, download_token(request, settings.link_secret)):
         raise Forbidden("this download link is not valid")
-    if request.download_expires_at is None or request.download_expires_at <= now:
-        raise DownloadRefused("this download link has expired; request the export again")
     path = settings.directory / request.file_name
     if not path.exists():
         raise DownloadRefused("the file is no longer kept")
-    request.status = ExportStatus.DOWNLOADED
-    request.downloaded_at = now
-    await session.flush()
     await audit.record(
         session=session,
         who=actor,

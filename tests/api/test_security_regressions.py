@@ -642,3 +642,22 @@ async def test_channel_supplied_names_are_inert_in_data_exports(api: Api) -> Non
     body = (await download(api, made["downloadUrl"], as_="finance")).content.decode("utf-8")
 
     _no_live_formula(body)
+
+
+# ---- 10. a download is consumed once, whatever the database ---------------------------------------
+
+
+async def test_parallel_downloads_get_the_file_once(any_api: Api) -> None:
+    made = await approved(any_api, as_="finance", entity="STOCK", fields=["sku"], filter=None)
+
+    responses = await asyncio.gather(
+        *(download(any_api, made["downloadUrl"], as_="finance") for _ in range(6))
+    )
+
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200, 410, 410, 410, 410, 410]
+    assert all(
+        r.json()["errors"][0]["extensions"]["code"] == "CONFLICT"
+        for r in responses
+        if r.status_code == 410
+    )
