@@ -79,9 +79,12 @@ class AccessControl(SchemaExtension):
             READ_SCOPE.reset(token)
         tally = scope.tally
         if tally or ctx.denied_fields:
+            # The operation column holds what the server knows (the root fields); the name a
+            # client gave its operation is its own label, kept as such in the details.
+            client_label = {"clientOperationName": execution.operation_name}
             await ctx.record(
                 action="data.read",
-                operation=execution.operation_name or ",".join(root_fields(operation)),
+                operation=",".join(sorted(set(root_fields(operation)))),
                 outcome=Outcome.SUCCESS if tally else Outcome.DENIED,
                 code=None if tally else "FORBIDDEN",
                 details={
@@ -90,6 +93,7 @@ class AccessControl(SchemaExtension):
                         for c, n in sorted(tally.items())
                     },
                     "denied": ctx.denied_fields,
+                    **(client_label if execution.operation_name else {}),
                 },
             )
         result = execution.result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -55,7 +56,13 @@ class Subject:
 
 
 def _clip(value: str | None, size: int) -> str | None:
-    return None if value is None else value[:size]
+    """Fit a value into its column. A longer one keeps its start and a digest of the whole,
+    so two long values stay distinguishable and nothing overflows the column (an overflow
+    would fail the transaction, and with it the event)."""
+    if value is None or len(value) <= size:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{value[: size - 17]}~{digest}"
 
 
 # Core statements on the tables, built once: the ORM's bulk paths would re-evaluate them for
@@ -101,13 +108,13 @@ async def record(
         "client_ip": _clip(subject.origin.client_ip, 64),
         "peer_ip": _clip(subject.origin.peer_ip, 64),
         "user_agent": _clip(subject.origin.user_agent, 512),
-        "request_id": subject.origin.request_id,
-        "operation": operation,
-        "action": action,
-        "target_type": target_type,
-        "target_id": None if target_id is None else str(target_id)[:64],
+        "request_id": _clip(subject.origin.request_id, 64),
+        "operation": _clip(operation, 64),
+        "action": _clip(action, 64),
+        "target_type": _clip(target_type, 64),
+        "target_id": None if target_id is None else _clip(str(target_id), 64),
         "outcome": str(outcome),
-        "code": code,
+        "code": _clip(code, 32),
         "details": canonical_json(dict(details or {})),
     }
     digest = compute_hash(prev_hash, event)

@@ -661,3 +661,34 @@ async def test_parallel_downloads_get_the_file_once(any_api: Api) -> None:
         for r in responses
         if r.status_code == 410
     )
+
+
+# ---- 11. client-chosen labels never overflow a column ------------------------------------------
+
+
+async def test_a_long_operation_name_is_served_and_audited(any_api: Api) -> None:
+    name = "Q" + "x" * 150
+    query = f"query {name} {{ customers(first: 1) {{ edges {{ node {{ phone }} }} }} }}"
+
+    result = await any_api.gql(query, as_="cs")
+    found = await events(any_api, action="data.read")
+
+    assert "errors" not in result, result
+    assert found[-1]["operation"] == "customers"
+    assert found[-1]["details"]["clientOperationName"] == name
+
+
+async def test_long_labels_keep_a_digest_of_the_whole(any_api: Api) -> None:
+    long_agent = "agent/" + "y" * 600
+
+    await any_api.gql(
+        "{ customers(first: 1) { edges { node { phone } } } }",
+        as_="cs",
+        **{"user-agent": long_agent},
+    )
+    found = await events(any_api, action="data.read")
+
+    stored = found[-1]["user_agent"]
+    assert len(stored) == 512
+    assert stored.startswith("agent/yyy")
+    assert stored != long_agent[:512]

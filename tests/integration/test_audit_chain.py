@@ -264,7 +264,7 @@ def test_audit_export_writes_csv_and_is_itself_audited(database_url: str, tmp_pa
     again = _run(["audit", "export"], database_url, tmp_path)
 
     assert result.returncode == 0, result.stderr
-    header, *rows = out.read_text(encoding="utf-8").splitlines()
+    header, *rows = out.read_text(encoding="utf-8-sig").splitlines()
     assert header.startswith("seq,at,actor_id,username")
     assert rows
     assert naive.returncode == 2
