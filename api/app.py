@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from api.context import MINUTE, REFUSED_PREFIX
 from api.downloads import download_endpoint
 from api.graphql.limits import Limits
 from api.logging import configure_logging
@@ -25,8 +26,9 @@ from api.runtime import Runtime
 from api.schema import build_schema
 from api.settings import Settings, load_settings
 from api.view import GraphQLView
+from domain import ratelimit
 from domain.access import ROLES, PolicyInvalid
-from domain.actor import SYSTEM_ORIGIN
+from domain.actor import SYSTEM_ORIGIN, Origin
 from domain.approvals import service as approvals
 from domain.audit import service as audit
 from domain.audit.service import Outcome, Subject
@@ -103,6 +105,30 @@ async def _export_housekeeping(runtime: Runtime) -> None:
         )
 
 
+async def _purge_rate_counters(runtime: Runtime) -> None:
+    """Drop ended rate-limit windows; first record one event per address and minute that had
+    more anonymous refusals than the one recorded when it happened."""
+    async with runtime.sessions() as session:
+        ended = await ratelimit.purge(
+            session=session, now=runtime.clock(), per=MINUTE, keep_prefix=REFUSED_PREFIX
+        )
+        for key, window, count in ended:
+            if count > 1:
+                await audit.record(
+                    session=session,
+                    who=Subject(None, None, (), Origin(client_ip=key.removeprefix(REFUSED_PREFIX))),
+                    action="auth.refusals",
+                    outcome=Outcome.DENIED,
+                    code="UNAUTHENTICATED",
+                    details={
+                        "windowStart": ratelimit.window_start(window, MINUTE).isoformat(),
+                        "seconds": int(MINUTE.total_seconds()),
+                        "refused": count,
+                    },
+                )
+        await session.commit()
+
+
 async def _checkpoint(runtime: Runtime) -> None:
     async with runtime.sessions() as session:
         checkpoint = await audit.create_checkpoint(session=session, key=runtime.checkpoint_key)
@@ -162,6 +188,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         background.add(
             asyncio.create_task(
                 _every(60, lambda: _export_housekeeping(runtime), "export housekeeping")
+            )
+        )
+        background.add(
+            asyncio.create_task(
+                _every(60, lambda: _purge_rate_counters(runtime), "rate counter purge")
             )
         )
         if settings.audit_checkpoint_seconds > 0:

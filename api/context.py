@@ -24,6 +24,7 @@ from domain.errors import DomainError, RateLimited, Unauthenticated
 
 log = logging.getLogger("ordergate.audit")
 MINUTE = dt.timedelta(minutes=1)
+REFUSED_PREFIX = "refused:ip:"
 
 if TYPE_CHECKING:
     from api.runtime import Runtime
@@ -176,6 +177,23 @@ class RequestContext:
                 await self.session.commit()
                 raise
             await self.session.commit()
+
+    async def count_refusal(self, now: dt.datetime) -> int:
+        """Count a refused anonymous request against its client IP; returns the count in this
+        minute (the first is audited, the rest are summed into one event when the minute
+        ends), and raises RateLimited past the budget."""
+        async with self._db_lock:
+            try:
+                return await ratelimit.hit(
+                    session=self.session,
+                    key=f"{REFUSED_PREFIX}{self.origin.client_ip}",
+                    limit=self.runtime.settings.refused_per_ip_per_minute,
+                    per=MINUTE,
+                    now=now,
+                    what="refused requests from this address",
+                )
+            finally:
+                await self.session.commit()
 
     async def spend_query_budget(self, now: dt.datetime) -> None:
         """Each authenticated operation spends one unit of its account's budget per minute."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from api.settings import Settings, checkpoint_key
 from domain.access import PolicyDecisionPoint
 from domain.approvals.service import Deployment
 from domain.audit.keys import CheckpointKey
-from domain.db import create_engine, session_factory
+from domain.db import create_engine, session_factory, utcnow
 from domain.exports.service import ExportSettings
 
 
@@ -32,6 +32,8 @@ class Runtime:
     exports: ExportSettings
     # Work started by a request that outlives it (producing an export file).
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    # The time rate limits count in; tests pin it so a run never straddles a window.
+    clock: Callable[[], dt.datetime] = utcnow
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -81,6 +81,7 @@ class Settings:
     max_cost: int
     cors_origins: tuple[str, ...]
     login_per_ip_per_minute: int
+    refused_per_ip_per_minute: int
     login_per_account_per_minute: int
     queries_per_account_per_minute: int
 
@@ -210,6 +211,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             o.strip() for o in env.get("ORDERGATE_CORS_ORIGINS", "").split(",") if o.strip()
         ),
         login_per_ip_per_minute=_int(env, "ORDERGATE_LOGIN_PER_IP_PER_MINUTE", 30),
+        refused_per_ip_per_minute=_int(env, "ORDERGATE_REFUSED_PER_IP_PER_MINUTE", 60),
         login_per_account_per_minute=_int(env, "ORDERGATE_LOGIN_PER_ACCOUNT_PER_MINUTE", 10),
         queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from sqlalchemy import BigInteger, Integer, String, delete
+from sqlalchemy import BigInteger, Integer, String, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,7 +49,22 @@ async def hit(
     return count
 
 
-async def forget_old(*, session: AsyncSession, before: dt.datetime, per: dt.timedelta) -> None:
-    """Drop windows that ended before `before` (housekeeping)."""
-    window = int(before.timestamp()) // int(per.total_seconds())
-    await session.execute(delete(RateCounter).where(RateCounter.window < window))
+def window_start(window: int, per: dt.timedelta) -> dt.datetime:
+    return dt.datetime.fromtimestamp(window * int(per.total_seconds()), dt.UTC)
+
+
+async def purge(
+    *, session: AsyncSession, now: dt.datetime, per: dt.timedelta, keep_prefix: str
+) -> list[tuple[str, int, int]]:
+    """Drop every window that has ended (housekeeping); return the ended windows of keys
+    starting with `keep_prefix` as (key, window, count), for the caller to record first."""
+    current = int(now.timestamp()) // int(per.total_seconds())
+    ended = (
+        await session.execute(
+            select(RateCounter.key, RateCounter.window, RateCounter.count)
+            .where(RateCounter.window < current, RateCounter.key.startswith(keep_prefix))
+            .order_by(RateCounter.window, RateCounter.key)
+        )
+    ).all()
+    await session.execute(delete(RateCounter).where(RateCounter.window < current))
+    return [(key, window, count) for key, window, count in ended]

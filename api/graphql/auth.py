@@ -8,7 +8,6 @@ import strawberry
 from strawberry.types import Info
 
 from api.context import RequestContext
-from domain.db import utcnow
 from domain.errors import Unauthenticated
 from domain.users import service as users_service
 
@@ -26,7 +25,7 @@ class AuthMutations:
         self, info: Info[RequestContext, None], username: str, password: str
     ) -> AuthPayload | None:
         ctx = info.context
-        now = utcnow()
+        now = ctx.runtime.clock()
         await ctx.limit_logins(username, now)
         async with ctx.read() as session:
             try:

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from domain.audit.keys import CheckpointKey
+from domain.db import utcnow
 from tests.conftest import DEMO_PASSWORD, Api, _api_for, errors_of, settings_for
 
 LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
 
 
+def pinned_clock() -> Callable[[], dt.datetime]:
+    """The middle of the minute that has most recently passed it, for every call: a test's
+    requests all fall into one rate-limit window, however long the test takes."""
+    now = utcnow()
+    middle = now.replace(second=30, microsecond=0)
+    fixed = middle if middle <= now else middle - dt.timedelta(minutes=1)
+    return lambda: fixed
+
+
 async def _with(database_url: str, tmp_path: Path, **env: str):
     async for api in _api_for(settings_for(database_url, tmp_path, **env)):
+        api.app.state.runtime.clock = pinned_clock()
         yield api
 
 

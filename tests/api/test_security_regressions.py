@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import datetime as dt
 import io
 import json
+import operator
 import time
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from graphql import get_introspection_query
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from api.app import _purge_rate_counters
 from domain.audit.models import AuditEvent
 from domain.users import passwords
 from tests.api.test_access_report import current_quarter
@@ -31,6 +35,7 @@ from tests.api.test_approvals import (
 )
 from tests.api.test_audit import events
 from tests.api.test_exports import approved, download
+from tests.api.test_limits import pinned_clock
 from tests.conftest import Api, _api_for, errors_of, nothing_returned, settings_for
 from tests.integration.test_cli import _run
 
@@ -692,3 +697,32 @@ async def test_long_labels_keep_a_digest_of_the_whole(any_api: Api) -> None:
     assert len(stored) == 512
     assert stored.startswith("agent/yyy")
     assert stored != long_agent[:512]
+
+
+# ---- 12. anonymous floods cannot fill the audit log -------------------------------------------
+
+
+async def test_anonymous_refusals_are_limited_per_address_and_summed_in_one_event(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(database_url, tmp_path, ORDERGATE_REFUSED_PER_IP_PER_MINUTE="50")
+    async for api in _api_for(settings):
+        runtime = api.app.state.runtime
+        runtime.clock = pinned_clock()
+        before = await audit_count(api)
+        mutation = 'mutation { requestRefund(orderId: "1", amount: "1.00", reason: "x") { id } }'
+
+        answers = [await api.gql(mutation) for _ in range(60)]
+        during = await audit_count(api)
+        runtime.clock = partial(operator.add, runtime.clock(), dt.timedelta(minutes=2))
+        await _purge_rate_counters(runtime)
+        summaries = await events(api, action="auth.refusals")
+        async with runtime.sessions() as session:
+            counters = await session.scalar(text("SELECT count(*) FROM rate_counters"))
+
+        codes = [errors_of(a)[0][0] for a in answers]
+        assert codes == ["UNAUTHENTICATED"] * 50 + ["RATE_LIMITED"] * 10
+        assert during == before + 1  # the first refusal of the minute
+        assert [s["details"]["refused"] for s in summaries] == [60]
+        assert summaries[0]["client_ip"] == "203.0.113.7"
+        assert counters == 0  # ended windows are purged
