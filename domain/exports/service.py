@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain import pagination
@@ -211,16 +212,23 @@ async def request_export(
             {"entity": entity.value, "filter": raw_filter, "fields": list(fields)}
         ).encode()
     ).hexdigest()
-    duplicate = await session.scalar(
-        select(ExportRequest.id).where(
-            ExportRequest.requested_by_id == actor.user_id,
-            ExportRequest.scope_digest == digest,
-            ExportRequest.status.in_(PENDING),
-            ExportRequest.expires_at > now,
+    same_scope = (
+        await session.scalars(
+            select(ExportRequest)
+            .where(
+                ExportRequest.requested_by_id == actor.user_id,
+                ExportRequest.scope_digest == digest,
+                ExportRequest.status.in_(PENDING),
+            )
+            .with_for_update(of=ExportRequest)
         )
-    )
-    if duplicate is not None:
-        raise Conflict(f"export request {duplicate} with the same scope is still pending")
+    ).all()
+    for earlier in same_scope:
+        if earlier.expires_at > now:
+            raise Conflict(f"export request {earlier.id} with the same scope is still pending")
+        # Past its window but not yet swept: it ends now, so the new request can take its place.
+        earlier.status = ExportStatus.EXPIRED
+        await _system_event(session, earlier, "export.expire", now)
     request = ExportRequest(
         entity=entity,
         filter=frozen_filter,
@@ -234,7 +242,12 @@ async def request_export(
         expires_at=now + APPROVAL_WINDOW,
     )
     session.add(request)
-    await session.flush()
+    try:
+        # A unique index allows one pending request per requester and scope: of concurrent
+        # identical requests, one is inserted and the others fail here.
+        await session.flush()
+    except IntegrityError:
+        raise Conflict("an export request with the same scope is already pending") from None
     await session.refresh(request, ["requested_by"])
     await audit.record(
         session=session,

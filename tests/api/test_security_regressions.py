@@ -726,3 +726,22 @@ async def test_anonymous_refusals_are_limited_per_address_and_summed_in_one_even
         assert [s["details"]["refused"] for s in summaries] == [60]
         assert summaries[0]["client_ip"] == "203.0.113.7"
         assert counters == 0  # ended windows are purged
+
+
+# ---- 13. one pending request per scope, enforced by the database ----------------------------
+
+
+async def test_parallel_identical_export_requests_leave_one_pending(any_api: Api) -> None:
+    variables = {"entity": "ORDERS", "fields": ["number"], "filter": {"status": ["PAID"]}}
+
+    results = await asyncio.gather(
+        *(any_api.gql(EXPORT, variables, as_="finance") for _ in range(6))
+    )
+
+    made = [r for r in results if "errors" not in r]
+    assert len(made) == 1
+    assert sorted(errors_of(r) for r in results if "errors" in r) == [[("CONFLICT", None)]] * 5
+    pending = await any_api.gql(
+        "{ exportRequests(status: PENDING_L1) { totalCount } }", as_="finance"
+    )
+    assert pending["data"]["exportRequests"]["totalCount"] == 1
