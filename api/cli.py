@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--channel", action="append", default=[], help="bind a sales user's row scope"
     )
+    create.add_argument(
+        "--employee-id",
+        help="the person behind the account; separation of duties compares persons, so two "
+        "accounts of one person cannot request and approve the same change",
+    )
 
     policy = sub.add_parser("policy", help="inspect the access policy").add_subparsers(
         dest="policy_command", required=True
@@ -126,6 +131,7 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
                 password=password,
                 roles=args.role,
                 channels=args.channel,
+                employee_id=args.employee_id,
             )
             await session.commit()
             print(f"created {user.username} with roles {', '.join(user.roles)}")

@@ -28,3 +28,9 @@ class Actor:
     channels: frozenset[str]
     access: AccessProfile
     origin: Origin = field(default_factory=Origin)
+    # The person behind the account (`User.person`): separation of duties compares persons.
+    person: str = ""
+
+    @property
+    def person_key(self) -> str:
+        return self.person or f"account:{self.user_id}"

@@ -21,7 +21,9 @@ async def authenticate(
     claims = runtime.tokens.verify(token.strip())
     # Roles come from the database, not the token, so a role change or a disabled account
     # takes effect on the next request rather than when the token expires.
-    user = await users_service.get_active_user(session=session, user_id=int(claims["sub"]))
+    user = await users_service.get_active_user(
+        session=session, user_id=int(claims["sub"]), generation=claims.get("gen", 0)
+    )
     roles = frozenset(user.roles)
     actor = Actor(
         user_id=user.id,
@@ -30,6 +32,7 @@ async def authenticate(
         channels=frozenset(user.channels),
         access=runtime.pdp.profile(roles),
         origin=origin,
+        person=user.person,
     )
     # Start the request's own work in a fresh transaction.
     await session.commit()

@@ -33,9 +33,14 @@ class TokenService:
         self.audience = audience
         self.ttl = dt.timedelta(seconds=ttl_seconds)
 
-    def issue(self, *, user_id: int, roles: Iterable[str], now: dt.datetime) -> IssuedToken:
+    def issue(
+        self, *, user_id: int, roles: Iterable[str], now: dt.datetime, generation: int = 0
+    ) -> IssuedToken:
         expires = now + self.ttl
         claims = {
+            # The account's token generation when issued; a lock-out, a disablement, a role or
+            # password change moves it on, and every older token stops working at once.
+            "gen": generation,
             "iss": self.issuer,
             "aud": self.audience,
             "sub": str(user_id),

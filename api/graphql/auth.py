@@ -41,6 +41,8 @@ class AuthMutations:
                 # though the login failed.
                 await session.commit()
                 raise
-            issued = ctx.runtime.tokens.issue(user_id=user.id, roles=user.roles, now=now)
+            issued = ctx.runtime.tokens.issue(
+                user_id=user.id, roles=user.roles, now=now, generation=user.token_generation
+            )
             await session.commit()
         return AuthPayload(access_token=issued.token, expires_at=issued.expires_at)

@@ -414,7 +414,8 @@ async def approve(
     request = await get_request(
         session=session, actor=actor, request_id=request_id, for_update=True
     )
-    if request.requested_by_id == actor.user_id:
+    if request.requested_by.person == actor.person_key:
+        # Persons, not accounts: a second account of the requester is still the requester.
         raise SeparationOfDuties("you cannot approve your own request")
 
     header = signatures.read_header(signature.strip())

@@ -345,9 +345,10 @@ async def approve_export(
             f"export request {request.id} is {request.status.value.lower()}, not pending"
         )
     actor.access.require(action)
-    if request.requested_by_id == actor.user_id:
+    # Persons, not accounts: a second account of the same person counts as that person.
+    if request.requested_by.person == actor.person_key:
         raise SeparationOfDuties("you cannot approve your own export request")
-    if level == 2 and request.l1_by_id == actor.user_id:
+    if level == 2 and request.l1_by is not None and request.l1_by.person == actor.person_key:
         raise SeparationOfDuties("the second approval must come from another person")
     if level == 1:
         request.l1_by_id, request.l1_at, request.status = (
@@ -466,6 +467,7 @@ async def _requester_actor(
         channels=frozenset(user.channels),
         access=pdp.profile(roles),
         origin=SYSTEM_ORIGIN,
+        person=user.person,
     )
 
 

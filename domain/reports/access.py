@@ -276,6 +276,17 @@ async def build(
                         "mayApprove": str(approve_right),
                     }
                 )
+    # One person with several accounts: separation of duties compares persons (employee id),
+    # and reviewers should see every such person.
+    accounts_of: dict[str, list[str]] = {}
+    for user in users:
+        if user.employee_id:
+            accounts_of.setdefault(user.employee_id, []).append(user.username)
+    shared_persons = [
+        {"employeeId": person, "accounts": sorted(names_)}
+        for person, names_ in sorted(accounts_of.items())
+        if len(names_) > 1
+    ]
     names = {u.id: u.username for u in users}
     approved_for: Counter[tuple[str, str]] = Counter()
     for e in in_quarter:
@@ -360,7 +371,7 @@ async def build(
             "sensitiveRecordsRead": sum(a["sensitiveRecordsRead"] for a in activity),
             "deniedAttempts": len(denied),
             "offHoursEvents": len(after_hours),
-            "separationOfDutyFindings": len(sod_accounts) + len(mutual),
+            "separationOfDutyFindings": len(sod_accounts) + len(mutual) + len(shared_persons),
             "anomalies": len(anomalies),
             "chainOk": chain_section["ok"],
         },
@@ -370,7 +381,11 @@ async def build(
         "newIpLogins": new_ip_logins,
         "deniedAttempts": denied,
         "offHours": after_hours,
-        "separationOfDuties": {"accountsHoldingBoth": sod_accounts, "mutualApprovers": mutual},
+        "separationOfDuties": {
+            "accountsHoldingBoth": sod_accounts,
+            "mutualApprovers": mutual,
+            "personsWithSeveralAccounts": shared_persons,
+        },
         "anomalies": anomalies,
         "auditChain": chain_section,
     }
@@ -396,6 +411,10 @@ def _tables(report: dict[str, Any]) -> Iterable[tuple[str, list[dict[str, Any]]]
         report["separationOfDuties"]["accountsHoldingBoth"],
     )
     yield "Pairs approving each other", report["separationOfDuties"]["mutualApprovers"]
+    yield (
+        "Persons with several accounts",
+        report["separationOfDuties"]["personsWithSeveralAccounts"],
+    )
     yield "Anomalies", report["anomalies"]
     yield "Audit chain", [report["auditChain"]]
 

@@ -17,6 +17,7 @@ from domain.db import utcnow
 from domain.errors import BadInput, Conflict, Unauthenticated
 from domain.users import passwords
 from domain.users.models import User, UserChannel, UserRole
+from domain.values import clean_text
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT = dt.timedelta(minutes=15)
@@ -75,6 +76,7 @@ async def authenticate(
             # Lock for a while, then start counting afresh.
             user.locked_until = now + LOCKOUT
             user.failed_logins = 0
+            end_sessions(user)
             await audit.record(
                 session=session,
                 who=Subject(user.id, user.username, user.roles, origin),
@@ -119,8 +121,11 @@ async def create_user(
     password: str,
     roles: Iterable[str],
     channels: Iterable[str] = (),
+    employee_id: str | None = None,
 ) -> User:
     roles = sorted(set(roles))
+    if employee_id is not None:
+        employee_id = clean_text(employee_id, what="employee id", max_length=64, required=True)
     channels = sorted(set(channels))
     if (
         not username
@@ -145,6 +150,7 @@ async def create_user(
     user = User(
         username=username,
         password_hash=await passwords.hash_password_async(password),
+        employee_id=employee_id,
         role_rows=[UserRole(role=r) for r in roles],
         channel_rows=[UserChannel(channel_code=c) for c in channels],
     )
@@ -157,13 +163,28 @@ async def create_user(
         operation="users create",
         target_type="User",
         target_id=user.id,
-        details={"username": username, "roles": roles, "channels": channels},
+        details={
+            "username": username,
+            "roles": roles,
+            "channels": channels,
+            "employeeId": employee_id,
+        },
     )
     return user
 
 
-async def get_active_user(*, session: AsyncSession, user_id: int) -> User:
+async def get_active_user(*, session: AsyncSession, user_id: int, generation: object = 0) -> User:
+    """The account a token names, if the token is still good for it: the account exists, is
+    not disabled, and has not moved past the token's generation (locked, disabled, roles or
+    password changed since the token was issued)."""
     user = await session.get(User, user_id)
     if user is None or user.disabled:
         raise Unauthenticated("the account behind this token is gone or disabled")
+    if generation != user.token_generation:
+        raise Unauthenticated("this session has ended (the account changed); log in again")
     return user
+
+
+def end_sessions(user: User) -> None:
+    """Every token issued to this account so far stops working on its next request."""
+    user.token_generation += 1

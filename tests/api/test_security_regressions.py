@@ -23,13 +23,19 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from api.app import _purge_rate_counters
+from domain.actor import SYSTEM_ORIGIN
 from domain.audit.models import AuditEvent
+from domain.audit.service import Subject
 from domain.users import passwords
+from domain.users import service as users_service
 from tests.api.test_access_report import current_quarter
 from tests.api.test_approvals import (
     APPROVE,
+    PASSWORD,
     PRICE,
     REFUND,
+    REGISTER,
+    Signer,
     order_in,
     registered,
 )
@@ -745,3 +751,102 @@ async def test_parallel_identical_export_requests_leave_one_pending(any_api: Api
         "{ exportRequests(status: PENDING_L1) { totalCount } }", as_="finance"
     )
     assert pending["data"]["exportRequests"]["totalCount"] == 1
+
+
+# ---- separation of duties is about persons; account changes end sessions -------------------
+
+
+async def _account(api: Api, username: str, roles: list[str], employee_id: str | None) -> str:
+    runtime = api.app.state.runtime
+    async with runtime.sessions() as session:
+        await users_service.create_user(
+            session=session,
+            who=Subject(None, "test", (), SYSTEM_ORIGIN),
+            username=username,
+            password=PASSWORD,
+            roles=roles,
+            channels=["TAOBAO"] if "sales" in roles else [],
+            employee_id=employee_id,
+        )
+        await session.commit()
+    result = await api.gql(LOGIN_WITH, {"u": username, "p": PASSWORD})
+    return result["data"]["login"]["accessToken"]
+
+
+LOGIN_WITH = (
+    "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+)
+
+
+async def test_one_person_with_two_accounts_cannot_approve_their_own_price_change(
+    api: Api,
+) -> None:
+    selling = await _account(api, "li.sales", ["sales"], "E1001")
+    approving = await _account(api, "li.approver", ["approver"], "E1001")
+    order = await order_in(api, "PENDING_PAYMENT")
+    made = await api.gql(
+        PRICE,
+        {"line": order["lines"][0]["id"], "price": "1.00", "reason": "x"},
+        authorization=f"Bearer {selling}",
+    )
+    request = made["data"]["requestPriceChange"]
+    signer = Signer()
+    key = await api.gql(REGISTER, {"pem": signer.pem}, authorization=f"Bearer {approving}")
+    signer.kid = key["data"]["registerSigningKey"]["id"]
+
+    result = await api.gql(
+        APPROVE,
+        {"id": request["id"], "sig": signer.sign(request["signingPayload"])},
+        authorization=f"Bearer {approving}",
+    )
+
+    assert errors_of(result) == [("SEPARATION_OF_DUTIES", None)]
+
+
+async def test_one_person_cannot_approve_their_own_export_from_another_account(
+    api: Api,
+) -> None:
+    asking = await _account(api, "zhao.finance", ["finance"], "E2002")
+    approving = await _account(api, "zhao.approver", ["approver"], "E2002")
+    made = await api.gql(
+        EXPORT,
+        {"entity": "STOCK", "fields": ["sku"], "filter": None},
+        authorization=f"Bearer {asking}",
+    )
+
+    result = await api.gql(
+        "mutation($id: ID!) { approveExport(id: $id) { status } }",
+        {"id": made["data"]["requestExport"]["id"]},
+        authorization=f"Bearer {approving}",
+    )
+
+    assert errors_of(result) == [("SEPARATION_OF_DUTIES", None)]
+
+
+async def test_the_access_report_lists_persons_with_several_accounts(api: Api) -> None:
+    await _account(api, "qian.sales", ["sales"], "E3003")
+    await _account(api, "qian.approver", ["approver"], "E3003")
+    await _account(api, "sun.ops", ["ops"], "E4004")
+
+    result = await api.gql(
+        "query($q: String!) { accessReport(quarter: $q, format: JSON) { content } }",
+        {"q": current_quarter()},
+        as_="compliance",
+    )
+
+    report = json.loads(result["data"]["accessReport"]["content"])
+    assert report["separationOfDuties"]["personsWithSeveralAccounts"] == [
+        {"employeeId": "E3003", "accounts": ["qian.approver", "qian.sales"]}
+    ]
+
+
+async def test_a_lockout_ends_the_accounts_open_sessions(api: Api) -> None:
+    token = await _account(api, "zhou.cs", ["cs"], None)
+    before = await api.gql("{ viewer { username } }", authorization=f"Bearer {token}")
+
+    for _ in range(5):
+        await api.gql(LOGIN_WITH, {"u": "zhou.cs", "p": "not-the-password"})
+    after = await api.gql("{ viewer { username } }", authorization=f"Bearer {token}")
+
+    assert before["data"]["viewer"]["username"] == "zhou.cs"
+    assert errors_of(after) == [("UNAUTHENTICATED", None)]
