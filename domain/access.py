@@ -293,7 +293,17 @@ class PolicyDecisionPoint:
         model = self.policy_dir / "model.conf"
         policy = self.policy_dir / "policy.csv"
         version = hashlib.sha256(model.read_bytes() + b"\0" + policy.read_bytes()).hexdigest()[:16]
-        enforcer = casbin.Enforcer(str(model), str(policy))
+        try:
+            enforcer = casbin.Enforcer(str(model), str(policy))
+        except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+            # Casbin refuses a line of the wrong length (and similar) while loading.
+            raise PolicyInvalid([f"policy cannot be loaded: {exc}"]) from None
+        malformed = [rule for rule in enforcer.get_policy() if len(rule) != 4]
+        if malformed:
+            # Casbin loads such a line, then fails on every decision: refuse it here.
+            raise PolicyInvalid(
+                [f"malformed line (policy cannot be loaded): p, {', '.join(r)}" for r in malformed]
+            )
         enforcer.enable_auto_save(False)
         return version, enforcer, {}
 
@@ -391,10 +401,7 @@ class PolicyDecisionPoint:
         problems: list[str] = []
         known_roles = set(known_roles)
         for rule in enforcer.get_policy():
-            if len(rule) != 4:
-                problems.append(f"malformed line: p, {', '.join(rule)}")
-                continue
-            _sub, obj, act, eft = rule
+            _sub, obj, act, eft = rule  # lines of another length are refused by _load
             line = "p, " + ", ".join(rule)
             if eft not in ("allow", "deny"):
                 problems.append(f"{line}: effect must be allow or deny")
@@ -415,11 +422,11 @@ class PolicyDecisionPoint:
                     unmaskable = [c for c in matched if c not in MASKS and "*" not in obj]
                     if unmaskable:
                         problems.append(f"{line}: {unmaskable[0]} has no mask")
-        grouped = {g[1] for g in enforcer.get_grouping_policy() if not g[0].startswith("~")}
-        defined = {p[0] for p in enforcer.get_policy()} | grouped
-        for g in enforcer.get_grouping_policy():
-            if g[0].startswith("~"):
-                continue
+        grouping = [g for g in enforcer.get_grouping_policy() if not g[0].startswith("~")]
+        grouped = {g[1] for g in grouping}
+        # What grants something: a subject with `p` lines, or one that is itself in a group.
+        defined = {p[0] for p in enforcer.get_policy()} | {g[0] for g in grouping}
+        for g in grouping:
             if g[1] not in defined:
                 problems.append(f"g, {g[0]}, {g[1]}: {g[1]} grants nothing")
         for role in defined - grouped - known_roles:

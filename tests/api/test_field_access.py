@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from domain.access import MASKS, ROLES
+from domain.access import ROLES
 from tests import policy_matrix
 from tests.conftest import Api, _api_for, errors_of, nothing_returned, settings_for
 from tests.support import ALL_FIELDS_QUERY, write_open_policy
@@ -138,6 +138,25 @@ async def _make_approval_requests(api: Api) -> None:
     assert "errors" not in await api.gql(price, {"l": line}, as_="sales")
 
 
+def contract_mask(coordinate: str, truth: str) -> str:
+    """What a masked value looks like, written out from the contract, independently of the
+    production masks: a phone keeps its first 3 and last 4 digits (`138****5678`), an email
+    its first character and domain (`z***@example.com`), a name its family name (`张*`), a
+    street its first two characters."""
+    field = coordinate.split(".")[1]
+    if field in ("phone", "customerPhone"):
+        assert len(truth) == 11, "demo phones are mainland mobile numbers"
+        return truth[:3] + "****" + truth[7:]
+    if field == "email":
+        local, domain = truth.split("@")
+        return local[0] + "***@" + domain
+    if field in ("name", "customerName", "recipient"):
+        return {2: truth[0] + "*", 3: truth[0] + "**", 4: truth[0] + "***"}[len(truth)]
+    if field == "street":
+        return truth[:2] + "****"
+    raise AssertionError(f"no mask in the contract for {coordinate}")
+
+
 @pytest.mark.parametrize(("role", "coordinate"), sorted(EXPECTED))
 async def test_role_sees_each_field_as_the_table_says(
     observed: dict[str, Any], role: str, coordinate: str
@@ -158,7 +177,7 @@ async def test_role_sees_each_field_as_the_table_says(
         elif expected == "FULL":
             assert mine == truth
         elif truth is not None:
-            assert mine == MASKS[coordinate](truth)
+            assert mine == contract_mask(coordinate, truth)
             assert mine != truth
 
 

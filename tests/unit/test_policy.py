@@ -105,6 +105,9 @@ def _policy_copy(tmp_path: Path, extra: str) -> PolicyDecisionPoint:
         ("p, cs, Order.total, write, allow", "unknown field action"),
         ("p, cs, Order.total, read_masked, allow", "has no mask"),
         ("p, salse, Order.total, read, allow", "neither a known role"),
+        ("p, cs, Order.total, read, maybe", "effect must be allow or deny"),
+        ("p, cs, Order, rows:some, allow", "unknown row scope"),
+        ("g, cs, no_such_group", "no_such_group grants nothing"),
     ],
 )
 def test_check_names_lines_with_typos(tmp_path: Path, line: str, complaint: str) -> None:
@@ -113,6 +116,11 @@ def test_check_names_lines_with_typos(tmp_path: Path, line: str, complaint: str)
     problems = pdp.check(ROLES)
 
     assert any(complaint in p for p in problems), problems
+
+
+def test_a_line_of_the_wrong_length_is_refused_when_loading(tmp_path: Path) -> None:
+    with pytest.raises(PolicyInvalid, match="cannot be loaded"):
+        _policy_copy(tmp_path, "p, cs, Order.total, read\n")
 
 
 def test_check_reports_a_field_no_role_can_read(tmp_path: Path) -> None:

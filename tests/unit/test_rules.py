@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 
 from api.client_ip import resolve_client_ip
-from domain.access import mask_email, mask_name, mask_phone
+from domain.access import mask_email, mask_name, mask_phone, mask_street
 from domain.errors import BadInput
 from domain.money import format_amount, to_minor
 from domain.orders.rules import OrderStatus, allowed_next, can_transition
@@ -64,3 +64,37 @@ def test_with_no_trusted_proxies_the_header_is_never_believed() -> None:
 
 def test_a_malformed_hop_stops_the_walk_at_the_last_vouched_address() -> None:
     assert resolve_client_ip("10.0.0.2", ["junk, 10.0.0.1"], TRUSTED) == "10.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("phone", "masked"),
+    [
+        ("1234567", "*******"),  # 7 or fewer: nothing to keep without showing it all
+        ("123456", "******"),
+        ("12345678", "123*5678"),
+        ("+8613812345678", "+86*******5678"),
+        ("", ""),
+    ],
+)
+def test_phone_masks_at_their_boundaries(phone: str, masked: str) -> None:
+    assert mask_phone(phone) == masked
+
+
+@pytest.mark.parametrize(
+    ("email", "masked"),
+    [("a@b.cn", "a***@b.cn"), ("no-at-sign", "***"), ("@example.com", "***@example.com")],
+)
+def test_email_masks_at_their_boundaries(email: str, masked: str) -> None:
+    assert mask_email(email) == masked
+
+
+@pytest.mark.parametrize(("name", "masked"), [("张", "张*"), ("", ""), ("欧阳", "欧*")])
+def test_name_masks_at_their_boundaries(name: str, masked: str) -> None:
+    assert mask_name(name) == masked
+
+
+@pytest.mark.parametrize(
+    ("street", "masked"), [("人民路1号", "人民****"), ("", ""), ("x", "x****")]
+)
+def test_street_masks_keep_two_characters(street: str, masked: str) -> None:
+    assert mask_street(street) == masked
