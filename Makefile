@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test conformance schema lint migrate demo bench clean
+.PHONY: run test conformance schema lint migrate demo bench mutate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/authz_overhead.py
 	$(BIN)/python bench/audit_overhead.py
 	$(BIN)/python bench/export_memory.py
+
+# Mutation testing of the security core (tests/MUTATION.md); slow, so not part of `make test`.
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[mutation]'
+	tests/mutation/run.sh $(FILE)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
