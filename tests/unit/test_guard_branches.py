@@ -144,3 +144,8 @@ def test_hashes_and_times_are_the_same_in_every_local_zone() -> None:
     assert utc.startswith("2026-07-01T00:30:00.000000Z 2026-07-01T00:30:00.000000Z ")
     assert _hash_in_zone("Asia/Shanghai") == utc
     assert _hash_in_zone("America/New_York") == utc
+
+
+def test_a_malformed_hop_stops_the_walk_even_with_addresses_left_of_it() -> None:
+    # Left of the junk is what the client wrote; walking on would believe it.
+    assert resolve_client_ip("10.0.0.2", ["6.6.6.6, junk, 10.0.0.1"], TRUSTED) == "10.0.0.1"
