@@ -152,9 +152,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         try:
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except Exception:
-            log.exception("health check failed")
-            return JSONResponse({"status": "unavailable"}, status_code=503)
+        except Exception as exc:
+            runtime.outage.failed(exc, check="healthz")
+            return JSONResponse(
+                {"status": "unavailable"},
+                status_code=503,
+                headers={"retry-after": str(settings.retry_after_seconds)},
+            )
         return JSONResponse({"status": "ok", "policyVersion": runtime.pdp.version})
 
     @contextlib.asynccontextmanager

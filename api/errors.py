@@ -8,6 +8,7 @@ from typing import Any
 from graphql import GraphQLError
 from sqlalchemy.exc import IntegrityError
 
+from api.outage import is_unavailable
 from domain.errors import DomainError
 
 log = logging.getLogger("ordergate.errors")
@@ -36,6 +37,8 @@ def error_code(exc: BaseException) -> str:
     """The contract code an exception leaves the API with."""
     if isinstance(exc, DomainError):
         return exc.code
+    if is_unavailable(exc):
+        return "UNAVAILABLE"
     if isinstance(exc, IntegrityError):
         return "CONFLICT"
     return "INTERNAL"
@@ -53,6 +56,9 @@ def format_error(error: GraphQLError, *, request_id: str) -> dict[str, Any]:
         payload["message"] = original.message
         extensions.update(_camel_details(original.details))
         extensions["code"] = original.code
+    elif is_unavailable(original):
+        payload["message"] = "the database is not answering; nothing was changed, try again"
+        extensions = {"code": "UNAVAILABLE"}
     elif isinstance(original, IntegrityError):
         log.info("integrity error mapped to CONFLICT", extra={"request_id": request_id})
         payload["message"] = "conflicts with existing data"

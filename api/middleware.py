@@ -11,6 +11,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.client_ip import resolve_client_ip
+from api.outage import is_unavailable
 from api.settings import Settings
 
 log = logging.getLogger("ordergate.access")
@@ -27,8 +28,9 @@ class BodyTooLarge(Exception):
     pass
 
 
-def _error_body(message: str, code: str) -> bytes:
-    return json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+def _error_body(message: str, code: str, request_id: str) -> bytes:
+    extensions = {"code": code, **({"requestId": request_id} if code == "INTERNAL" else {})}
+    return json.dumps({"errors": [{"message": message, "extensions": extensions}]}).encode()
 
 
 class EdgeMiddleware:
@@ -90,12 +92,27 @@ class EdgeMiddleware:
             if not response_started:
                 await self._reject(send, 413, f"request body over {limit} bytes", request_id)
             status["code"] = 413
+        except Exception as exc:
+            # The last line of defence: whatever escaped a route still gets a JSON answer with
+            # a code and the request id, never Starlette's plain-text 500.
+            if is_unavailable(exc):
+                status["code"] = 503
+                code, message = "UNAVAILABLE", "the database is not answering; try again shortly"
+            else:
+                log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+                status["code"] = 500
+                code, message = "INTERNAL", f"internal error (request id {request_id})"
+            if not response_started:
+                await self._reject(send, status["code"], message, request_id, code=code)
         finally:
             self._log(scope, status["code"], started, request_id, client_ip)
 
     @staticmethod
-    async def _reject(send: Send, status: int, message: str, request_id: str) -> None:
-        body = _error_body(message, "BAD_USER_INPUT")
+    async def _reject(
+        send: Send, status: int, message: str, request_id: str, *, code: str = "BAD_USER_INPUT"
+    ) -> None:
+        body = _error_body(message, code, request_id)
+        extra = [(b"retry-after", b"5")] if status == 503 else []
         await send(
             {
                 "type": "http.response.start",
@@ -105,6 +122,7 @@ class EdgeMiddleware:
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", request_id.encode()),
                     *SECURITY_HEADERS,
+                    *extra,
                 ],
             }
         )

@@ -12,11 +12,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth.tokens import TokenService
+from api.outage import OutageLog
 from api.settings import Settings, checkpoint_key
 from domain.access import PolicyDecisionPoint
 from domain.approvals.service import Deployment
 from domain.audit.keys import CheckpointKey
-from domain.db import create_engine, session_factory, utcnow
+from domain.db import create_engine, database_timeouts, session_factory, utcnow
 from domain.exports.service import ExportSettings
 
 
@@ -32,6 +33,8 @@ class Runtime:
     exports: ExportSettings
     # Work started by a request that outlives it (producing an export file).
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    # One log line per interval while the database is down, not one per request.
+    outage: OutageLog = field(default_factory=OutageLog)
     # The time rate limits count in; tests pin it so a run never straddles a window.
     clock: Callable[[], dt.datetime] = utcnow
 
@@ -47,7 +50,16 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        engine = create_engine(settings.database_url, pool_pre_ping=True)
+        engine = create_engine(
+            settings.database_url,
+            pool_pre_ping=True,
+            **database_timeouts(
+                settings.database_url,
+                connect=settings.db_connect_timeout_seconds,
+                statement=settings.db_statement_timeout_seconds,
+                pool=settings.db_pool_timeout_seconds,
+            ),
+        )
         return cls(
             settings=settings,
             engine=engine,

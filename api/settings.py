@@ -84,6 +84,10 @@ class Settings:
     refused_per_ip_per_minute: int
     login_per_account_per_minute: int
     queries_per_account_per_minute: int
+    db_connect_timeout_seconds: float
+    db_statement_timeout_seconds: float
+    db_pool_timeout_seconds: float
+    retry_after_seconds: int
 
     @property
     def production(self) -> bool:
@@ -213,5 +217,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         login_per_ip_per_minute=_int(env, "ORDERGATE_LOGIN_PER_IP_PER_MINUTE", 30),
         refused_per_ip_per_minute=_int(env, "ORDERGATE_REFUSED_PER_IP_PER_MINUTE", 60),
         login_per_account_per_minute=_int(env, "ORDERGATE_LOGIN_PER_ACCOUNT_PER_MINUTE", 10),
+        db_connect_timeout_seconds=_float(env, "ORDERGATE_DB_CONNECT_TIMEOUT_SECONDS", 5),
+        db_statement_timeout_seconds=_float(env, "ORDERGATE_DB_STATEMENT_TIMEOUT_SECONDS", 15),
+        db_pool_timeout_seconds=_float(env, "ORDERGATE_DB_POOL_TIMEOUT_SECONDS", 5),
+        retry_after_seconds=_int(env, "ORDERGATE_RETRY_AFTER_SECONDS", 5),
         queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from cross_web import HTTPException
@@ -16,10 +17,12 @@ from strawberry.types import ExecutionResult
 from api.auth.authenticate import authenticate
 from api.context import RequestContext, origin_of
 from api.errors import format_error
+from api.outage import is_unavailable
 from api.runtime import Runtime
 from domain.errors import Unauthenticated
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+log = logging.getLogger("ordergate.errors")
 
 
 def _as_graphql_response(response: Response, request: Request) -> None:
@@ -29,6 +32,38 @@ def _as_graphql_response(response: Response, request: Request) -> None:
     response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
     if getattr(request.state, "request_error", False):
         response.status_code = 400
+
+
+def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
+    extensions: dict[str, Any] = {"code": code}
+    if code == "INTERNAL":
+        extensions["requestId"] = request_id
+    return JSONResponse({"errors": [{"message": message, "extensions": extensions}]}, status)
+
+
+async def _malformed_body(request: Request) -> str | None:
+    """Why a POST body cannot be a GraphQL request, or None. Checked before strawberry reads
+    it, so that no shape of body — `null`, `123`, a lone `\\xff`, a 5,000-digit number, 100,000
+    nested brackets — reaches a code path that answers with a plain-text 500."""
+    if request.method != "POST":
+        return None
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        return None
+    body = await request.body()  # cached: strawberry reads the same bytes
+    try:
+        parsed = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "the request body is not UTF-8"
+    except RecursionError:
+        return "the request body is nested too deeply"
+    except ValueError as exc:  # malformed JSON, or a number too long to convert
+        return f"the request body is not valid JSON ({str(exc)[:80]})"
+    if isinstance(parsed, list):
+        return "batched requests are not supported; send one operation per request"
+    if not isinstance(parsed, dict):
+        return "the request body must be a JSON object with a `query`"
+    return None
 
 
 class GraphQLView(GraphQL[RequestContext, None]):
@@ -45,18 +80,50 @@ class GraphQLView(GraphQL[RequestContext, None]):
             await Response(status_code=404)(scope, receive, send)
             return
         request = Request(scope, receive)
-        async with self.runtime.sessions() as session:
-            request.state.session = session
-            try:
-                response = await self.run(request)
-                if getattr(request.state, "graphql_response_json", False):
-                    _as_graphql_response(response, request)
-            except HTTPException as exc:
-                response = JSONResponse(
-                    {"errors": [{"message": exc.reason, "extensions": {"code": "BAD_USER_INPUT"}}]},
-                    status_code=exc.status_code,
-                )
+        request_id = request.state.request_id
+        problem = await _malformed_body(request)
+        if problem is not None:
+            # Whatever the body, the answer is JSON with a code: never a plain-text 500.
+            response = error_response(400, "BAD_USER_INPUT", problem, request_id)
+        else:
+            response = await self._answer(request)
         await response(scope, receive, send)
+
+    async def _answer(self, request: Request) -> Response:
+        request_id = request.state.request_id
+        try:
+            async with self.runtime.sessions() as session:
+                request.state.session = session
+                try:
+                    response = await self.run(request)
+                    if getattr(request.state, "graphql_response_json", False):
+                        _as_graphql_response(response, request)
+                except HTTPException as exc:
+                    response = error_response(
+                        exc.status_code, "BAD_USER_INPUT", exc.reason, request_id
+                    )
+        except Exception as exc:  # authentication, the session, anything outside execution
+            if is_unavailable(exc):
+                self.runtime.outage.failed(exc, request_id=request_id)
+                return self.unavailable(request_id)
+            log.error("unexpected error", exc_info=exc, extra={"request_id": request_id})
+            return error_response(
+                500, "INTERNAL", f"internal error (request id {request_id})", request_id
+            )
+        if getattr(request.state, "unavailable", False):
+            response.status_code = 503
+            response.headers["retry-after"] = str(self.runtime.settings.retry_after_seconds)
+        return response
+
+    def unavailable(self, request_id: str) -> Response:
+        response = error_response(
+            503,
+            "UNAVAILABLE",
+            "the database is not answering; nothing was changed, try again shortly",
+            request_id,
+        )
+        response.headers["retry-after"] = str(self.runtime.settings.retry_after_seconds)
+        return response
 
     async def get_context(self, request: Request, response: Any) -> RequestContext:  # type: ignore[override]
         ctx = RequestContext(
@@ -90,6 +157,10 @@ class GraphQLView(GraphQL[RequestContext, None]):
         if result.errors:
             request_id = request.state.request_id
             payload["errors"] = [format_error(e, request_id=request_id) for e in result.errors]
+            outage = next((e for e in result.errors if is_unavailable(e.original_error)), None)
+            if outage is not None:
+                request.state.unavailable = True
+                self.runtime.outage.failed(outage.original_error, request_id=request_id)
         if result.extensions:
             payload["extensions"] = result.extensions
         return payload  # type: ignore[return-value]

@@ -66,6 +66,22 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def database_timeouts(url: str, *, connect: float, statement: float, pool: float) -> dict[str, Any]:
+    """Engine options that bound every wait on the database: connecting, each statement (on
+    the server and on the client, so a frozen server cannot hold a request), and checking a
+    connection out of the pool. SQLite waits on its busy timeout (5 s) instead."""
+    if url.startswith("sqlite"):
+        return {}
+    return {
+        "pool_timeout": pool,
+        "connect_args": {
+            "timeout": connect,
+            "command_timeout": statement,
+            "server_settings": {"statement_timeout": str(int(statement * 1000))},
+        },
+    }
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":

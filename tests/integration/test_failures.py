@@ -1,0 +1,245 @@
+"""Failure behaviour: malformed bodies, a database that is down or frozen. Every answer is
+JSON with a code, nothing waits past its bound, the log does not flood.
+
+The database faults use a throwaway PostgreSQL cluster started by the test (initdb, then
+stopped or frozen with SIGSTOP), never the shared server; skipped with the reason where
+`initdb` is not available.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api, _api_for, _migrate_in_thread, _seed, settings_for
+
+# ---- bodies that are not GraphQL requests ------------------------------------------------------
+
+BODIES = {
+    "null": b"null",
+    "number": b"123",
+    "string": b'"x"',
+    "true": b"true",
+    "lone 0xff": b"\xff",
+    "5000 digits": b"9" * 5000,
+    "deep nesting": b"[" * 100_000 + b"]" * 100_000,
+    "deep object": b'{"query":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "empty": b"",
+    "not json": b"{query: 1",
+}
+
+
+@pytest.mark.parametrize("body", list(BODIES.values()), ids=list(BODIES))
+@pytest.mark.parametrize("authenticated", [False, True])
+async def test_every_body_gets_a_json_answer_with_a_code(
+    api: Api, body: bytes, authenticated: bool
+) -> None:
+    headers = {"content-type": "application/json"}
+    if authenticated:
+        headers["authorization"] = f"Bearer {await api.token('cs')}"
+
+    response = await api.client.post("/graphql", content=body, headers=headers)
+
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert response.headers["x-request-id"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+# ---- a throwaway PostgreSQL cluster -------------------------------------------------------------
+
+
+def _pg_bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.split("/")[2])] = int(fields[1])
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+@dataclass
+class Cluster:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def signal(self, sig: int) -> None:
+        """Signal the whole cluster: PostgreSQL's backends each run in a session of their own,
+        so they are found as descendants of the process the test started, not by group."""
+        for pid in [self.process.pid, *_descendants(self.process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def freeze(self) -> None:
+        self.signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.thaw()
+        self.signal(signal.SIGQUIT)  # immediate shutdown, like a crash
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=20)
+
+
+def start_cluster(stack: contextlib.ExitStack, data: Path) -> Cluster:
+    """initdb and start a PostgreSQL cluster in `data`, as the postgres user when root."""
+    initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
+    if initdb is None or postgres is None:
+        pytest.skip("initdb is not available: the database fault tests need a throwaway cluster")
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start a throwaway cluster")
+        shutil.chown(data, "postgres", "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run(  # noqa: S603 - PostgreSQL's own tools on a directory of ours
+        [*as_postgres, initdb, "-D", str(data / "db"), "-U", "postgres", "-A", "trust"],
+        check=True,
+        capture_output=True,
+    )
+    log = stack.enter_context((data / "server.log").open("wb"))
+    process = subprocess.Popen(  # noqa: S603
+        [
+            *as_postgres,
+            postgres,
+            "-D",
+            str(data / "db"),
+            "-p",
+            str(port),
+            "-k",
+            str(data),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    cluster = Cluster(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", process)
+    stack.callback(cluster.stop)
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            break
+        if time.monotonic() > deadline or process.poll() is not None:
+            pytest.fail(f"the throwaway cluster did not start: {(data / 'server.log').read_text()}")
+        time.sleep(0.2)
+    time.sleep(0.5)
+    return cluster
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    data = Path(tempfile.mkdtemp(prefix="ordergate-pg-"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, data, ignore_errors=True)
+        found = start_cluster(stack, data)
+        _migrate_in_thread(found.url)
+        asyncio.run(_seed(found.url))
+        yield found
+
+
+QUERY = "{ orders(first: 1) { totalCount } }"
+TIMEOUTS = {
+    "ORDERGATE_DB_CONNECT_TIMEOUT_SECONDS": "2",
+    "ORDERGATE_DB_STATEMENT_TIMEOUT_SECONDS": "2",
+    "ORDERGATE_DB_POOL_TIMEOUT_SECONDS": "2",
+}
+
+
+def _unavailable(response: Any) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["retry-after"].isdigit()
+    codes = {e["extensions"]["code"] for e in response.json()["errors"]}
+    assert codes == {"UNAVAILABLE"}, response.json()
+
+
+async def test_a_stopped_database_answers_503_unavailable_and_logs_once(
+    cluster: Cluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async for api in _api_for(settings_for(cluster.url, tmp_path, **TIMEOUTS)):
+        token = await api.token("cs")
+        assert "errors" not in await api.gql(QUERY, authorization=f"Bearer {token}")
+        cluster.stop()
+        caplog.set_level(logging.INFO, logger="ordergate")
+
+        responses = [
+            await api.post({"query": QUERY}, authorization=f"Bearer {token}") for _ in range(20)
+        ]
+        anonymous = await api.post(
+            {"query": 'mutation { login(username: "a", password: "b") { accessToken } }'}
+        )
+        health = await api.client.get("/healthz")
+
+        for response in [*responses, anonymous]:
+            _unavailable(response)
+        assert health.status_code == 503
+        outage_lines = [r for r in caplog.records if r.getMessage() == "database unavailable"]
+        assert len(outage_lines) == 1
+        assert not [r for r in caplog.records if r.exc_info]  # no tracebacks
+
+
+async def test_a_frozen_database_fails_within_its_timeouts_and_recovers(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    async for api in _api_for(settings_for(cluster.url, tmp_path, **TIMEOUTS)):
+        token = await api.token("cs")
+        assert "errors" not in await api.gql(QUERY, authorization=f"Bearer {token}")
+        cluster.freeze()
+        try:
+            started = time.monotonic()
+            frozen = await api.post({"query": QUERY}, authorization=f"Bearer {token}")
+            waited = time.monotonic() - started
+            started = time.monotonic()
+            health = await api.client.get("/healthz")
+            health_waited = time.monotonic() - started
+        finally:
+            cluster.thaw()
+        await asyncio.sleep(0.5)
+        recovered = await api.post({"query": QUERY}, authorization=f"Bearer {token}")
+
+        _unavailable(frozen)
+        assert waited < 8, waited  # bounded by the 2 s timeouts (a ping, then the query)
+        assert health.status_code == 503
+        assert health_waited < 8, health_waited
+        assert recovered.status_code == 200, recovered.text
+        assert "errors" not in recovered.json()
