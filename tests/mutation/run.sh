@@ -9,6 +9,11 @@ cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 OUT=var/mutation
 mkdir -p "$OUT"
+export PY
+# No bytecode caches: a mutant of the same size written within the same second as the
+# original would otherwise run the original's cached bytecode.
+export PYTHONDONTWRITEBYTECODE=1
+find api domain -name __pycache__ -type d -prune -exec rm -rf {} +
 if [ -n "$(git status --porcelain -- api domain 2>/dev/null)" ]; then
   echo "mutate: api/ or domain/ has uncommitted changes; mutmut edits files in place" >&2
   exit 2
@@ -26,7 +31,7 @@ run() {
   rm -f .mutmut-cache
   echo "== $file against: $tests"
   "$PY" -m mutmut run --paths-to-mutate "$file" \
-    --runner "$PY -m pytest -x -q -p no:cacheprovider $tests" >"$OUT/$name.log" 2>&1
+    --runner "tests/mutation/runner.sh $tests" >"$OUT/$name.log" 2>&1
   "$PY" -m mutmut results >"$OUT/$name.txt" 2>&1
   # Each survivor's diff, for review against tests/MUTATION.md.
   "$PY" -m mutmut show all >"$OUT/$name.diff" 2>&1 || true
