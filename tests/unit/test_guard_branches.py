@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api.client_ip import resolve_client_ip
 from domain.approvals import signatures
-from domain.errors import SignatureInvalid
+from domain.errors import BadInput, SignatureInvalid
 
 TRUSTED = [__import__("ipaddress").ip_network("10.0.0.0/8")]
 
@@ -63,26 +65,37 @@ def _token(header: object, payload: bytes = PAYLOAD, signature: str = "c2ln") ->
 @pytest.mark.parametrize(
     ("token", "message"),
     [
-        ("a.b", "not a compact JWS"),
-        ("a..c", "not a compact JWS"),
-        ("a.b.c.d", "not a compact JWS"),
-        ("!!!.b.c", "header is malformed"),
-        (_token(["EdDSA"]), "must use alg EdDSA"),
-        (_token({"kid": "1"}), "must use alg EdDSA"),
-        (_token({"alg": "HS256", "kid": "1"}), "must use alg EdDSA"),
-        (_token({"alg": "none", "kid": "1"}), "must use alg EdDSA"),
-        (_token({"alg": "ES256", "kid": "1"}), "must use alg EdDSA"),
-        (_token({"alg": "EdDSA", "kid": "1", "crit": ["b64"]}), "may not carry crit or b64"),
-        (_token({"alg": "EdDSA", "kid": "1", "b64": False}), "may not carry crit or b64"),
-        (_token({"alg": "EdDSA"}), "must name the signing key in kid"),
-        (_token({"alg": "EdDSA", "kid": 1}), "must name the signing key in kid"),
-        (_token({"alg": "EdDSA", "kid": ""}), "must name the signing key in kid"),
-        (_token({"alg": "EdDSA", "kid": None}), "must name the signing key in kid"),
+        ("a.b", "signature is not a compact JWS"),
+        ("a..c", "signature is not a compact JWS"),
+        ("a.b.c.d", "signature is not a compact JWS"),
+        ("!!!.b.c", "signature header is malformed"),
+        (_token(["EdDSA"]), "signature must use alg EdDSA"),
+        (_token({"kid": "1"}), "signature must use alg EdDSA"),
+        (_token({"alg": "HS256", "kid": "1"}), "signature must use alg EdDSA"),
+        (_token({"alg": "none", "kid": "1"}), "signature must use alg EdDSA"),
+        (_token({"alg": "ES256", "kid": "1"}), "signature must use alg EdDSA"),
+        (
+            _token({"alg": "EdDSA", "kid": "1", "crit": ["b64"]}),
+            "signature header may not carry crit or b64",
+        ),
+        (
+            _token({"alg": "EdDSA", "kid": "1", "b64": False}),
+            "signature header may not carry crit or b64",
+        ),
+        (_token({"alg": "EdDSA"}), "signature header must name the signing key in kid"),
+        (_token({"alg": "EdDSA", "kid": 1}), "signature header must name the signing key in kid"),
+        (_token({"alg": "EdDSA", "kid": ""}), "signature header must name the signing key in kid"),
+        (
+            _token({"alg": "EdDSA", "kid": None}),
+            "signature header must name the signing key in kid",
+        ),
     ],
 )
 def test_each_header_refusal_on_its_own(token: str, message: str) -> None:
-    with pytest.raises(SignatureInvalid, match=message):
+    with pytest.raises(SignatureInvalid) as refused:
         signatures.read_header(token)
+
+    assert refused.value.message == message
 
 
 def test_a_well_formed_header_gives_its_kid() -> None:
@@ -107,8 +120,32 @@ def test_another_keys_signature_does_not_verify() -> None:
     token = signatures.sign(PAYLOAD, Ed25519PrivateKey.generate(), "1")
     other = signatures.normalised_pem(Ed25519PrivateKey.generate().public_key())
 
-    with pytest.raises(SignatureInvalid, match="does not verify"):
+    with pytest.raises(SignatureInvalid) as refused:
         signatures.verified_payload(token, other)
+
+    assert refused.value.message == "signature does not verify with this key"
+
+
+@pytest.mark.parametrize(
+    ("pem", "message"),
+    [
+        ("not a key", "publicKey is not a PEM public key"),
+        (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode(),
+            "publicKey must be an Ed25519 key",
+        ),
+    ],
+)
+def test_only_ed25519_public_keys_in_pem_are_accepted(pem: str, message: str) -> None:
+    with pytest.raises(BadInput) as refused:
+        signatures.load_public_key(pem)
+
+    assert refused.value.message == message
 
 
 # ---- the audit chain does not depend on the machine's zone ------------------------------------
