@@ -92,16 +92,19 @@ async def _expire_requests(runtime: Runtime) -> None:
 
 
 async def _export_housekeeping(runtime: Runtime) -> None:
+    now = runtime.clock()
     async with runtime.sessions() as session:
-        waiting = await exports.sweep(session=session, settings=runtime.exports, now=utcnow())
+        waiting = await exports.sweep(session=session, settings=runtime.exports, now=now)
         await session.commit()
-    for export_id in waiting:  # approved but never produced (the server stopped meanwhile)
+    # Approved but not produced: the server stopped meanwhile, or an attempt failed and its
+    # backoff has passed. Each on its own: produce() records a failure instead of raising.
+    for export_id in waiting:
         await exports.produce(
             sessions=runtime.sessions,
             export_id=export_id,
             pdp=runtime.pdp,
             settings=runtime.exports,
-            now=utcnow(),
+            now=runtime.clock(),
         )
 
 
@@ -216,7 +219,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await runtime.drain()
+            await runtime.drain(grace=settings.shutdown_grace_seconds)
             await runtime.engine.dispose()
 
     app = Starlette(

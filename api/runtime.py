@@ -43,9 +43,17 @@ class Runtime:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
-    async def drain(self) -> None:
-        """Wait for background work (tests, and shutdown)."""
-        while self.background:
+    async def drain(self, grace: float | None = None) -> None:
+        """Wait for background work (tests, and shutdown). With a timeout, work still running
+        then is cancelled: an export being written stays APPROVED and the next start's sweep
+        produces it again."""
+        try:
+            async with asyncio.timeout(grace):
+                while self.background:
+                    await asyncio.gather(*list(self.background), return_exceptions=True)
+        except TimeoutError:
+            for task in list(self.background):
+                task.cancel()
             await asyncio.gather(*list(self.background), return_exceptions=True)
 
     @classmethod
@@ -73,6 +81,8 @@ class Runtime:
                 ).digest(),
                 timezone=settings.timezone,
                 retention=dt.timedelta(seconds=settings.export_retention_seconds),
+                max_attempts=settings.export_max_attempts,
+                retry_delay=dt.timedelta(seconds=settings.export_retry_seconds),
             ),
             deployment=Deployment(
                 audience=settings.audience,

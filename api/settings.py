@@ -88,6 +88,9 @@ class Settings:
     db_statement_timeout_seconds: float
     db_pool_timeout_seconds: float
     retry_after_seconds: int
+    export_max_attempts: int
+    export_retry_seconds: float
+    shutdown_grace_seconds: float
 
     @property
     def production(self) -> bool:
@@ -221,5 +224,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         db_statement_timeout_seconds=_float(env, "ORDERGATE_DB_STATEMENT_TIMEOUT_SECONDS", 15),
         db_pool_timeout_seconds=_float(env, "ORDERGATE_DB_POOL_TIMEOUT_SECONDS", 5),
         retry_after_seconds=_int(env, "ORDERGATE_RETRY_AFTER_SECONDS", 5),
+        export_max_attempts=_int(env, "ORDERGATE_EXPORT_MAX_ATTEMPTS", 5),
+        export_retry_seconds=_float(env, "ORDERGATE_EXPORT_RETRY_SECONDS", 30),
+        shutdown_grace_seconds=_float(env, "ORDERGATE_SHUTDOWN_GRACE_SECONDS", 10),
         queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),
     )

@@ -140,6 +140,7 @@ RESOURCES: Mapping[str, tuple[str, ...]] = {
         "rowCount",
         "sha256",
         "producedAt",
+        "failureReason",
         "downloadUrl",
         "downloadExpiresAt",
         "downloadedAt",

@@ -120,6 +120,7 @@ ExportRequest.rejectionReason       -     -     F     -     -     F     F     F 
 ExportRequest.rowCount              -     -     F     -     -     F     F     F     F     -
 ExportRequest.sha256                -     -     F     -     -     F     F     F     F     -
 ExportRequest.producedAt            -     -     F     -     -     F     F     F     F     -
+ExportRequest.failureReason         -     -     F     -     -     F     F     F     F     -
 ExportRequest.downloadUrl           -     -     F     -     -     F     F     F     F     -
 ExportRequest.downloadExpiresAt     -     -     F     -     -     F     F     F     F     -
 ExportRequest.downloadedAt          -     -     F     -     -     F     F     F     F     -

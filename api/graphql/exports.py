@@ -47,6 +47,9 @@ class ExportRequest:
     row_count: int | None
     sha256: str | None
     produced_at: dt.datetime | None
+    failure_reason: str | None = strawberry.field(
+        description="Why producing the file failed, when status is FAILED (after its retries)."
+    )
     download_url: str | None = strawberry.field(
         description="For the requester only, once, until downloadExpiresAt."
     )
@@ -103,6 +106,7 @@ EXPORT_REQUEST = Projection.of(
     row_count=attr("row_count"),
     sha256=attr("file_sha256"),
     produced_at=attr("produced_at"),
+    failure_reason=attr("failure_reason"),
     download_expires_at=attr("download_expires_at"),
     downloaded_at=attr("downloaded_at"),
 )
@@ -243,5 +247,5 @@ async def produce_export(runtime: Runtime, export_id: int) -> None:
         export_id=export_id,
         pdp=runtime.pdp,
         settings=runtime.exports,
-        now=utcnow(),
+        now=runtime.clock(),
     )

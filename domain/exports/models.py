@@ -70,6 +70,10 @@ class ExportRequest(Base):
     download_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     downloaded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     file_removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Producing the file: failed attempts so far, when to try again, and why it finally failed.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
 
     requested_by: Mapped[User] = relationship(foreign_keys=[requested_by_id], lazy="joined")
     l1_by: Mapped[User | None] = relationship(foreign_keys=[l1_by_id], lazy="joined")

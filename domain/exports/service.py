@@ -3,11 +3,14 @@ fetched once, every step in the audit log."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import io
 import json
+import logging
 import os
 import zoneinfo
 from collections.abc import Mapping, Sequence
@@ -48,6 +51,7 @@ APPROVAL_WINDOW = dt.timedelta(hours=24)
 DOWNLOAD_WINDOW = dt.timedelta(minutes=15)
 MAX_REASON = 500
 MAX_FILTER_TEXT = 200
+log = logging.getLogger("ordergate.exports")
 ORDERING = "exports:ID:DESC"
 PENDING = (ExportStatus.PENDING_L1, ExportStatus.PENDING_L2)
 
@@ -74,6 +78,8 @@ class ExportSettings:
     link_secret: bytes  # keys the one-time download links
     timezone: zoneinfo.ZoneInfo  # times in the file are written in the business timezone
     retention: dt.timedelta  # how long a produced file is kept
+    max_attempts: int = 5  # producing a file is tried this often, then the export is FAILED
+    retry_delay: dt.timedelta = dt.timedelta(seconds=30)  # doubled after each failure
 
 
 # ---- the frozen scope -------------------------------------------------------------------------
@@ -479,6 +485,70 @@ async def produce(
     settings: ExportSettings,
     now: dt.datetime,
 ) -> ExportRequest | None:
+    """Produce an approved export, or record why it could not be produced.
+
+    A failure (an unwritable directory, a full disk, the database going away mid-file) never
+    escapes: the attempt is counted and audited with its reason, the partial file removed, and
+    the export is tried again by the housekeeping sweep after a backoff that doubles each time
+    (`retry_delay`, then twice, four times that…). After `max_attempts` failures it is FAILED,
+    with the reason visible to the requester and the approvers. Each export is handled on its
+    own: one that fails does not stop the others.
+    """
+    try:
+        return await _write(
+            sessions=sessions, export_id=export_id, pdp=pdp, settings=settings, now=now
+        )
+    except asyncio.CancelledError:
+        raise  # shutdown: the export stays APPROVED and is resumed by the next sweep
+    except Exception as exc:
+        log.warning(
+            "export production failed", extra={"export_id": export_id, "error": repr(exc)[:300]}
+        )
+        with contextlib.suppress(OSError):
+            for leftover in settings.directory.glob(f"export-{export_id}-*.partial"):
+                leftover.unlink(missing_ok=True)
+        return await _record_failed_attempt(
+            sessions=sessions, export_id=export_id, settings=settings, now=now, error=exc
+        )
+
+
+async def _record_failed_attempt(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    export_id: int,
+    settings: ExportSettings,
+    now: dt.datetime,
+    error: Exception,
+) -> ExportRequest | None:
+    reason = f"{type(error).__name__}: {error}"[:500]
+    async with sessions() as session:
+        request = await _locked(session, export_id)
+        if request is None or request.status is not ExportStatus.APPROVED:
+            return request
+        request.attempts += 1
+        details: dict[str, Any] = {"attempt": request.attempts, "error": reason}
+        if request.attempts >= settings.max_attempts:
+            request.status = ExportStatus.FAILED
+            request.failure_reason = reason
+            request.next_attempt_at = None
+            details["final"] = True
+        else:
+            delay = settings.retry_delay * 2 ** (request.attempts - 1)
+            request.next_attempt_at = now + delay
+            details["nextAttemptAt"] = request.next_attempt_at.isoformat()
+        await _system_event(session, request, "export.produce", now, details, Outcome.FAILURE)
+        await session.commit()
+        return request
+
+
+async def _write(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    export_id: int,
+    pdp: PolicyDecisionPoint,
+    settings: ExportSettings,
+    now: dt.datetime,
+) -> ExportRequest | None:
     """Write the approved export's CSV, streaming rows so memory does not grow with them.
 
     UTF-8 with a BOM so Excel reads Chinese text; first the request, requester, approvers and
@@ -498,6 +568,7 @@ async def produce(
             )
         except (Forbidden, BadInput) as exc:
             request.status = ExportStatus.FAILED
+            request.failure_reason = exc.message
             await _system_event(
                 session, request, "export.produce", now, {"error": exc.message}, Outcome.FAILURE
             )
@@ -691,6 +762,11 @@ async def sweep(*, session: AsyncSession, settings: ExportSettings, now: dt.date
         )
     await session.flush()
     waiting = await session.scalars(
-        select(ExportRequest.id).where(ExportRequest.status == ExportStatus.APPROVED)
+        select(ExportRequest.id)
+        .where(
+            ExportRequest.status == ExportStatus.APPROVED,
+            (ExportRequest.next_attempt_at.is_(None)) | (ExportRequest.next_attempt_at <= now),
+        )
+        .order_by(ExportRequest.id)
     )
     return list(waiting.all())

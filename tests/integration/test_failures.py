@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import glob
 import logging
+import operator
 import os
 import shutil
 import signal
@@ -21,11 +23,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from api.app import _export_housekeeping
+from tests.api.test_audit import events
 from tests.conftest import Api, _api_for, _migrate_in_thread, _seed, settings_for
 
 # ---- bodies that are not GraphQL requests ------------------------------------------------------
@@ -243,3 +248,115 @@ async def test_a_frozen_database_fails_within_its_timeouts_and_recovers(
         assert health_waited < 8, health_waited
         assert recovered.status_code == 200, recovered.text
         assert "errors" not in recovered.json()
+
+
+# ---- an export that cannot be written ----------------------------------------------------------
+
+EXPORT_ONE = "query($id: ID!) { exportRequest(id: $id) { status failureReason rowCount } }"
+
+
+async def _approved_export(api: Api, entity: str, field: str = "id") -> str:
+    made = await api.gql(
+        "mutation($e: ExportEntity!, $f: String!) { requestExport(input: {entity: $e, "
+        'fields: [$f], reason: "x"}) { id } }',
+        {"e": entity, "f": field},
+        as_="finance",
+    )
+    export_id = made["data"]["requestExport"]["id"]
+    for approver in ("approver", "compliance"):
+        await api.gql(
+            "mutation($id: ID!) { approveExport(id: $id) { status } }",
+            {"id": export_id},
+            as_=approver,
+        )
+    await api.app.state.runtime.drain()
+    return export_id
+
+
+async def test_an_export_that_cannot_be_written_is_retried_then_failed_and_others_go_on(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        database_url,
+        tmp_path,
+        ORDERGATE_EXPORT_MAX_ATTEMPTS="3",
+        ORDERGATE_EXPORT_RETRY_SECONDS="60",
+    )
+    async for api in _api_for(settings):
+        runtime = api.app.state.runtime
+        directory = runtime.exports.directory
+        directory.mkdir(parents=True, exist_ok=True)
+        # The next export's file cannot be created: a directory stands where it would go.
+        blocked = int(
+            (await api.gql("{ exportRequests(first: 1) { totalCount } }", as_="compliance"))[
+                "data"
+            ]["exportRequests"]["totalCount"]
+        )
+        (directory / f"export-{blocked + 1}-customers.partial").mkdir()
+        failing = await _approved_export(api, "CUSTOMERS")
+        first = await api.gql(EXPORT_ONE, {"id": failing}, as_="finance")
+        healthy = await api.gql(
+            'mutation { requestExport(input: {entity: STOCK, fields: ["sku"], reason: "y"}) '
+            "{ id } }",
+            as_="finance",
+        )
+        healthy_id = healthy["data"]["requestExport"]["id"]
+        # approve without letting it be produced yet: it waits for the sweep with the failing one
+        runtime.spawn = lambda work: work.close()
+        for approver in ("approver", "compliance"):
+            await api.gql(
+                "mutation($id: ID!) { approveExport(id: $id) { status } }",
+                {"id": healthy_id},
+                as_=approver,
+            )
+        start = runtime.clock()
+        for minutes in (2, 5):  # past the first backoff (60 s), then past the second (120 s)
+            runtime.clock = partial(operator.add, start, dt.timedelta(minutes=minutes))
+            await _export_housekeeping(runtime)
+
+        final = await api.gql(EXPORT_ONE, {"id": failing}, as_="finance")
+        seen_by_approver = await api.gql(EXPORT_ONE, {"id": failing}, as_="approver")
+        other = await api.gql(EXPORT_ONE, {"id": healthy_id}, as_="finance")
+        attempts = [
+            e for e in await events(api, action="export.produce") if e["target_id"] == failing
+        ]
+
+        assert first["data"]["exportRequest"]["status"] == "APPROVED"
+        assert final["data"]["exportRequest"]["status"] == "FAILED"
+        assert "IsADirectoryError" in final["data"]["exportRequest"]["failureReason"]
+        assert seen_by_approver["data"]["exportRequest"]["status"] == "FAILED"
+        assert other["data"]["exportRequest"]["status"] == "READY"
+        assert [e["details"]["attempt"] for e in attempts] == [1, 2, 3]
+        assert all(e["outcome"] == "failure" for e in attempts)
+        assert attempts[-1]["details"]["final"] is True
+
+
+async def test_a_failed_production_never_becomes_an_unretrieved_task_exception(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async for api in _api_for(settings_for(database_url, tmp_path)):
+        directory = api.app.state.runtime.exports.directory
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        directory.write_text("a file where the export directory should be")
+
+        export_id = await _approved_export(api, "STOCK", "sku")
+        found = await api.gql(EXPORT_ONE, {"id": export_id}, as_="finance")
+
+        assert found["data"]["exportRequest"]["status"] == "APPROVED"  # to be retried
+        assert "never retrieved" not in caplog.text
+
+
+async def test_shutdown_waits_for_background_work_only_as_long_as_its_grace(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(database_url, tmp_path, ORDERGATE_SHUTDOWN_GRACE_SECONDS="0.5")
+    async for api in _api_for(settings):
+        runtime = api.app.state.runtime
+        stuck = asyncio.Event()
+        runtime.spawn(stuck.wait())  # an export that would never finish
+
+        started = time.monotonic()
+        await runtime.drain(grace=settings.shutdown_grace_seconds)
+
+        assert time.monotonic() - started < 3
+        assert not runtime.background
