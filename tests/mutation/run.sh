@@ -14,7 +14,7 @@ export PY
 # original would otherwise run the original's cached bytecode.
 export PYTHONDONTWRITEBYTECODE=1
 find api domain -name __pycache__ -type d -prune -exec rm -rf {} +
-if [ -n "$(git status --porcelain -- api domain 2>/dev/null)" ]; then
+if [ -n "$(git status --porcelain --untracked-files=no -- api domain 2>/dev/null)" ]; then
   echo "mutate: api/ or domain/ has uncommitted changes; mutmut edits files in place" >&2
   exit 2
 fi
