@@ -34,6 +34,7 @@ from domain.audit import service as audit
 from domain.audit.service import Outcome, Subject
 from domain.db import utcnow
 from domain.exports import service as exports
+from domain.migrations import current_revision, head_revision
 
 log = logging.getLogger("ordergate.app")
 
@@ -164,6 +165,33 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             )
         return JSONResponse({"status": "ok", "policyVersion": runtime.pdp.version})
 
+    expected_revision = head_revision()
+
+    async def readyz(_request: Request) -> JSONResponse:
+        """Ready to take traffic: the database answers and is at the migration head."""
+        try:
+            async with runtime.engine.connect() as connection:
+                revision = await connection.run_sync(current_revision)
+        except Exception as exc:
+            runtime.outage.failed(exc, check="readyz")
+            return JSONResponse(
+                {"status": "not ready", "reason": "the database does not answer"},
+                status_code=503,
+                headers={"retry-after": str(settings.retry_after_seconds)},
+            )
+        if revision != expected_revision:
+            return JSONResponse(
+                {
+                    "status": "not ready",
+                    "reason": f"database at revision {revision}, code expects "
+                    f"{expected_revision}: run ordergate migrate",
+                },
+                status_code=503,
+            )
+        return JSONResponse(
+            {"status": "ready", "revision": revision, "policyVersion": runtime.pdp.version}
+        )
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         configure_logging()
@@ -226,6 +254,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
             Route("/exports/{export_id}/download", download_endpoint(runtime), methods=["GET"]),
         ],
         middleware=[

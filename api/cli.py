@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the API (GraphiQL outside production)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--allow-unmigrated",
+        action="store_true",
+        help="serve although the database is not at the migration head (/readyz says not ready)",
+    )
 
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("demo", help="load demo data (idempotent)")
@@ -425,7 +430,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         import uvicorn
 
         from api.app import create_app
+        from api.startup import StartupError, check_before_serving
 
+        try:
+            state = check_before_serving(settings, allow_unmigrated=args.allow_unmigrated)
+        except StartupError as exc:
+            print(f"ordergate: {exc}", file=sys.stderr)
+            return 2
+        if state["revision"] != state["expected"]:
+            print(
+                f"ordergate: serving a database at revision {state['revision']} although the "
+                f"code expects {state['expected']} (--allow-unmigrated); /readyz says not ready",
+                file=sys.stderr,
+            )
         uvicorn.run(
             create_app(settings),
             host=args.host,

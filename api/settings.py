@@ -91,6 +91,7 @@ class Settings:
     export_max_attempts: int
     export_retry_seconds: float
     shutdown_grace_seconds: float
+    db_start_timeout_seconds: float
 
     @property
     def production(self) -> bool:
@@ -227,5 +228,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         export_max_attempts=_int(env, "ORDERGATE_EXPORT_MAX_ATTEMPTS", 5),
         export_retry_seconds=_float(env, "ORDERGATE_EXPORT_RETRY_SECONDS", 30),
         shutdown_grace_seconds=_float(env, "ORDERGATE_SHUTDOWN_GRACE_SECONDS", 10),
+        db_start_timeout_seconds=_float(env, "ORDERGATE_DB_START_TIMEOUT_SECONDS", 30),
         queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),
     )

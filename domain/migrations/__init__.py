@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -20,3 +21,19 @@ def alembic_config(url: str) -> Config:
 
 def run_migrations(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str:
+    """The revision this code expects the database to be at."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Any) -> str | None:
+    """The revision a (sync) connection's database is at; None when it was never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,116 @@
+"""`ordergate serve` refuses to start on a bad configuration or an unmigrated database with
+one line naming the setting, and a non-zero exit; `/readyz` says whether migrations are at head.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from domain.migrations import head_revision
+from tests.conftest import settings_for
+from tests.integration.test_cli import _run
+
+
+def _refused(done: object, *needles: str) -> None:
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("ordergate: ")
+    assert "Traceback" not in done.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("mysql://root@127.0.0.1/test", "DATABASE_URL names 'mysql'"),
+        ("::not a url::", "DATABASE_URL cannot be parsed"),
+    ],
+)
+def test_an_unsupported_or_unparsable_database_url(tmp_path: Path, url: str, needle: str) -> None:
+    done = _run(["serve", "--port", "0"], url, tmp_path)
+
+    _refused(done, needle)
+
+
+def test_an_unmigrated_database_is_refused(tmp_path: Path) -> None:
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+
+    done = _run(["serve", "--port", "0"], empty, tmp_path)
+
+    _refused(done, "database is at revision none", f"code expects {head_revision()}", "migrate")
+
+
+def test_a_missing_policy_directory(database_url: str, tmp_path: Path) -> None:
+    done = _run(
+        ["serve"], database_url, tmp_path, env={"ORDERGATE_POLICY_DIR": str(tmp_path / "nope")}
+    )
+
+    _refused(done, "ORDERGATE_POLICY_DIR", "model.conf")
+
+
+def test_a_data_directory_that_cannot_be_written(database_url: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+
+    done = _run(["serve"], database_url, blocker / "data")
+
+    _refused(done, "ORDERGATE_DATA_DIR", "cannot be written")
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(None, "does not exist"), (b"garbage", "is not an Ed25519 private key in PEM")],
+)
+def test_production_audit_key_file_missing_or_garbage(
+    database_url: str, tmp_path: Path, content: bytes | None, needle: str
+) -> None:
+    key = tmp_path / "audit.pem"
+    if content is not None:
+        key.write_bytes(content)
+
+    done = _run(
+        ["serve"],
+        database_url,
+        tmp_path,
+        env={"ORDERGATE_ENV": "production", "ORDERGATE_AUDIT_KEY_FILE": str(key)},
+    )
+
+    _refused(done, "ORDERGATE_AUDIT_KEY_FILE", needle)
+
+
+def test_an_unreachable_database_is_retried_for_a_bounded_time(tmp_path: Path) -> None:
+    started = time.monotonic()
+
+    done = _run(
+        ["serve"],
+        "postgresql://postgres@127.0.0.1:1/nothing",
+        tmp_path,
+        env={"ORDERGATE_DB_START_TIMEOUT_SECONDS": "2"},
+    )
+
+    _refused(done, "did not answer within 2 s", "ORDERGATE_DB_START_TIMEOUT_SECONDS")
+    assert 2 <= time.monotonic() - started < 20
+
+
+async def test_readyz_reports_migrations_at_head(database_url: str, tmp_path: Path) -> None:
+    from api.app import create_app
+
+    empty = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    answers = {}
+    for name, url in (("migrated", database_url), ("empty", empty)):
+        app = create_app(settings_for(url, tmp_path))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answers[name] = await client.get("/readyz")
+        await app.state.runtime.engine.dispose()
+
+    assert answers["migrated"].status_code == 200
+    assert answers["migrated"].json()["revision"] == head_revision()
+    assert answers["empty"].status_code == 503
+    assert "run ordergate migrate" in answers["empty"].json()["reason"]
