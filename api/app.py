@@ -49,23 +49,51 @@ async def _audit(runtime: Runtime, **event: Any) -> None:
 
 
 async def _reload_policy(runtime: Runtime, why: str) -> None:
+    """Take a changed policy into force if it passes `policy check` and keeps every grant it
+    does not declare removed; otherwise keep the one in force. A refused version is logged and
+    audited once, not on every poll; missing files are one log line when they go missing and
+    one when they are back."""
     before = runtime.pdp.version
+    watch = runtime.policy_watch
     try:
         changed = runtime.pdp.reload(known_roles=ROLES)
+    except FileNotFoundError as exc:
+        if not watch.missing:
+            watch.missing = True
+            log.error(
+                "policy file missing; the policy in force stays",
+                extra={"file": str(exc.filename), "kept": before},
+            )
+        return
     except PolicyInvalid as exc:
-        log.error("policy refused; keeping the previous one", extra={"problems": exc.problems})
+        watch.missing = False
+        if exc.version in watch.refused:
+            return
+        watch.refused.add(exc.version or "")
+        log.error(
+            "policy refused; keeping the previous one",
+            extra={"problems": exc.problems, "refused": exc.version},
+        )
         await _audit(
             runtime,
             action="policy.reload",
             outcome=Outcome.FAILURE,
             code="BAD_USER_INPUT",
-            details={"trigger": why, "kept": before, "problems": exc.problems},
+            details={
+                "trigger": why,
+                "kept": before,
+                "refused": exc.version,
+                "problems": exc.problems,
+            },
         )
         return
     except Exception:
         # A broken policy file must not take the service down: keep serving the last good one.
         log.exception("policy reload failed; keeping the previous policy")
         return
+    if watch.missing:
+        watch.missing = False
+        log.info("policy files are back", extra={"version": runtime.pdp.version})
     if changed:
         log.info("policy reloaded", extra={"version": runtime.pdp.version, "trigger": why})
         await _audit(

@@ -22,6 +22,14 @@ from domain.exports.service import ExportSettings
 
 
 @dataclass
+class PolicyWatch:
+    """What the policy watcher has already reported, so it reports each thing once."""
+
+    refused: set[str] = field(default_factory=set)  # versions refused so far
+    missing: bool = False
+
+
+@dataclass
 class Runtime:
     settings: Settings
     engine: AsyncEngine
@@ -33,6 +41,7 @@ class Runtime:
     exports: ExportSettings
     # Work started by a request that outlives it (producing an export file).
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    policy_watch: PolicyWatch = field(default_factory=PolicyWatch)
     # One log line per interval while the database is down, not one per request.
     outage: OutageLog = field(default_factory=OutageLog)
     # The time rate limits count in; tests pin it so a run never straddles a window.

@@ -47,9 +47,10 @@ class Action(StrEnum):
 
 
 class PolicyInvalid(Exception):
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], version: str | None = None) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+        self.version = version  # of the refused files, when known
 
 
 class FieldAccess(StrEnum):
@@ -280,6 +281,9 @@ class Decision:
     lines: tuple[str, ...]
 
 
+_State = tuple[str, casbin.Enforcer, dict[frozenset[str], AccessProfile]]
+
+
 class PolicyDecisionPoint:
     """Loads `model.conf` and `policy.csv`, compiles profiles, reloads atomically on change."""
 
@@ -290,7 +294,7 @@ class PolicyDecisionPoint:
 
     # The state is one tuple swapped in a single assignment, so a request sees either the old
     # policy or the new one, never a mixture.
-    def _load(self) -> tuple[str, casbin.Enforcer, dict[frozenset[str], AccessProfile]]:
+    def _load(self) -> _State:
         model = self.policy_dir / "model.conf"
         policy = self.policy_dir / "policy.csv"
         version = hashlib.sha256(model.read_bytes() + b"\0" + policy.read_bytes()).hexdigest()[:16]
@@ -322,14 +326,50 @@ class PolicyDecisionPoint:
         if new_state[0] == self._state[0]:
             return False
         if known_roles is not None:
+            known_roles = tuple(known_roles)
             problems = self._check(new_state, known_roles)
+            problems += self._dropped(self._state, new_state, known_roles)
             if problems:
-                raise PolicyInvalid(problems)
+                raise PolicyInvalid(problems, version=new_state[0])
         with self._lock:
             changed = new_state[0] != self._state[0]
             if changed:
                 self._state = new_state
         return changed
+
+    def _grants(self, state: _State, known_roles: Iterable[str]) -> set[str]:
+        """Every grant as `role Type.field` or `role action`: what a reload may not lose
+        silently."""
+        version, enforcer, _ = state
+        found: set[str] = set()
+        for role in known_roles:
+            profile = self._compile(version, enforcer, frozenset([role]))
+            found |= {f"{role} {c}" for c, a in profile.fields.items() if a is not FieldAccess.NONE}
+            found |= {f"{role} {a}" for a in profile.actions}
+        return found
+
+    def _dropped(self, old: _State, new: _State, known_roles: Iterable[str]) -> list[str]:
+        """A new policy may only take grants away that it names in a `# removes:` line, so
+        a truncated or half-saved file cannot silently cut a role off (compliance losing the
+        audit log). Format: `# removes: compliance audit:read, cs Order.internalNote`."""
+        declared = set()
+        policy = (self.policy_dir / "policy.csv").read_text(encoding="utf-8", errors="replace")
+        for line in policy.splitlines():
+            text = line.strip()
+            if text.lower().startswith("# removes:"):
+                declared |= {" ".join(item.split()) for item in text[10:].split(",")}
+        lost = sorted(self._grants(old, known_roles) - self._grants(new, known_roles) - declared)
+        if not lost:
+            return []
+        by_role: dict[str, list[str]] = {}
+        for grant in lost:
+            role, what = grant.split(" ", 1)
+            by_role.setdefault(role, []).append(what)
+        shown = "; ".join(f"{role}: {', '.join(whats)}" for role, whats in by_role.items())
+        return [
+            f"the new policy takes away {len(lost)} grant(s) it does not name in a "
+            f"`# removes:` line — {shown}"
+        ]
 
     def profile(self, roles: Iterable[str]) -> AccessProfile:
         key = frozenset(roles)

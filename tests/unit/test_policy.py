@@ -172,3 +172,37 @@ def test_reload_refuses_a_policy_that_fails_its_check_and_keeps_the_old_one(tmp_
         pdp.reload(known_roles=ROLES)
 
     assert pdp.version == before
+
+
+def _truncated_before_compliance(tmp_path: Path) -> str:
+    text = (POLICY_DIR / "policy.csv").read_text()
+    return text[: text.index("# compliance:")]
+
+
+def test_a_truncated_policy_that_still_parses_is_refused(tmp_path: Path) -> None:
+    pdp = _policy_copy(tmp_path, "")
+    before = pdp.version
+    (tmp_path / "policy.csv").write_text(_truncated_before_compliance(tmp_path))
+
+    with pytest.raises(PolicyInvalid) as refused:
+        pdp.reload(known_roles=ROLES)
+
+    assert pdp.version == before
+    assert "compliance: " in refused.value.problems[-1]
+    assert "audit:read" in refused.value.problems[-1]
+    assert "# removes:" in refused.value.problems[-1]
+
+
+def test_grants_removed_on_purpose_are_named_in_a_removes_line(tmp_path: Path) -> None:
+    pdp = _policy_copy(tmp_path, "")
+    text = (POLICY_DIR / "policy.csv").read_text()
+    text = text.replace("p, cs, Order.internalNote, read, allow\n", "")
+    (tmp_path / "policy.csv").write_text(text)
+    with pytest.raises(PolicyInvalid):
+        pdp.reload(known_roles=ROLES)
+
+    (tmp_path / "policy.csv").write_text("# removes: cs Order.internalNote\n" + text)
+    changed = pdp.reload(known_roles=ROLES)
+
+    assert changed is True
+    assert pdp.profile(["cs"]).field_access("Order.internalNote") is FieldAccess.NONE
