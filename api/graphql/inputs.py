@@ -10,7 +10,7 @@ functions, so the CLI refuses what the API refuses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +32,9 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from api.graphql.coordinates import selected_operation
-from domain.values import DEFAULT_TEXT_LENGTH, text_problem
+from api.graphql.coordinates import root_fields, selected_operation
+from domain.audit.service import Outcome
+from domain.values import DEFAULT_TEXT_LENGTH, printable, text_problem
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,43 @@ def input_problem(
     return None
 
 
+async def _record_refused_login(
+    execution: Any, operation: OperationDefinitionNode, problem: str
+) -> None:
+    """A login refused for its input is still a login attempt: audited, with the username as
+    sent made printable (control characters escaped, clipped)."""
+    ctx = execution.context
+    typed = next(
+        (
+            argument.value
+            for selection in operation.selection_set.selections
+            if isinstance(selection, FieldNode) and selection.name.value == "login"
+            for argument in selection.arguments or ()
+            if argument.name.value == "username"
+        ),
+        None,
+    )
+    if isinstance(typed, VariableNode):
+        username = (execution.variables or {}).get(typed.name.value)
+    elif isinstance(typed, StringValueNode):
+        username = typed.value
+    else:
+        username = None
+    await ctx.record(
+        action="auth.login",
+        operation="login",
+        outcome=Outcome.FAILURE,
+        code="BAD_USER_INPUT",
+        details={
+            "reason": "bad_input",
+            "problem": printable(problem)[:200],
+            "username": printable(username)[:64] if isinstance(username, str) else None,
+        },
+    )
+
+
 class InputGuard(SchemaExtension):
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         document = execution.graphql_document
         operation = selected_operation(document, execution.operation_name) if document else None
@@ -171,4 +207,6 @@ class InputGuard(SchemaExtension):
             )
             if problem is not None:
                 execution.result = ExecutionResult(data=None, errors=[bad_input(problem)])
+                if "login" in root_fields(operation):
+                    await _record_refused_login(execution, operation, problem)
         yield

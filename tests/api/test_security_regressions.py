@@ -850,3 +850,49 @@ async def test_a_lockout_ends_the_accounts_open_sessions(api: Api) -> None:
 
     assert before["data"]["viewer"]["username"] == "zhou.cs"
     assert errors_of(after) == [("UNAUTHENTICATED", None)]
+
+
+# ---- numbers beyond the columns, on every database; refused logins are still audited ---------
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("query($id: ID!) { order(id: $id) { id } }", {"id": "2147483648"}),
+        (
+            "query($c: String) { orders(after: $c) { totalCount } }",
+            {"c": _cursor("orders:CREATED_AT:DESC", "2026-01-01T00:00:00+00:00", 2**31)},
+        ),
+        (
+            "query($v: Money) { orders(filter: {minTotal: $v}) { totalCount } }",
+            {"v": "999999999999"},
+        ),
+    ],
+)
+async def test_numbers_beyond_the_columns_are_bad_input_on_every_database(
+    any_api: Api, query: str, variables: dict[str, Any]
+) -> None:
+    result = await any_api.gql(query, variables, as_="finance")
+
+    assert errors_of(result) == [("BAD_USER_INPUT", None)]
+
+
+async def test_a_price_beyond_the_column_is_bad_input_on_every_database(any_api: Api) -> None:
+    order = await order_in(any_api, "PENDING_PAYMENT")
+
+    result = await any_api.gql(
+        PRICE,
+        {"line": order["lines"][0]["id"], "price": "30000000.00", "reason": "x"},
+        as_="sales",
+    )
+
+    assert errors_of(result) == [("BAD_USER_INPUT", None)]
+
+
+async def test_a_login_with_a_nul_byte_is_refused_and_audited(any_api: Api) -> None:
+    result = await any_api.gql(LOGIN_WITH, {"u": "demo-cs\x00", "p": "whatever-password"})
+    found = await events(any_api, action="auth.login")
+
+    assert errors_of(result) == [("BAD_USER_INPUT", None)]
+    assert found[-1]["code"] == "BAD_USER_INPUT"
+    assert found[-1]["details"]["username"] == "demo-cs\\x00"
