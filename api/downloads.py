@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from api.auth.authenticate import authenticate
 from api.context import origin_of, record_failure
@@ -37,7 +40,7 @@ def _error(code: str, message: str, request_id: str) -> JSONResponse:
 
 
 def download_endpoint(runtime: Runtime):
-    async def download(request: Request) -> Response:
+    async def download(request: Request) -> Response | DeliveredOnce:
         origin = origin_of(request)
         raw_id = request.path_params["export_id"]
         token = request.query_params.get("token", "")
@@ -78,11 +81,76 @@ def download_endpoint(runtime: Runtime):
                     log.exception("download failed", extra={"request_id": origin.request_id})
                     return _error("INTERNAL", "internal error", origin.request_id or "")
                 return _error(error_code(exc), exc.message, origin.request_id or "")
-        return FileResponse(
-            path,
-            media_type="text/csv; charset=utf-8",
-            filename=path.name,
-            headers={"cache-control": "no-store"},
-        )
+        return DeliveredOnce(path, runtime, actor, export_id)
 
     return download
+
+
+class DeliveredOnce:
+    """Streams the file and tells the domain afterwards whether it went out in full.
+
+    The download is claimed before the first byte (so parallel requests get one file); a
+    client that goes away before the last byte was handed to the server gets the download
+    back once (`exports.finish_download`), so a dropped connection does not lose an export.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, path: Path, runtime: Runtime, actor: Actor, export_id: int) -> None:
+        self.path, self.runtime, self.actor, self.export_id = path, runtime, actor, export_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+        sent, delivered = 0, False
+        try:
+            size = self.path.stat().st_size
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/csv; charset=utf-8"),
+                        (b"content-length", str(size).encode()),
+                        (
+                            b"content-disposition",
+                            f'attachment; filename="{self.path.name}"'.encode(),
+                        ),
+                        (b"cache-control", b"no-store"),
+                    ],
+                }
+            )
+            with self.path.open("rb") as file:
+                while chunk := file.read(self.CHUNK):
+                    if gone.is_set():
+                        break
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    sent += len(chunk)
+                    await asyncio.sleep(0)  # let the watcher see a disconnect
+                else:
+                    if not gone.is_set():
+                        await send({"type": "http.response.body", "body": b""})
+                        delivered = True
+        except OSError:
+            log.warning("download interrupted", extra={"export_id": self.export_id})
+        finally:
+            watcher.cancel()
+            await self._finish(delivered=delivered and not gone.is_set(), sent=sent)
+
+    async def _finish(self, *, delivered: bool, sent: int) -> None:
+        async with self.runtime.sessions() as session:
+            await exports.finish_download(
+                session=session,
+                actor=self.actor,
+                export_id=self.export_id,
+                delivered=delivered,
+                sent_bytes=sent,
+                now=utcnow(),
+            )
+            await session.commit()

@@ -74,6 +74,8 @@ class ExportRequest(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # Interrupted downloads so far: the first gives the download back, the second consumes it.
+    download_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     requested_by: Mapped[User] = relationship(foreign_keys=[requested_by_id], lazy="joined")
     l1_by: Mapped[User | None] = relationship(foreign_keys=[l1_by_id], lazy="joined")

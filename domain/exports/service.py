@@ -715,6 +715,57 @@ async def open_download(
     return path
 
 
+async def finish_download(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    export_id: int,
+    delivered: bool,
+    sent_bytes: int,
+    now: dt.datetime,
+) -> None:
+    """After the transfer: a file sent in full stays consumed. An interrupted transfer gives
+    the download back once (status READY again, within the same window), so a dropped
+    connection does not lose the export; a second interruption consumes it. Both attempts are
+    in the audit log."""
+    request = await _locked(session, export_id)
+    if request is None:
+        return
+    if delivered:
+        await audit.record(
+            session=session,
+            who=actor,
+            action="export.download.delivered",
+            operation="download",
+            target_type="ExportRequest",
+            target_id=request.id,
+            at=now,
+            details={"sentBytes": sent_bytes},
+        )
+        return
+    resumable = request.download_attempts == 0 and request.status is ExportStatus.DOWNLOADED
+    request.download_attempts += 1
+    if resumable:
+        request.status = ExportStatus.READY
+        request.downloaded_at = None
+    await audit.record(
+        session=session,
+        who=actor,
+        action="export.download",
+        operation="download",
+        target_type="ExportRequest",
+        target_id=request.id,
+        outcome=Outcome.FAILURE,
+        at=now,
+        details={
+            "interrupted": True,
+            "sentBytes": sent_bytes,
+            "attempt": request.download_attempts,
+            "downloadGivenBack": resumable,
+        },
+    )
+
+
 # ---- housekeeping -----------------------------------------------------------------------------
 
 

@@ -119,6 +119,7 @@ async def test_every_step_is_in_the_audit_log(api: Api) -> None:
         ("export.approve", "demo-compliance", "success"),
         ("export.produce", "ordergate-server", "success"),
         ("export.download", "demo-sales", "success"),
+        ("export.download.delivered", "demo-sales", "success"),
         ("export.download", "demo-finance", "denied"),
     ]
     [produced] = await events(api, action="export.produce")

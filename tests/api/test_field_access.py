@@ -101,7 +101,7 @@ APPROVALS_QUERY = """{ approvalRequests(first: 50) { edges { node { __typename i
 EXPORTS_QUERY = """{ exportRequests(first: 50) { edges { node { __typename id entity filter
     fields reason status requestedBy expectedRows scopeDigest createdAt expiresAt approvedL1By
     approvedL1At approvedL2By approvedL2At rejectedBy rejectionReason rowCount sha256
-    producedAt downloadUrl downloadExpiresAt downloadedAt } } } }"""
+    producedAt failureReason downloadUrl downloadExpiresAt downloadedAt } } } }"""
 LISTS = {"approvalRequests": APPROVALS_QUERY, "exportRequests": EXPORTS_QUERY}
 
 

@@ -128,3 +128,97 @@ def test_sighup_reloads_the_policy(database_url: str, tmp_path: Path) -> None:
 
         assert "errors" in unchanged
         assert _wait_for(lambda: "errors" not in _total_as_warehouse(base))
+
+
+def _login(base: str, role: str) -> str:
+    answer = httpx.post(
+        f"{base}/graphql",
+        json={
+            "query": "mutation($u: String!, $p: String!) { login(username: $u, password: $p) "
+            "{ accessToken } }",
+            "variables": {"u": f"demo-{role}", "p": DEMO_PASSWORD},
+        },
+        timeout=10,
+    ).json()
+    return answer["data"]["login"]["accessToken"]
+
+
+def _gql(base: str, token: str, query: str, variables: dict | None = None) -> dict:
+    return httpx.post(
+        f"{base}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()
+
+
+def test_an_interrupted_download_can_be_fetched_once_more(
+    database_url: str, tmp_path: Path
+) -> None:
+    with _serve(database_url, tmp_path, POLICY_DIR, poll="0") as (base, _):
+        finance = _login(base, "finance")
+        made = _gql(
+            base,
+            finance,
+            'mutation { requestExport(input: {entity: STOCK, fields: ["sku"], reason: "x"}) '
+            "{ id } }",
+        )
+        export_id = made["data"]["requestExport"]["id"]
+        for role in ("approver", "compliance"):
+            _gql(
+                base,
+                _login(base, role),
+                "mutation($id: ID!) { approveExport(id: $id) { status } }",
+                {"id": export_id},
+            )
+        one = "query($id: ID!) { exportRequest(id: $id) { status downloadUrl } }"
+        assert _wait_for(
+            lambda: (
+                _gql(base, finance, one, {"id": export_id})["data"]["exportRequest"]["status"]
+                == "READY"
+            )
+        )
+        url = _gql(base, finance, one, {"id": export_id})["data"]["exportRequest"]["downloadUrl"]
+        # A large file, so the transfer is still going when the client drops it.
+        [produced] = (tmp_path / "exports").glob(f"export-{export_id}-*.csv")
+        with produced.open("a") as file:
+            file.write(("#" * 99 + "\n") * 80_000)
+
+        with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1]))) as raw:
+            raw.sendall(
+                f"GET {url} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {finance}\r\n\r\n".encode()
+            )
+            first = raw.recv(65536)
+        given_back = _wait_for(
+            lambda: (
+                _gql(base, finance, one, {"id": export_id})["data"]["exportRequest"]["status"]
+                == "READY"
+            )
+        )
+        again = httpx.get(
+            f"{base}{url}", headers={"authorization": f"Bearer {finance}"}, timeout=30
+        )
+        third = httpx.get(
+            f"{base}{url}", headers={"authorization": f"Bearer {finance}"}, timeout=30
+        )
+        log = _gql(
+            base,
+            _login(base, "compliance"),
+            '{ auditEvents(first: 10, filter: {action: "export.download"}) '
+            "{ edges { node { outcome details } } } }",
+        )
+
+        assert first.startswith(b"HTTP/1.1 200")
+        assert given_back
+        assert again.status_code == 200
+        assert len(again.content) == produced.stat().st_size
+        assert third.status_code == 410
+        outcomes = [e["node"]["outcome"] for e in log["data"]["auditEvents"]["edges"]]
+        assert "failure" in outcomes  # the interrupted attempt
+        interrupted = next(
+            e["node"]["details"]
+            for e in log["data"]["auditEvents"]["edges"]
+            if e["node"]["outcome"] == "failure" and e["node"]["details"].get("interrupted")
+        )
+        assert interrupted["downloadGivenBack"] is True
+        assert interrupted["sentBytes"] < produced.stat().st_size

@@ -1,4 +1,4 @@
-"""export production attempts
+"""export production attempts, interrupted downloads
 
 Revision ID: 0007
 Revises: 0006
@@ -20,10 +20,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('attempts', sa.Integer(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('next_attempt_at', domain.db.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('failure_reason', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('download_attempts', sa.Integer(), server_default='0', nullable=False))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('export_requests', schema=None) as batch_op:
+        batch_op.drop_column('download_attempts')
         batch_op.drop_column('failure_reason')
         batch_op.drop_column('next_attempt_at')
         batch_op.drop_column('attempts')
