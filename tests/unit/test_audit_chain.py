@@ -38,3 +38,10 @@ def test_stored_sqlite_times_convert_without_parsing(value: dt.datetime) -> None
 
     assert stored_time(stored) == format_time(value)
     assert stored_time(value) == format_time(value)
+
+
+def test_stored_times_in_other_textual_forms_are_canonicalised_too() -> None:
+    # Written by another tool: no microseconds, or with a zone designator.
+    assert stored_time("2026-07-01 00:30:00") == "2026-07-01T00:30:00.000000Z"
+    assert stored_time("2026-07-01 00:30:00.000000Z") == "2026-07-01T00:30:00.000000Z"
+    assert stored_time("2026-07-01T00:30:00.000001") == "2026-07-01T00:30:00.000001Z"
