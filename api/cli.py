@@ -55,6 +55,18 @@ def _parser() -> argparse.ArgumentParser:
         "accounts of one person cannot request and approve the same change",
     )
 
+    users.add_parser("list", help="every account with roles, channels and status")
+    for verb, text in (
+        ("disable", "disable an account (its tokens stop working at once)"),
+        ("enable", "enable a disabled account"),
+        ("unlock", "lift a lock-out after failed logins"),
+        ("reset-password", "set a new password, read from stdin (tokens stop working)"),
+    ):
+        users.add_parser(verb, help=text).add_argument("--username", required=True)
+    set_roles = users.add_parser("set-roles", help="replace an account's roles")
+    set_roles.add_argument("--username", required=True)
+    set_roles.add_argument("--role", action="append", required=True, choices=ROLES)
+
     policy = sub.add_parser("policy", help="inspect the access policy").add_subparsers(
         dest="policy_command", required=True
     )
@@ -121,6 +133,56 @@ def _read_password(username: str) -> str:
             raise SystemExit("passwords differ")
         return first
     return sys.stdin.readline().rstrip("\n")
+
+
+async def _administer_users(settings: Settings, args: argparse.Namespace) -> int:
+    """users list | disable | enable | unlock | set-roles | reset-password, each audited."""
+    from domain.users import service as users_service
+
+    command = args.users_command
+    password = _read_password(args.username) if command == "reset-password" else None
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            if command == "list":
+                for user in await users_service.list_users(session=session):
+                    last_login = user.last_login_at.isoformat() if user.last_login_at else "never"
+                    status = (
+                        "disabled"
+                        if user.disabled
+                        else (
+                            "locked"
+                            if user.locked_until and user.locked_until > utcnow()
+                            else "active"
+                        )
+                    )
+                    print(
+                        f"{printable(user.username):<24} {status:<9} "
+                        f"roles={','.join(user.roles)} channels={','.join(user.channels) or '-'} "
+                        f"employee={printable(user.employee_id or '-')} "
+                        f"last-login={last_login}"
+                    )
+                return 0
+            common = {"session": session, "who": _cli_subject(), "username": args.username}
+            operation = f"users {command}"
+            if command == "disable":
+                user = await users_service.disable_user(**common, operation=operation)
+            elif command == "enable":
+                user = await users_service.enable_user(**common, operation=operation)
+            elif command == "unlock":
+                user = await users_service.unlock_user(**common, operation=operation, now=utcnow())
+            elif command == "set-roles":
+                user = await users_service.set_roles(**common, roles=args.role, operation=operation)
+            else:
+                assert password is not None
+                user = await users_service.reset_password(
+                    **common, password=password, operation=operation
+                )
+            await session.commit()
+            print(f"{command}: {user.username} (roles {', '.join(user.roles)})")
+            return 0
+    finally:
+        await engine.dispose()
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
@@ -463,9 +525,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(_demo(settings))
         return 0
     if args.command == "users":
-        password = _read_password(args.username)
-        asyncio.run(_create_user(settings, args, password))
-        return 0
+        if args.users_command == "create":
+            password = _read_password(args.username)
+            asyncio.run(_create_user(settings, args, password))
+            return 0
+        return asyncio.run(_administer_users(settings, args))
     if args.command == "audit":
         return asyncio.run(_audit_command(settings, args))
     if args.command == "report":

@@ -19,6 +19,7 @@ from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.reports import ReportQueries
 from api.graphql.scalars import SCALARS
 from api.graphql.stock import StockQueries
+from api.graphql.users import UserMutations, UserQueries
 from api.graphql.viewer import ViewerQueries
 
 
@@ -32,12 +33,13 @@ class Query(
     ExportQueries,
     AuditQueries,
     ReportQueries,
+    UserQueries,
 ):
     pass
 
 
 @strawberry.type
-class Mutation(AuthMutations, OrderMutations, ApprovalMutations, ExportMutations):
+class Mutation(AuthMutations, OrderMutations, ApprovalMutations, ExportMutations, UserMutations):
     pass
 
 

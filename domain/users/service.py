@@ -14,7 +14,7 @@ from domain.audit import service as audit
 from domain.audit.service import Outcome, Subject
 from domain.channels.models import Channel
 from domain.db import utcnow
-from domain.errors import BadInput, Conflict, Unauthenticated
+from domain.errors import BadInput, Conflict, NotFound, Unauthenticated
 from domain.users import passwords
 from domain.users.models import User, UserChannel, UserRole
 from domain.values import clean_text
@@ -188,3 +188,117 @@ async def get_active_user(*, session: AsyncSession, user_id: int, generation: ob
 def end_sessions(user: User) -> None:
     """Every token issued to this account so far stops working on its next request."""
     user.token_generation += 1
+
+
+# ---- administration --------------------------------------------------------------------------
+# Every change is audited in the caller's transaction with before and after; a change that
+# narrows what an account may do ends its open sessions, so it takes effect on the next request.
+
+
+async def list_users(*, session: AsyncSession) -> list[User]:
+    return list((await session.scalars(select(User).order_by(User.username))).all())
+
+
+async def _account(session: AsyncSession, username: str) -> User:
+    user = await session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound("no such account")
+    return user
+
+
+async def _record_admin(
+    session: AsyncSession,
+    who: Actor | Subject,
+    user: User,
+    action: str,
+    operation: str,
+    details: dict[str, object],
+) -> None:
+    await audit.record(
+        session=session,
+        who=who,
+        action=action,
+        operation=operation,
+        target_type="User",
+        target_id=user.id,
+        details={"username": user.username, **details},
+    )
+
+
+async def disable_user(
+    *, session: AsyncSession, who: Actor | Subject, username: str, operation: str
+) -> User:
+    user = await _account(session, username)
+    if user.disabled:
+        raise Conflict(f"{username} is already disabled")
+    user.disabled = True
+    end_sessions(user)
+    await _record_admin(session, who, user, "user.disable", operation, {})
+    return user
+
+
+async def enable_user(
+    *, session: AsyncSession, who: Actor | Subject, username: str, operation: str
+) -> User:
+    user = await _account(session, username)
+    if not user.disabled:
+        raise Conflict(f"{username} is not disabled")
+    user.disabled = False
+    await _record_admin(session, who, user, "user.enable", operation, {})
+    return user
+
+
+async def unlock_user(
+    *, session: AsyncSession, who: Actor | Subject, username: str, operation: str, now: dt.datetime
+) -> User:
+    user = await _account(session, username)
+    was = user.locked_until
+    if was is None or was <= now:
+        raise Conflict(f"{username} is not locked")
+    user.locked_until = None
+    user.failed_logins = 0
+    await _record_admin(
+        session, who, user, "user.unlock", operation, {"wasLockedUntil": was.isoformat()}
+    )
+    return user
+
+
+async def set_roles(
+    *,
+    session: AsyncSession,
+    who: Actor | Subject,
+    username: str,
+    roles: Iterable[str],
+    operation: str,
+) -> User:
+    roles = sorted(set(roles))
+    if not roles:
+        raise BadInput("give at least one role")
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise BadInput(f"unknown role(s): {', '.join(unknown)}; known: {', '.join(ROLES)}")
+    user = await _account(session, username)
+    before = list(user.roles)
+    if before == roles:
+        raise Conflict(f"{username} already has exactly these roles")
+    user.role_rows = [UserRole(role=r) for r in roles]
+    end_sessions(user)
+    await session.flush()
+    await _record_admin(
+        session, who, user, "user.set_roles", operation, {"before": before, "after": roles}
+    )
+    return user
+
+
+async def reset_password(
+    *, session: AsyncSession, who: Actor | Subject, username: str, password: str, operation: str
+) -> User:
+    if len(password) < passwords.MIN_LENGTH:
+        raise BadInput(f"password must have at least {passwords.MIN_LENGTH} characters")
+    user = await _account(session, username)
+    user.password_hash = await passwords.hash_password_async(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    end_sessions(user)
+    await _record_admin(session, who, user, "user.reset_password", operation, {})
+    return user
