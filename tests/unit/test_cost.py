@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import graphql
 import pytest
 from graphql import parse
 
 from api.graphql.coordinates import selected_operation
-from api.graphql.limits import Measure, measure
+from api.graphql.limits import Limits, Measure, measure
 from api.schema import build_schema
 
 SCHEMA = build_schema()._schema
@@ -106,3 +107,35 @@ def test_aliased_introspection_adds_up() -> None:
 
     assert many == 29 * one
     assert one > len(SCHEMA.type_map) * 2
+
+
+def test_plain_lists_cost_their_usual_length() -> None:
+    query = (
+        "{ orders(first: 1) { edges { node { lines { sku } statusHistory { to } "
+        "customer { addresses { city } } } } } }"
+    )
+
+    # orders 1 + 1 x (edges 1 + node 1 + lines (1 + 5) + statusHistory (1 + 6)
+    #                 + customer (1 + addresses (1 + 3)))
+    assert cost_of(query).cost == 1 + (1 + 1 + 6 + 7 + 1 + 4)
+    # viewer 1 + fieldAccess (1 + 150 x type 1)
+    assert cost_of("{ viewer { fieldAccess { type } } }").cost == 152
+
+
+def test_a_list_the_estimates_do_not_know_costs_ten_items() -> None:
+    schema = graphql.build_schema("type Query { items: [Item] } type Item { name: String }")
+    document = parse("{ items { name } }")
+    operation = selected_operation(document, None)
+    assert operation is not None
+
+    assert measure(schema, document, operation, None).cost == 1 + 10
+
+
+def test_a_type_lookup_counts_its_fields() -> None:
+    found = cost_of('{ __type(name: "Order") { fields { name } } }')
+
+    assert found.cost > 3  # __type 1 + fields 1 + one name per field of a type
+
+
+def test_the_default_limits_are_the_documented_ones() -> None:
+    assert Limits() == Limits(max_depth=12, max_aliases=30, max_tokens=2000, max_cost=25_000)
