@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import getpass
 import json
+import logging
 import os
 import secrets
 import sys
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from api.settings import Settings, SettingsError, checkpoint_key, load_settings
-from domain.access import ROLES, FieldAccess, PolicyDecisionPoint
+from domain.access import COORDINATES, ROLES, FieldAccess, PolicyDecisionPoint
 from domain.actor import SYSTEM_ORIGIN
 from domain.audit.service import Subject
 from domain.csvfiles import SafeWriter
@@ -26,6 +27,7 @@ from domain.values import printable
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ordergate", description="ordergate order API")
+    parser.add_argument("--version", action="version", version=f"ordergate {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the API (GraphiQL outside production)")
@@ -50,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         "--channel", action="append", default=[], help="bind a sales user's row scope"
     )
     create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    create.add_argument(
         "--employee-id",
         help="the person behind the account; separation of duties compares persons, so two "
         "accounts of one person cannot request and approve the same change",
@@ -62,7 +67,10 @@ def _parser() -> argparse.ArgumentParser:
         ("unlock", "lift a lock-out after failed logins"),
         ("reset-password", "set a new password, read from stdin (tokens stop working)"),
     ):
-        users.add_parser(verb, help=text).add_argument("--username", required=True)
+        admin = users.add_parser(verb, help=text)
+        admin.add_argument("--username", required=True)
+        if verb == "reset-password":
+            admin.add_argument("--password-stdin", action="store_true")
     set_roles = users.add_parser("set-roles", help="replace an account's roles")
     set_roles.add_argument("--username", required=True)
     set_roles.add_argument("--role", action="append", required=True, choices=ROLES)
@@ -126,13 +134,33 @@ def _cli_subject() -> Subject:
     return Subject(None, f"cli:{getpass.getuser()}"[:64], (), SYSTEM_ORIGIN)
 
 
-def _read_password(username: str) -> str:
-    if sys.stdin.isatty():
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ordergate")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _read_password(username: str, *, from_stdin: bool = False) -> str:
+    """Ask twice on a terminal; otherwise read one line from standard input, saying so
+    unless --password-stdin already did."""
+    if sys.stdin.isatty() and not from_stdin:
         first = getpass.getpass(f"password for {username}: ")
         if getpass.getpass("again: ") != first:
-            raise SystemExit("passwords differ")
+            raise SystemExit("ordergate: the passwords differ")
         return first
-    return sys.stdin.readline().rstrip("\n")
+    if not from_stdin:
+        print(
+            f"ordergate: reading the password for {username} from standard input "
+            "(--password-stdin says so explicitly)",
+            file=sys.stderr,
+        )
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise SystemExit("ordergate: no password on standard input")
+    return password
 
 
 async def _administer_users(settings: Settings, args: argparse.Namespace) -> int:
@@ -140,7 +168,11 @@ async def _administer_users(settings: Settings, args: argparse.Namespace) -> int
     from domain.users import service as users_service
 
     command = args.users_command
-    password = _read_password(args.username) if command == "reset-password" else None
+    password = (
+        _read_password(args.username, from_stdin=args.password_stdin)
+        if command == "reset-password"
+        else None
+    )
     engine = create_engine(settings.database_url)
     try:
         async with session_factory(engine)() as session:
@@ -499,6 +531,21 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         except StartupError as exc:
             print(f"ordergate: {exc}", file=sys.stderr)
             return 2
+        from sqlalchemy.engine import make_url
+
+        from api.logging import configure_logging
+
+        configure_logging()
+        logging.getLogger("ordergate.app").info(
+            "starting",
+            extra={
+                "mode": settings.env,
+                "address": f"http://{args.host}:{args.port}",
+                "database": make_url(settings.database_url).render_as_string(hide_password=True),
+                "revision": state["revision"],
+                "policy_version": PolicyDecisionPoint(settings.policy_dir).version,
+            },
+        )
         if state["revision"] != state["expected"]:
             print(
                 f"ordergate: serving a database at revision {state['revision']} although the "
@@ -526,7 +573,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "users":
         if args.users_command == "create":
-            password = _read_password(args.username)
+            password = _read_password(args.username, from_stdin=args.password_stdin)
             asyncio.run(_create_user(settings, args, password))
             return 0
         return asyncio.run(_administer_users(settings, args))
@@ -539,6 +586,20 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "policy":
         pdp = PolicyDecisionPoint(settings.policy_dir)
         if args.policy_command == "explain":
+            if args.role not in ROLES:
+                print(
+                    f"ordergate: unknown role {printable(args.role)!r}; roles: {', '.join(ROLES)}",
+                    file=sys.stderr,
+                )
+                return 2
+            if args.field not in COORDINATES:
+                types = ", ".join(sorted({c.split(".")[0] for c in COORDINATES}))
+                print(
+                    f"ordergate: {printable(args.field)!r} is not a governed Type.field "
+                    f"(types: {types}; for example Order.grossMargin)",
+                    file=sys.stderr,
+                )
+                return 2
             decision = pdp.explain(args.role, args.field)
             print(f"{args.role} on {args.field}: {decision.access}")
             for line in decision.lines:

@@ -20,6 +20,9 @@ class SettingsError(RuntimeError):
     """The environment describes a configuration ordergate refuses to run with."""
 
 
+MODES = ("development", "test", "production")
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the plain URLs people paste and pick the async driver for them."""
     if url.startswith("postgres://"):
@@ -158,6 +161,8 @@ def checkpoint_key(settings: Settings) -> CheckpointKey:
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     mode = env.get("ORDERGATE_ENV", "development")
+    if mode not in MODES:
+        raise SettingsError(f"ORDERGATE_ENV is one of {', '.join(MODES)}, not {mode!r}")
     data_dir = Path(env.get("ORDERGATE_DATA_DIR", PROJECT_ROOT / "var"))
     database_url = normalise_database_url(
         env.get("DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'ordergate.db'}")

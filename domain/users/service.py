@@ -144,7 +144,9 @@ async def create_user(
         known = set((await session.scalars(select(Channel.code))).all())
         missing = [c for c in channels if c not in known]
         if missing:
-            raise BadInput(f"unknown channel(s): {', '.join(missing)}")
+            raise BadInput(
+                f"unknown channel(s): {', '.join(missing)}; channels: {', '.join(sorted(known))}"
+            )
     if await session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"user {username!r} exists")
     user = User(

@@ -114,3 +114,65 @@ async def test_readyz_reports_migrations_at_head(database_url: str, tmp_path: Pa
     assert answers["migrated"].json()["revision"] == head_revision()
     assert answers["empty"].status_code == 503
     assert "run ordergate migrate" in answers["empty"].json()["reason"]
+
+
+def test_an_unknown_mode_is_refused(database_url: str, tmp_path: Path) -> None:
+    done = _run(["serve"], database_url, tmp_path, env={"ORDERGATE_ENV": "prod"})
+
+    assert done.returncode == 2
+    assert "ORDERGATE_ENV is one of development, test, production, not 'prod'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("ORDERGATE_TRUSTED_PROXIES", "10.0.0.0/33", "ORDERGATE_TRUSTED_PROXIES"),
+        ("ORDERGATE_TIMEZONE", "Mars/Olympus", "unknown ORDERGATE_TIMEZONE"),
+    ],
+)
+def test_malformed_settings_are_one_line(
+    database_url: str, tmp_path: Path, variable: str, value: str, needle: str
+) -> None:
+    done = _run(["serve"], database_url, tmp_path, env={variable: value})
+
+    _refused(done, needle)
+
+
+def test_the_cli_has_manners(database_url: str, tmp_path: Path) -> None:
+    version = _run(["--version"], database_url, tmp_path)
+    unknown_role = _run(
+        ["policy", "explain", "--role", "root", "--field", "Order.total"], database_url, tmp_path
+    )
+    unknown_field = _run(
+        ["policy", "explain", "--role", "cs", "--field", "Order.totl"], database_url, tmp_path
+    )
+    bad_channel = _run(
+        [
+            "users",
+            "create",
+            "--username",
+            "x.y",
+            "--role",
+            "sales",
+            "--channel",
+            "AMAZON",
+            "--password-stdin",
+        ],
+        database_url,
+        tmp_path,
+        stdin="a-long-enough-password\n",
+    )
+    no_password = _run(
+        ["users", "create", "--username", "x.z", "--role", "cs"], database_url, tmp_path
+    )
+
+    assert version.returncode == 0
+    assert version.stdout.startswith("ordergate ")
+    assert unknown_role.returncode == 2
+    assert "unknown role 'root'" in unknown_role.stderr
+    assert unknown_field.returncode == 2
+    assert "is not a governed Type.field" in unknown_field.stderr
+    assert "channels: JD, PINDUODUO, TAOBAO, WEB" in bad_channel.stderr
+    assert "reading the password for x.z from standard input" in no_password.stderr
+    assert "no password on standard input" in no_password.stderr
+    assert no_password.returncode != 0
