@@ -40,6 +40,7 @@ log = logging.getLogger("ordergate.app")
 
 
 SERVER = Subject(None, "ordergate-server", (), SYSTEM_ORIGIN)
+LOCAL_ORIGINS = r"http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?"
 
 
 async def _audit(runtime: Runtime, **event: Any) -> None:
@@ -291,6 +292,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
+                # In development a front-end dev server on any local port works out of the box
+                # (`npm run dev`); production and tests keep the explicit allow-list only.
+                allow_origin_regex=LOCAL_ORIGINS if settings.env == "development" else None,
                 allow_methods=["GET", "POST"],
                 allow_headers=["authorization", "content-type"],
                 max_age=600,

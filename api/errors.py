@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from typing import Any
 
+import strawberry
 from graphql import GraphQLError
 from sqlalchemy.exc import IntegrityError
 
@@ -25,6 +27,26 @@ _PUBLIC_DETAILS = {
 
 def _camel_details(details: dict[str, Any]) -> dict[str, Any]:
     return {_PUBLIC_DETAILS[k]: v for k, v in details.items() if k in _PUBLIC_DETAILS}
+
+
+@strawberry.enum(
+    description="Every `extensions.code` an error may carry (the API contract's error table), "
+    "listed here so code generators can use them. An error's `extensions.code` is one of these."
+)
+class ErrorCode(Enum):
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    INSUFFICIENT_STOCK = "INSUFFICIENT_STOCK"
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    SEPARATION_OF_DUTIES = "SEPARATION_OF_DUTIES"
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    RATE_LIMITED = "RATE_LIMITED"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
 
 
 # Codes that mean "not allowed" rather than "went wrong"; the audit log records them as denied.

@@ -7,6 +7,7 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from api.errors import ErrorCode
 from api.graphql.approvals import ApprovalMutations, ApprovalQueries
 from api.graphql.audit import AuditQueries
 from api.graphql.auth import AuthMutations
@@ -57,6 +58,7 @@ def build_schema(*, production: bool = False, limits: Limits | None = None) -> s
     return Schema(
         query=Query,
         mutation=Mutation,
+        types=[ErrorCode],
         # Input checks and limits first: a refused query costs no authorization work and no
         # database round trip.
         extensions=[InputGuard, lambda: QueryLimits(limits=limits), AccessControl],

@@ -225,3 +225,41 @@ async def test_graphiql_is_not_served_in_production(database_url: str, tmp_path:
         page = await prod.client.get("/graphql", headers={"accept": "text/html"})
 
         assert "graphiql" not in page.text.lower()
+
+
+@pytest.mark.parametrize(
+    ("mode", "origin", "allowed"),
+    [
+        ("development", "http://localhost:5173", True),
+        ("development", "http://127.0.0.1:3000", True),
+        ("development", "http://localhost.evil.example", False),
+        ("development", "https://evil.example.net", False),
+        ("test", "http://localhost:5173", False),
+    ],
+)
+async def test_development_allows_local_front_end_servers(
+    database_url: str, tmp_path: Path, mode: str, origin: str, allowed: bool
+) -> None:
+    async for api in _with(database_url, tmp_path, ORDERGATE_ENV=mode):
+        answer = await api.client.options(
+            "/graphql", headers={"origin": origin, "access-control-request-method": "POST"}
+        )
+
+        assert (answer.headers.get("access-control-allow-origin") == origin) is allowed
+
+
+def test_the_schema_lists_every_error_code() -> None:
+    from api.errors import ErrorCode
+    from domain import errors
+
+    raised = {
+        cls.code for cls in vars(errors).values() if isinstance(cls, type) and hasattr(cls, "code")
+    }
+    contract = {
+        "UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT", "NOT_FOUND", "CONFLICT",
+        "INVALID_TRANSITION", "INSUFFICIENT_STOCK", "SIGNATURE_INVALID", "SEPARATION_OF_DUTIES",
+        "QUERY_TOO_COMPLEX", "RATE_LIMITED", "UNAVAILABLE", "INTERNAL",
+    }  # fmt: skip
+
+    assert {c.value for c in ErrorCode} == contract
+    assert raised <= contract
