@@ -322,12 +322,44 @@ async def _sign(settings: Settings, args: argparse.Namespace) -> int:
     from domain.approvals import signatures
     from domain.approvals.models import ApprovalRequest, ApprovalStatus, SigningKey
 
-    private = serialization.load_pem_private_key(args.key.read_bytes(), password=None)
-    if not isinstance(private, Ed25519PrivateKey):
-        print("ordergate: --key must be an Ed25519 private key", file=sys.stderr)
+    def refuse(message: str) -> int:
+        print(f"ordergate: {message}", file=sys.stderr)
         return 2
+
+    if not str(args.request).isascii() or not str(args.request).isdigit():
+        return refuse(f"--request takes a request id (a number), not {printable(args.request)!r}")
+    try:
+        pem = args.key.read_bytes()
+    except OSError as exc:
+        return refuse(f"cannot read --key {args.key}: {exc.strerror or exc}")
+    if b"PUBLIC KEY" in pem:
+        return refuse("--key is a public key; sign with the private key that belongs to it")
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except TypeError:  # encrypted: ask for the passphrase, never take it from an argument
+        try:
+            passphrase = getpass.getpass(f"passphrase for {args.key}: ").encode()
+        except EOFError:
+            passphrase = b""
+        try:
+            private = serialization.load_pem_private_key(pem, password=passphrase or None)
+        except (ValueError, TypeError):
+            return refuse("wrong passphrase for --key")
+    except ValueError:
+        return refuse(f"--key {args.key} is not a private key in PEM")
+    if not isinstance(private, Ed25519PrivateKey):
+        return refuse("--key must be an Ed25519 private key")
     fingerprint = signatures.fingerprint(private.public_key())
-    payload: bytes | None = args.payload.read_bytes() if args.payload else None
+    payload: bytes | None = None
+    if args.payload:
+        try:
+            payload = args.payload.read_bytes()
+        except OSError as exc:
+            return refuse(f"cannot read --payload {args.payload}: {exc.strerror or exc}")
+        if payload != payload.rstrip(b"\r\n"):
+            # Editors add a final newline; the server signs the exact bytes, without it.
+            payload = payload.rstrip(b"\r\n")
+            print("ordergate: note: removed the trailing newline from --payload", file=sys.stderr)
     kid = args.kid
     if payload is None or kid is None:
         engine = create_engine(settings.database_url)

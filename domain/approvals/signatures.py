@@ -1,7 +1,8 @@
 """Ed25519 public keys and compact JWS verification for approvals.
 
 What an approval signature must be, checked in this order, each failure SIGNATURE_INVALID:
-1. a compact JWS (three base64url parts) whose protected header says `alg: EdDSA`, names a
+1. a compact JWS (three base64url parts) whose protected header says `alg: EdDSA` (or its
+   fully-specified name `Ed25519`), names a
    `kid`, and carries no `crit` or `b64` (so the payload cannot be detached or left unencoded);
 2. `kid` is a key registered by the caller (another user's key is as good as none) and not
    revoked;
@@ -21,11 +22,16 @@ from dataclasses import dataclass
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from jwt.algorithms import OKPAlgorithm
 from jwt.api_jws import PyJWS
 
 from domain.errors import BadInput, SignatureInvalid
 
+# `EdDSA` (RFC 8037), and `Ed25519`, its fully-specified name (RFC 9864); keys are Ed25519 only
+# (load_public_key), so both name the same algorithm here.
+ALGORITHMS = ("EdDSA", "Ed25519")
 _JWS = PyJWS(algorithms=["EdDSA"])
+_JWS.register_algorithm("Ed25519", OKPAlgorithm())
 
 
 def load_public_key(pem: str) -> Ed25519PublicKey:
@@ -63,7 +69,7 @@ def read_header(token: str) -> JwsHeader:
         header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
     except (ValueError, binascii.Error):
         raise SignatureInvalid("signature header is malformed") from None
-    if not isinstance(header, dict) or header.get("alg") != "EdDSA":
+    if not isinstance(header, dict) or header.get("alg") not in ALGORITHMS:
         raise SignatureInvalid("signature must use alg EdDSA")
     if "crit" in header or "b64" in header:
         raise SignatureInvalid("signature header may not carry crit or b64")
@@ -76,12 +82,15 @@ def read_header(token: str) -> JwsHeader:
 def verified_payload(token: str, public_key_pem: str) -> bytes:
     """Step 3: the payload bytes, if the signature verifies under this key."""
     try:
-        decoded = _JWS.decode_complete(token, load_public_key(public_key_pem), algorithms=["EdDSA"])
+        decoded = _JWS.decode_complete(
+            token, load_public_key(public_key_pem), algorithms=list(ALGORITHMS)
+        )
     except jwt.PyJWTError:
         raise SignatureInvalid("signature does not verify with this key") from None
     return decoded["payload"]
 
 
 def sign(payload: bytes, private_key: Ed25519PrivateKey, kid: str) -> str:
-    """A compact JWS over exactly these bytes (what `ordergate sign` produces)."""
-    return _JWS.encode(payload, private_key, algorithm="EdDSA", headers={"kid": kid})
+    """A compact JWS over exactly these bytes (what `ordergate sign` produces). No `typ`: the
+    payload is an approval, not JWT claims."""
+    return _JWS.encode(payload, private_key, algorithm="EdDSA", headers={"kid": kid, "typ": None})
