@@ -57,7 +57,8 @@ async def _reload_policy(runtime: Runtime, why: str) -> None:
     before = runtime.pdp.version
     watch = runtime.policy_watch
     try:
-        changed = runtime.pdp.reload(known_roles=ROLES)
+        # Checking a policy compiles every role twice: off the event loop, so requests go on.
+        changed = await asyncio.to_thread(runtime.pdp.reload, known_roles=ROLES)
     except FileNotFoundError as exc:
         if not watch.missing:
             watch.missing = True

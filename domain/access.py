@@ -328,7 +328,7 @@ class PolicyDecisionPoint:
         if known_roles is not None:
             known_roles = tuple(known_roles)
             problems = self._check(new_state, known_roles)
-            problems += self._dropped(self._state, new_state, known_roles)
+            problems += self._dropped(new_state, known_roles)
             if problems:
                 raise PolicyInvalid(problems, version=new_state[0])
         with self._lock:
@@ -337,18 +337,21 @@ class PolicyDecisionPoint:
                 self._state = new_state
         return changed
 
-    def _grants(self, state: _State, known_roles: Iterable[str]) -> set[str]:
+    def _grants(self, state: _State | None, known_roles: Iterable[str]) -> set[str]:
         """Every grant as `role Type.field` or `role action`: what a reload may not lose
-        silently."""
-        version, enforcer, _ = state
+        silently. `None` is the policy in force, read through its cached profiles (under the
+        lock, as requests read them); a new state is compiled on its own enforcer."""
         found: set[str] = set()
         for role in known_roles:
-            profile = self._compile(version, enforcer, frozenset([role]))
+            if state is None:
+                profile = self.profile([role])
+            else:
+                profile = self._compile(state[0], state[1], frozenset([role]))
             found |= {f"{role} {c}" for c, a in profile.fields.items() if a is not FieldAccess.NONE}
             found |= {f"{role} {a}" for a in profile.actions}
         return found
 
-    def _dropped(self, old: _State, new: _State, known_roles: Iterable[str]) -> list[str]:
+    def _dropped(self, new: _State, known_roles: Iterable[str]) -> list[str]:
         """A new policy may only take grants away that it names in a `# removes:` line, so
         a truncated or half-saved file cannot silently cut a role off (compliance losing the
         audit log). Format: `# removes: compliance audit:read, cs Order.internalNote`."""
@@ -358,7 +361,7 @@ class PolicyDecisionPoint:
             text = line.strip()
             if text.lower().startswith("# removes:"):
                 declared |= {" ".join(item.split()) for item in text[10:].split(",")}
-        lost = sorted(self._grants(old, known_roles) - self._grants(new, known_roles) - declared)
+        lost = sorted(self._grants(None, known_roles) - self._grants(new, known_roles) - declared)
         if not lost:
             return []
         by_role: dict[str, list[str]] = {}
