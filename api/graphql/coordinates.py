@@ -6,11 +6,14 @@ resolve to the same coordinates, so none of them can change an access decision.
 
 from __future__ import annotations
 
+from typing import Any
+
 from graphql import (
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLInterfaceType,
     GraphQLNamedType,
     GraphQLObjectType,
     GraphQLSchema,
@@ -67,4 +70,66 @@ def requested_coordinates(
                     )
 
     walk(operation.selection_set, schema.get_root_type(operation.operation))
+    return found
+
+
+def paths_of(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    data: Any,
+    wanted: set[str],
+) -> dict[str, list[list[str | int]]]:
+    """Where in a response each wanted coordinate occurs, as GraphQL response paths (aliases
+    and list indexes included): a FORBIDDEN field error points at each node it belongs to."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    found: dict[str, list[list[str | int]]] = {}
+
+    def walk(
+        selection_set: SelectionSetNode,
+        parent: GraphQLNamedType | None,
+        value: Any,
+        path: list[str | int],
+    ) -> None:
+        if value is None or not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+            return
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(selection_set, parent, item, [*path, index])
+            return
+        if not isinstance(value, dict):
+            return
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                key = selection.alias.value if selection.alias else selection.name.value
+                if key not in value:
+                    continue
+                coordinate = f"{parent.name}.{selection.name.value}"
+                if coordinate in wanted:
+                    found.setdefault(coordinate, []).append([*path, key])
+                definition = parent.fields.get(selection.name.value)
+                if selection.selection_set is not None and definition is not None:
+                    walk(
+                        selection.selection_set,
+                        get_named_type(definition.type),
+                        value[key],
+                        [*path, key],
+                    )
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                target = schema.get_type(condition.name.value) if condition else parent
+                if (
+                    target is parent
+                    or target is None
+                    or target.name == value.get("__typename", parent.name)
+                ):
+                    walk(selection.selection_set, parent, value, path)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = fragments.get(selection.name.value)
+                if fragment is not None and fragment.type_condition.name.value == parent.name:
+                    walk(fragment.selection_set, parent, value, path)
+
+    walk(operation.selection_set, schema.get_root_type(operation.operation), data, [])
     return found

@@ -8,7 +8,12 @@ from graphql import ExecutionResult, GraphQLError, OperationType
 from strawberry.extensions import SchemaExtension
 
 from api.context import RequestContext
-from api.graphql.coordinates import requested_coordinates, root_fields, selected_operation
+from api.graphql.coordinates import (
+    paths_of,
+    requested_coordinates,
+    root_fields,
+    selected_operation,
+)
 from api.graphql.projection import READ_SCOPE, ReadScope
 from domain.access import COORDINATES, FieldAccess
 from domain.audit.service import Outcome
@@ -106,12 +111,18 @@ class AccessControl(SchemaExtension):
             )
         result = execution.result
         if ctx.denied_fields and isinstance(result, ExecutionResult):
+            # One error per place the field stands in the response, with its `path` (GraphQL
+            # spec), so a client can attach it to its row; a denied field that stands nowhere
+            # (an empty list) still gets one error, without a path.
+            where = paths_of(schema, document, operation, result.data, set(ctx.denied_fields))
             errors = list(result.errors or ())
-            errors.extend(
-                GraphQLError(
-                    f"your role may not read {coordinate}",
-                    extensions={"code": "FORBIDDEN", "field": coordinate},
-                )
-                for coordinate in ctx.denied_fields
-            )
+            for coordinate in ctx.denied_fields:
+                for path in where.get(coordinate) or [None]:
+                    errors.append(
+                        GraphQLError(
+                            f"your role may not read {coordinate}",
+                            path=path,
+                            extensions={"code": "FORBIDDEN", "field": coordinate},
+                        )
+                    )
             result.errors = errors

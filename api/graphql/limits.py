@@ -36,7 +36,9 @@ from graphql import (
     SelectionSetNode,
     TypeMetaFieldDef,
     VariableNode,
+    get_introspection_query,
     get_named_type,
+    parse,
 )
 from strawberry.extensions import SchemaExtension
 
@@ -66,7 +68,8 @@ class Limits:
 class Measure:
     depth: int = 0
     aliases: int = 0
-    cost: int = 0
+    cost: int = 0  # of data
+    introspection: int = 0  # of `__schema` and `__type` selections, limited on its own
 
 
 def _first(node: FieldNode, variables: dict[str, Any], default: int) -> int:
@@ -183,6 +186,12 @@ def measure(
                     parent.name.endswith("Connection") and selection.name.value == "edges"
                 ):  # a connection's edges are already counted by its `first`
                     inner *= estimates.get(coordinate, DEFAULT_LIST_ESTIMATE)
+                if depth >= 0 and selection.name.value in META_FIELDS:
+                    # An introspection root: its size grows with the schema, so it has a
+                    # budget of its own (QueryLimits), and adds nothing to the data cost.
+                    cost -= 1
+                    result.introspection += 1 + inner
+                    continue
                 cost += inner
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
@@ -206,6 +215,22 @@ def measure(
 def _default_first(definition: Any) -> int:
     default = definition.args["first"].default_value
     return default if isinstance(default, int) else DEFAULT_PAGE
+
+
+_BUDGETS: dict[int, int] = {}
+
+
+def introspection_budget(schema: GraphQLSchema) -> int:
+    """What introspection may cost in one operation: one and a half times the full
+    introspection query GraphiQL and code generators send, measured on this schema, so the
+    budget grows with the schema while aliased copies (`a1: __schema … a29: __schema …`)
+    are refused."""
+    key = id(schema)
+    if key not in _BUDGETS:
+        document = parse(get_introspection_query(descriptions=True))
+        operation = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
+        _BUDGETS[key] = measure(schema, document, operation, None).introspection * 3 // 2
+    return _BUDGETS[key]
 
 
 def too_complex(message: str, **extensions: Any) -> GraphQLError:
@@ -240,6 +265,11 @@ class QueryLimits(SchemaExtension):
                     f"query cost {found.cost} is over the maximum of {limits.max_cost}; "
                     "ask for fewer items per page or fewer nested lists"
                 )
+            elif found.introspection > (budget := introspection_budget(execution.schema._schema)):
+                problem = (
+                    f"introspection cost {found.introspection} is over the maximum of {budget} "
+                    "(one full introspection of this schema, and half again)"
+                )
             if problem is not None:
                 execution.result = ExecutionResult(data=None, errors=[too_complex(problem)])
         yield
@@ -250,6 +280,7 @@ class QueryLimits(SchemaExtension):
         return {
             "cost": {
                 "requested": self.cost.cost,
+                "introspection": self.cost.introspection,
                 "maximum": self.limits.max_cost,
                 "depth": self.cost.depth,
             }

@@ -314,15 +314,43 @@ async def test_admin_reads_no_customer_data(api: Api) -> None:
     ) in errors_of(result)
 
 
-async def test_each_denied_field_is_reported_once_however_many_rows(api: Api) -> None:
+async def test_each_denied_field_error_points_at_its_node(api: Api) -> None:
     result = await api.gql(
-        "{ orders(first: 50) { edges { node { grossMargin g2: grossMargin "
+        "{ orders(first: 50) { edges { node { number grossMargin g2: grossMargin "
         "lines { costPrice } } } } }",
         as_="cs",
     )
 
-    assert sorted(errors_of(result)) == [
-        ("FORBIDDEN", "Order.grossMargin"),
-        ("FORBIDDEN", "OrderLine.costPrice"),
+    edges = result["data"]["orders"]["edges"]
+    lines = sum(len(e["node"]["lines"]) for e in edges)
+    by_field: dict[str, list[list]] = {}
+    for error in result["errors"]:
+        assert error["extensions"]["code"] == "FORBIDDEN"
+        by_field.setdefault(error["extensions"]["field"], []).append(error["path"])
+    assert len(edges) == 50
+    assert len(by_field["Order.grossMargin"]) == 100  # both aliases of each order
+    assert len(by_field["OrderLine.costPrice"]) == lines
+    assert ["orders", "edges", 7, "node", "g2"] in by_field["Order.grossMargin"]
+    assert ["orders", "edges", 0, "node", "lines", 0, "costPrice"] in by_field[
+        "OrderLine.costPrice"
     ]
-    assert len(result["data"]["orders"]["edges"]) == 50
+    for path in by_field["Order.grossMargin"]:
+        node = result["data"]
+        for step in path:
+            node = node[step]
+        assert node is None
+
+
+async def test_a_denied_field_in_an_empty_list_is_reported_once_without_a_path(
+    api: Api,
+) -> None:
+    result = await api.gql(
+        '{ orders(first: 5, filter: {createdFrom: "2001-01-01T00:00:00+08:00", '
+        'createdTo: "2001-01-02T00:00:00+08:00"}) { edges { node { grossMargin } } } }',
+        as_="cs",
+    )
+
+    assert result["data"]["orders"]["edges"] == []
+    assert [(e["extensions"]["field"], e.get("path")) for e in result["errors"]] == [
+        ("Order.grossMargin", None)
+    ]

@@ -92,6 +92,7 @@ async def test_cost_at_and_over_the_maximum(
 
         assert result["extensions"]["cost"] == {
             "requested": COSTLY_COST,
+            "introspection": 0,
             "maximum": maximum,
             "depth": 4,
         }

@@ -10,7 +10,7 @@ import pytest
 from graphql import parse
 
 from api.graphql.coordinates import selected_operation
-from api.graphql.limits import Limits, Measure, measure
+from api.graphql.limits import Limits, Measure, introspection_budget, measure
 from api.schema import build_schema
 
 SCHEMA = build_schema()._schema
@@ -93,17 +93,18 @@ def test_introspection_costs_by_the_number_of_types() -> None:
 
     found = cost_of("{ __schema { types { name } } }")
 
-    # __schema 1 + types 1 + one name per type
-    assert found.cost == 2 + types
+    # __schema 1 + types 1 + one name per type, on the introspection budget
+    assert found.introspection == 2 + types
+    assert found.cost == 0
 
 
 def test_aliased_introspection_adds_up() -> None:
-    one = cost_of("{ __schema { types { name fields { name } } } }").cost
+    one = cost_of("{ __schema { types { name fields { name } } } }").introspection
     many = cost_of(
         "{ "
         + " ".join(f"a{i}: __schema {{ types {{ name fields {{ name }} }} }}" for i in range(29))
         + " }"
-    ).cost
+    ).introspection
 
     assert many == 29 * one
     assert one > len(SCHEMA.type_map) * 2
@@ -134,8 +135,18 @@ def test_a_list_the_estimates_do_not_know_costs_ten_items() -> None:
 def test_a_type_lookup_counts_its_fields() -> None:
     found = cost_of('{ __type(name: "Order") { fields { name } } }')
 
-    assert found.cost > 3  # __type 1 + fields 1 + one name per field of a type
+    assert found.introspection > 3  # __type 1 + fields 1 + one name per field of a type
 
 
 def test_the_default_limits_are_the_documented_ones() -> None:
     assert Limits() == Limits(max_depth=12, max_aliases=30, max_tokens=2000, max_cost=25_000)
+
+
+def test_the_introspection_budget_is_one_and_a_half_full_introspections() -> None:
+    document = parse(graphql.get_introspection_query(descriptions=True))
+    operation = selected_operation(document, None)
+    assert operation is not None
+    full = measure(SCHEMA, document, operation, None).introspection
+
+    assert introspection_budget(SCHEMA) == full * 3 // 2
+    assert full > 1000
