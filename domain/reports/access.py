@@ -166,7 +166,9 @@ async def build(
                 "roles": list(user.roles),
                 "status": "disabled" if user.disabled else "locked" if locked else "active",
                 "lastLogin": _local(login, settings.timezone) if login else None,
-                "dormant": login is None or login < period.end - DORMANT_AFTER,
+                # An account created during the quarter has not had the time to be dormant.
+                "dormant": user.created_at < period.start
+                and (login is None or login < period.end - DORMANT_AFTER),
             }
         )
 

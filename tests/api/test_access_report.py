@@ -5,12 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from domain.actor import SYSTEM_ORIGIN
+from domain.audit.service import Subject
+from domain.users import service as users_service
 from tests.api.test_approvals import PRICE, REGISTER, Signer, login_as_new_user, order_in
 from tests.api.test_audit import events
 from tests.conftest import DEMO_PASSWORD, Api, _api_for, errors_of, settings_for
@@ -19,6 +23,18 @@ REPORT = """query($q: String!, $f: ReportFormat, $s: Int) {
   accessReport(quarter: $q, format: $f, throughSeq: $s) { quarter throughSeq sha256 content format }
 }"""
 LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+
+
+async def _create_only(api: Api, username: str, roles: list[str]) -> None:
+    async with api.app.state.runtime.sessions() as session:
+        await users_service.create_user(
+            session=session,
+            who=Subject(None, "test", (), SYSTEM_ORIGIN),
+            username=username,
+            password="another-long-password",
+            roles=roles,
+        )
+        await session.commit()
 
 
 def current_quarter() -> str:
@@ -39,6 +55,8 @@ async def seeded(
     workdir = tmp_path_factory.mktemp("report")
     db = workdir / "report.db"
     shutil.copyfile(sqlite_template, db)
+    with sqlite3.connect(db) as connection:  # the demo accounts predate the quarter
+        connection.execute("UPDATE users SET created_at = '2025-01-01 00:00:00.000000'")
     settings = settings_for(
         f"sqlite+aiosqlite:///{db}",
         workdir,
@@ -56,6 +74,8 @@ async def seeded(
                 "{ customers(first: 2) { edges { node { phone } } } }",
                 authorization=f"Bearer {token}",
             )
+        # A new account that has not logged in yet is not dormant.
+        await _create_only(api, "new.joiner", ["ops"])
         # Warehouse looks at orders but never moves one: an unused grant.
         await api.gql("{ orders(first: 3) { edges { node { number } } } }", as_="warehouse")
         # Someone holding both sides tries to approve their own price change.
@@ -101,8 +121,11 @@ async def test_the_report_finds_what_was_seeded_and_nothing_else(seeded: Api) ->
     assert [(a["account"], a["metric"], a["roleMedian"]) for a in report["anomalies"]] == [
         ("demo-cs", "sensitiveRecordsRead", 2)
     ]
-    # dormant: exactly the accounts that never logged in
-    assert {a for a, row in population.items() if row["dormant"]} == set(population) - logged_in
+    # dormant: exactly the accounts that never logged in, except one created this quarter
+    assert {a for a, row in population.items() if row["dormant"]} == (
+        set(population) - logged_in - {"new.joiner"}
+    )
+    assert population["new.joiner"]["dormant"] is False
     assert population["demo-purchasing"]["dormant"] is True
     assert population["demo-cs"]["lastLogin"] is not None
     # unused grants
