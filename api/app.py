@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,9 +15,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from api import metrics
 from api.context import MINUTE, REFUSED_PREFIX
 from api.downloads import download_endpoint
 from api.graphql.limits import Limits
@@ -196,6 +198,30 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return JSONResponse({"status": "ok", "policyVersion": runtime.pdp.version})
 
     expected_revision = head_revision()
+    metrics.POOLS.engines.add(runtime.engine)
+    if metrics.AUDIT_APPEND.observe not in audit.append_observers:
+        audit.append_observers.append(metrics.AUDIT_APPEND.observe)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        """Prometheus exposition. With ORDERGATE_METRICS_TOKEN set, scrapers must send it as a
+        bearer token; the figures hold no personal data, but they describe the business."""
+        token = settings.metrics_token
+        if token and not hmac.compare_digest(
+            request.headers.get("authorization", ""), f"Bearer {token}"
+        ):
+            return JSONResponse(
+                {
+                    "errors": [
+                        {
+                            "message": "metrics need their token",
+                            "extensions": {"code": "UNAUTHENTICATED"},
+                        }
+                    ]
+                },
+                status_code=401,
+            )
+        body, media_type = metrics.exposition()
+        return Response(body, media_type=media_type)
 
     async def readyz(_request: Request) -> JSONResponse:
         """Ready to take traffic: the database answers and is at the migration head."""
@@ -278,6 +304,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await runtime.drain(grace=settings.shutdown_grace_seconds)
+            metrics.POOLS.engines.discard(runtime.engine)
             await runtime.engine.dispose()
 
     app = Starlette(
@@ -285,6 +312,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             Route("/graphql", view, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/exports/{export_id}/download", download_endpoint(runtime), methods=["GET"]),
         ],
         middleware=[

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
 
+from api import metrics
 from api.errors import DENIAL_CODES, error_code
 from domain import ratelimit
 from domain.access import AccessProfile
@@ -164,6 +165,7 @@ class RequestContext:
                     what="login attempts for this account",
                 )
             except RateLimited as exc:
+                metrics.RATE_LIMITED.labels(limit="login").inc()
                 await self.session.commit()
                 await audit.record(
                     session=self.session,
@@ -192,6 +194,9 @@ class RequestContext:
                     now=now,
                     what="refused requests from this address",
                 )
+            except RateLimited:
+                metrics.RATE_LIMITED.labels(limit="refused").inc()
+                raise
             finally:
                 await self.session.commit()
 
@@ -208,6 +213,9 @@ class RequestContext:
                     now=now,
                     what="requests for this account",
                 )
+            except RateLimited:
+                metrics.RATE_LIMITED.labels(limit="account").inc()
+                raise
             finally:
                 await self.session.commit()
 

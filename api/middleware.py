@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import metrics
 from api.client_ip import resolve_client_ip
 from api.outage import is_unavailable
 from api.settings import Settings
@@ -22,6 +24,22 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"cache-control", b"no-store"),
 ]
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def _request_ids(headers: list[tuple[bytes, bytes]]) -> tuple[str, str | None]:
+    """The request id: a caller's `X-Request-ID` when it is a sane token (a load balancer's,
+    so its logs and ours line up), else the W3C `traceparent` trace id, else a new one."""
+    given = next((v for k, v in headers if k == b"x-request-id"), b"").decode("latin-1")
+    parent = next((v for k, v in headers if k == b"traceparent"), b"").decode("latin-1")
+    trace = _TRACEPARENT.fullmatch(parent.strip())
+    trace_id = trace.group(1) if trace else None
+    if _REQUEST_ID.fullmatch(given):
+        return given, trace_id
+    return trace_id or uuid.uuid4().hex, trace_id
 
 
 class BodyTooLarge(Exception):
@@ -43,13 +61,13 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
         headers = scope.get("headers", [])
+        request_id, trace_id = _request_ids(headers)
         forwarded = [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"]
         peer = scope.get("client")[0] if scope.get("client") else None
         client_ip = resolve_client_ip(peer, forwarded, self.settings.trusted_proxies)
         state = scope.setdefault("state", {})
-        state.update(request_id=request_id, client_ip=client_ip, peer_ip=peer)
+        state.update(request_id=request_id, client_ip=client_ip, peer_ip=peer, trace_id=trace_id)
         status = {"code": 500}
         limit = self.settings.max_body_bytes
 
@@ -130,15 +148,22 @@ class EdgeMiddleware:
 
     @staticmethod
     def _log(scope: Scope, status: int, started: float, request_id: str, client_ip: str) -> None:
+        seconds = time.perf_counter() - started
+        state = scope.get("state", {})
         extra: dict[str, Any] = {
             "request_id": request_id,
             "method": scope.get("method"),
             "path": scope.get("path"),
             "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "duration_ms": round(seconds * 1000, 2),
             "client_ip": client_ip,
         }
-        user = scope.get("state", {}).get("username")
-        if user:
-            extra["user"] = user
+        for key in ("username", "trace_id", "operation", "operation_name", "codes", "cost"):
+            if state.get(key) is not None:
+                extra["user" if key == "username" else key] = state[key]
         log.info("request", extra=extra)
+        operation = state.get("operation")
+        if operation is not None:
+            codes = state.get("codes") or ["ok"]
+            metrics.REQUESTS.labels(operation=operation, code=codes[0]).inc()
+            metrics.DURATION.labels(operation=operation).observe(seconds)

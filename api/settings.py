@@ -95,6 +95,7 @@ class Settings:
     export_retry_seconds: float
     shutdown_grace_seconds: float
     db_start_timeout_seconds: float
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def production(self) -> bool:
@@ -234,5 +235,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         export_retry_seconds=_float(env, "ORDERGATE_EXPORT_RETRY_SECONDS", 30),
         shutdown_grace_seconds=_float(env, "ORDERGATE_SHUTDOWN_GRACE_SECONDS", 10),
         db_start_timeout_seconds=_float(env, "ORDERGATE_DB_START_TIMEOUT_SECONDS", 30),
+        metrics_token=env.get("ORDERGATE_METRICS_TOKEN") or None,
         queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),
     )

@@ -157,6 +157,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
         if result.errors:
             request_id = request.state.request_id
             payload["errors"] = [format_error(e, request_id=request_id) for e in result.errors]
+            request.scope["state"]["codes"] = list(
+                dict.fromkeys(e["extensions"]["code"] for e in payload["errors"])
+            )
             outage = next((e for e in result.errors if is_unavailable(e.original_error)), None)
             if outage is not None:
                 request.state.unavailable = True

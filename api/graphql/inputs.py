@@ -201,6 +201,13 @@ class InputGuard(SchemaExtension):
         execution = self.execution_context
         document = execution.graphql_document
         operation = selected_operation(document, execution.operation_name) if document else None
+        if operation is not None:
+            # For the access log and metrics: the root fields (schema names, a small label
+            # set) and the client's own name for the operation (logged only).
+            state = execution.context.request.scope["state"]
+            state["operation"] = ",".join(sorted(set(root_fields(operation))))
+            if execution.operation_name:
+                state["operation_name"] = printable(execution.operation_name)[:100]
         if operation is not None and execution.result is None:
             problem = input_problem(
                 document, operation, execution.variables, execution.operation_name

@@ -254,6 +254,9 @@ class QueryLimits(SchemaExtension):
         if operation is not None:
             found = measure(execution.schema._schema, document, operation, execution.variables)
             self.cost = found
+            request = getattr(execution.context, "request", None)
+            if request is not None:
+                request.scope["state"]["cost"] = found.cost + found.introspection
             limits = self.limits
             problem = None
             if found.depth > limits.max_depth:

@@ -1,0 +1,119 @@
+"""What an operator sees: Prometheus metrics, JSON access log lines with the operation, its
+error codes and cost, and request ids that follow a request across systems."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Api, _api_for, settings_for
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") or line.startswith(f"{name} "):
+            found = re.match(rf"{name}(?:{{(.*)}})? (.*)", line)
+            assert found
+            got = ",".join(sorted((found.group(1) or "").split(","))) if found.group(1) else ""
+            if got == wanted:
+                return float(found.group(2))
+    return 0.0
+
+
+async def test_metrics_count_operations_by_outcome_and_time_them(api: Api) -> None:
+    before = (await api.client.get("/metrics")).text
+    await api.gql("{ orders(first: 1) { edges { node { number } } } }", as_="cs")
+    await api.gql("{ orders(first: 1) { edges { node { grossMargin } } } }", as_="cs")
+
+    after = await api.client.get("/metrics")
+
+    assert after.status_code == 200
+    assert after.headers["content-type"].startswith("text/plain")
+    text = after.text
+    ok = "ordergate_requests_total"
+    assert _sample(text, ok, operation="orders", code="ok") == (
+        _sample(before, ok, operation="orders", code="ok") + 1
+    )
+    assert _sample(text, ok, operation="orders", code="FORBIDDEN") == (
+        _sample(before, ok, operation="orders", code="FORBIDDEN") + 1
+    )
+    assert _sample(text, "ordergate_request_duration_seconds_count", operation="orders") >= 2
+    assert _sample(text, "ordergate_audit_append_seconds_count") >= 1
+    assert "ordergate_db_pool_connections" in text
+
+
+async def test_rate_limit_refusals_are_counted(database_url: str, tmp_path: Path) -> None:
+    settings = settings_for(database_url, tmp_path, ORDERGATE_REFUSED_PER_IP_PER_MINUTE="1")
+    async for api in _api_for(settings):
+        before = _sample(
+            (await api.client.get("/metrics")).text,
+            "ordergate_rate_limit_refusals_total",
+            limit="refused",
+        )
+        for _ in range(3):
+            await api.gql("{ orders { totalCount } }")
+
+        after = _sample(
+            (await api.client.get("/metrics")).text,
+            "ordergate_rate_limit_refusals_total",
+            limit="refused",
+        )
+
+        assert after == before + 2
+
+
+async def test_metrics_can_require_a_token(database_url: str, tmp_path: Path) -> None:
+    settings = settings_for(database_url, tmp_path, ORDERGATE_METRICS_TOKEN="scrape-secret")
+    async for api in _api_for(settings):
+        refused = await api.client.get("/metrics")
+        allowed = await api.client.get(
+            "/metrics", headers={"authorization": "Bearer scrape-secret"}
+        )
+
+        assert refused.status_code == 401
+        assert allowed.status_code == 200
+
+
+async def test_access_log_lines_carry_operation_codes_and_cost(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ordergate.access")
+
+    await api.gql("query Mine { orders(first: 2) { edges { node { grossMargin } } } }", as_="cs")
+
+    [line] = [r for r in caplog.records if r.getMessage() == "request" and r.path == "/graphql"][
+        -1:
+    ]
+    assert line.operation == "orders"
+    assert line.operation_name == "Mine"
+    assert line.codes == ["FORBIDDEN"]
+    assert line.cost == 1 + 2 * 3
+    assert line.duration_ms > 0
+    json.dumps(vars(line), default=str)  # serialisable as a JSON log line
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"x-request-id": "lb-4f2a9c"}, "lb-4f2a9c"),
+        (
+            {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+        ),
+        ({"x-request-id": "bad id with spaces\x01"}, None),
+    ],
+)
+async def test_an_incoming_request_id_or_trace_is_kept(
+    api: Api, headers: dict[str, str], expected: str | None
+) -> None:
+    response = await api.client.get("/healthz", headers=headers)
+
+    if expected is None:
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+    else:
+        assert response.headers["x-request-id"] == expected
