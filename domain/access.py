@@ -337,16 +337,22 @@ class PolicyDecisionPoint:
                 self._state = new_state
         return changed
 
+    def _single_role(self, state: _State, role: str) -> AccessProfile:
+        """A one-role profile of `state`, compiled once and kept in that state's cache (so a
+        checked policy's profiles serve requests once it is in force)."""
+        key = frozenset([role])
+        cached = state[2].get(key)
+        if cached is None:
+            cached = state[2][key] = self._compile(state[0], state[1], key)
+        return cached
+
     def _grants(self, state: _State | None, known_roles: Iterable[str]) -> set[str]:
         """Every grant as `role Type.field` or `role action`: what a reload may not lose
         silently. `None` is the policy in force, read through its cached profiles (under the
         lock, as requests read them); a new state is compiled on its own enforcer."""
         found: set[str] = set()
         for role in known_roles:
-            if state is None:
-                profile = self.profile([role])
-            else:
-                profile = self._compile(state[0], state[1], frozenset([role]))
+            profile = self.profile([role]) if state is None else self._single_role(state, role)
             found |= {f"{role} {c}" for c, a in profile.fields.items() if a is not FieldAccess.NONE}
             found |= {f"{role} {a}" for a in profile.actions}
         return found
@@ -441,7 +447,7 @@ class PolicyDecisionPoint:
         state: tuple[str, casbin.Enforcer, dict[frozenset[str], AccessProfile]],
         known_roles: Iterable[str],
     ) -> list[str]:
-        version, enforcer, _ = state
+        _, enforcer, _ = state
         problems: list[str] = []
         known_roles = set(known_roles)
         for rule in enforcer.get_policy():
@@ -477,7 +483,7 @@ class PolicyDecisionPoint:
             problems.append(f"subject {role!r} is neither a known role nor a group any role uses")
         readable: set[str] = set()
         for role in known_roles:
-            profile = self._compile(version, enforcer, frozenset([role]))
+            profile = self._single_role(state, role)
             readable |= {c for c, a in profile.fields.items() if a is not FieldAccess.NONE}
         for coordinate in COORDINATES:
             if coordinate not in readable:
