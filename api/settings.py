@@ -10,10 +10,22 @@ import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from domain.access import POLICY_DIR
 from domain.audit.keys import CheckpointKey
 from domain.reports.access import ReportSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir(environ: dict[str, str]) -> Path:
+    """`var/` of a source checkout (where `make run` works); for an installed package, the
+    user's data directory — never inside site-packages."""
+    if (PROJECT_ROOT / "pyproject.toml").exists():
+        return PROJECT_ROOT / "var"
+    base = environ.get("XDG_DATA_HOME") or str(
+        Path(environ.get("HOME", "~")).expanduser() / ".local" / "share"
+    )
+    return Path(base) / "ordergate"
 
 
 class SettingsError(RuntimeError):
@@ -164,7 +176,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     mode = env.get("ORDERGATE_ENV", "development")
     if mode not in MODES:
         raise SettingsError(f"ORDERGATE_ENV is one of {', '.join(MODES)}, not {mode!r}")
-    data_dir = Path(env.get("ORDERGATE_DATA_DIR", PROJECT_ROOT / "var"))
+    data_dir = Path(env.get("ORDERGATE_DATA_DIR") or default_data_dir(env))
     database_url = normalise_database_url(
         env.get("DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'ordergate.db'}")
     )
@@ -210,7 +222,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         timezone=timezone,
         trusted_proxies=proxies,
         max_body_bytes=_int(env, "ORDERGATE_MAX_BODY_BYTES", 1_000_000),
-        policy_dir=Path(env.get("ORDERGATE_POLICY_DIR", PROJECT_ROOT / "policies")),
+        policy_dir=Path(env.get("ORDERGATE_POLICY_DIR", POLICY_DIR)),
         policy_poll_seconds=_float(env, "ORDERGATE_POLICY_POLL_SECONDS", 2),
         audit_key_file=audit_key_file,
         audit_checkpoint_seconds=_float(env, "ORDERGATE_AUDIT_CHECKPOINT_SECONDS", 300),
