@@ -180,44 +180,40 @@ class RequestContext:
                 raise
             await self.session.commit()
 
-    async def count_refusal(self, now: dt.datetime) -> int:
-        """Count a refused anonymous request against its client IP; returns the count in this
-        minute (the first is audited, the rest are summed into one event when the minute
-        ends), and raises RateLimited past the budget."""
+    async def _spend(self, *, key: str, limit: int, what: str, label: str, now: dt.datetime) -> int:
+        """One hit on a rate-limit counter, committed at once (also when it is refused)."""
         async with self._db_lock:
             try:
                 return await ratelimit.hit(
-                    session=self.session,
-                    key=f"{REFUSED_PREFIX}{self.origin.client_ip}",
-                    limit=self.runtime.settings.refused_per_ip_per_minute,
-                    per=MINUTE,
-                    now=now,
-                    what="refused requests from this address",
+                    session=self.session, key=key, limit=limit, per=MINUTE, now=now, what=what
                 )
             except RateLimited:
-                metrics.RATE_LIMITED.labels(limit="refused").inc()
+                metrics.RATE_LIMITED.labels(limit=label).inc()
                 raise
             finally:
                 await self.session.commit()
 
+    async def count_refusal(self, now: dt.datetime) -> int:
+        """Count a refused anonymous request against its client IP; returns the count in this
+        minute (the first is audited, the rest are summed into one event when the minute
+        ends), and raises RateLimited past the budget."""
+        return await self._spend(
+            key=f"{REFUSED_PREFIX}{self.origin.client_ip}",
+            limit=self.runtime.settings.refused_per_ip_per_minute,
+            what="refused requests from this address",
+            label="refused",
+            now=now,
+        )
+
     async def spend_query_budget(self, now: dt.datetime) -> None:
         """Each authenticated operation spends one unit of its account's budget per minute."""
-        actor = self.require_actor()
-        async with self._db_lock:
-            try:
-                await ratelimit.hit(
-                    session=self.session,
-                    key=f"queries:{actor.user_id}",
-                    limit=self.runtime.settings.queries_per_account_per_minute,
-                    per=MINUTE,
-                    now=now,
-                    what="requests for this account",
-                )
-            except RateLimited:
-                metrics.RATE_LIMITED.labels(limit="account").inc()
-                raise
-            finally:
-                await self.session.commit()
+        await self._spend(
+            key=f"queries:{self.require_actor().user_id}",
+            limit=self.runtime.settings.queries_per_account_per_minute,
+            what="requests for this account",
+            label="account",
+            now=now,
+        )
 
     async def record(self, **event: Any) -> None:
         """Record an event that is not part of a mutation (reads), in its own transaction."""

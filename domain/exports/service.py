@@ -702,17 +702,33 @@ async def open_download(
     path = settings.directory / request.file_name
     if not path.exists():
         raise DownloadRefused("the file is no longer kept")
+    await _download_event(
+        session, actor, request, now, {"sha256": request.file_sha256, "rows": request.row_count}
+    )
+    return path
+
+
+async def _download_event(
+    session: AsyncSession,
+    actor: Actor,
+    request: ExportRequest,
+    now: dt.datetime,
+    details: dict[str, Any],
+    *,
+    action: str = "export.download",
+    outcome: Outcome = Outcome.SUCCESS,
+) -> None:
     await audit.record(
         session=session,
         who=actor,
-        action="export.download",
+        action=action,
         operation="download",
         target_type="ExportRequest",
         target_id=request.id,
+        outcome=outcome,
         at=now,
-        details={"sha256": request.file_sha256, "rows": request.row_count},
+        details=details,
     )
-    return path
 
 
 async def finish_download(
@@ -732,15 +748,13 @@ async def finish_download(
     if request is None:
         return
     if delivered:
-        await audit.record(
-            session=session,
-            who=actor,
+        await _download_event(
+            session,
+            actor,
+            request,
+            now,
+            {"sentBytes": sent_bytes},
             action="export.download.delivered",
-            operation="download",
-            target_type="ExportRequest",
-            target_id=request.id,
-            at=now,
-            details={"sentBytes": sent_bytes},
         )
         return
     resumable = request.download_attempts == 0 and request.status is ExportStatus.DOWNLOADED
@@ -748,21 +762,18 @@ async def finish_download(
     if resumable:
         request.status = ExportStatus.READY
         request.downloaded_at = None
-    await audit.record(
-        session=session,
-        who=actor,
-        action="export.download",
-        operation="download",
-        target_type="ExportRequest",
-        target_id=request.id,
-        outcome=Outcome.FAILURE,
-        at=now,
-        details={
+    await _download_event(
+        session,
+        actor,
+        request,
+        now,
+        {
             "interrupted": True,
             "sentBytes": sent_bytes,
             "attempt": request.download_attempts,
             "downloadGivenBack": resumable,
         },
+        outcome=Outcome.FAILURE,
     )
 
 
