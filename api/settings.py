@@ -232,7 +232,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         max_depth=_int(env, "ORDERGATE_MAX_DEPTH", 12),
         max_aliases=_int(env, "ORDERGATE_MAX_ALIASES", 30),
         max_tokens=_int(env, "ORDERGATE_MAX_TOKENS", 2000),
-        max_cost=_int(env, "ORDERGATE_MAX_COST", 25_000),
+        max_cost=_int(env, "ORDERGATE_MAX_COST", 20_000),
         cors_origins=tuple(
             o.strip() for o in env.get("ORDERGATE_CORS_ORIGINS", "").split(",") if o.strip()
         ),

@@ -61,7 +61,7 @@ class Limits:
     max_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 2000
-    max_cost: int = 25_000
+    max_cost: int = 20_000
 
 
 @dataclass

@@ -76,7 +76,7 @@ async def test_cost_multiplies_by_first_and_is_reported(api: Api) -> None:
     )
 
     assert large["extensions"]["cost"]["requested"] > 9 * small["extensions"]["cost"]["requested"]
-    assert small["extensions"]["cost"]["maximum"] == 25_000
+    assert small["extensions"]["cost"]["maximum"] == 20_000
 
 
 COSTLY = "{ orders(first: 100) { edges { node { number status total customerName } } } }"

@@ -139,7 +139,7 @@ def test_a_type_lookup_counts_its_fields() -> None:
 
 
 def test_the_default_limits_are_the_documented_ones() -> None:
-    assert Limits() == Limits(max_depth=12, max_aliases=30, max_tokens=2000, max_cost=25_000)
+    assert Limits() == Limits(max_depth=12, max_aliases=30, max_tokens=2000, max_cost=20_000)
 
 
 def test_the_introspection_budget_is_one_and_a_half_full_introspections() -> None:
