@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from api.graphql.limits import introspection_budget
+from api.schema import build_schema
 from domain.audit.keys import CheckpointKey
 from domain.db import utcnow
 from tests.conftest import DEMO_PASSWORD, Api, _api_for, errors_of, settings_for
@@ -264,3 +266,58 @@ def test_the_schema_lists_every_error_code() -> None:
 
     assert {c.value for c in ErrorCode} == contract
     assert raised <= contract
+
+
+async def test_each_refusal_says_which_limit_and_by_how_much(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = {
+        "ORDERGATE_MAX_DEPTH": "3",
+        "ORDERGATE_MAX_ALIASES": "1",
+        "ORDERGATE_MAX_COST": "10",
+    }
+    async for api in _with(database_url, tmp_path, **settings):
+        deep = await api.gql(
+            "{ orders(first: 1) { edges { node { customer { id } } } } }", as_="cs"
+        )
+        aliased = await api.gql("{ a: viewer { username } b: viewer { username } }", as_="cs")
+        costly = await api.gql("{ orders(first: 5) { edges { node { number } } } }", as_="cs")
+        introspective = await api.gql(
+            "{ "
+            + " ".join(f"a{i}: __schema {{ types {{ name }} }}" for i in range(1))
+            + " "
+            + " ".join(
+                f'b{i}: __type(name: "Order") {{ fields {{ name args {{ name }} }} }}'
+                for i in range(1)
+            )
+            + " }",
+            as_="cs",
+        )
+
+    assert deep["errors"][0]["message"] == "query depth 5 is over the maximum of 3"
+    assert aliased["errors"][0]["message"] == "2 aliases are over the maximum of 1"
+    assert costly["errors"][0]["message"] == (
+        "query cost 21 is over the maximum of 10; ask for fewer items per page or fewer nested "
+        "lists"
+    )
+
+
+async def test_too_much_introspection_is_refused_with_its_budget_named(api: Api) -> None:
+    query = (
+        "{ "
+        + " ".join(
+            f"a{i}: __schema {{ types {{ name description fields {{ name description "
+            f"args {{ name description }} }} }} }}"
+            for i in range(29)
+        )
+        + " }"
+    )
+
+    result = await api.gql(query, as_="cs")
+
+    message = result["errors"][0]["message"]
+    assert message.startswith("introspection cost ")
+    assert message.endswith(
+        f"is over the maximum of {introspection_budget(build_schema()._schema)} "
+        "(one full introspection of this schema, and half again)"
+    )
