@@ -281,18 +281,7 @@ async def test_each_refusal_says_which_limit_and_by_how_much(
             "{ orders(first: 1) { edges { node { customer { id } } } } }", as_="cs"
         )
         aliased = await api.gql("{ a: viewer { username } b: viewer { username } }", as_="cs")
-        costly = await api.gql("{ orders(first: 5) { edges { node { number } } } }", as_="cs")
-        introspective = await api.gql(
-            "{ "
-            + " ".join(f"a{i}: __schema {{ types {{ name }} }}" for i in range(1))
-            + " "
-            + " ".join(
-                f'b{i}: __type(name: "Order") {{ fields {{ name args {{ name }} }} }}'
-                for i in range(1)
-            )
-            + " }",
-            as_="cs",
-        )
+        costly = await api.gql("{ orders(first: 20) { totalCount } }", as_="cs")
 
     assert deep["errors"][0]["message"] == "query depth 5 is over the maximum of 3"
     assert aliased["errors"][0]["message"] == "2 aliases are over the maximum of 1"
