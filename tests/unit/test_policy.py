@@ -29,6 +29,17 @@ def test_the_table_covers_every_role_and_every_governed_field() -> None:
     assert {c for _, c in EXPECTED} == set(COORDINATES)
 
 
+def test_the_whole_table_at_once() -> None:
+    """The same check as below in one test (the mutation run uses this one: it is quick)."""
+    wrong = [
+        (role, coordinate, PDP.profile([role]).field_access(coordinate), expected)
+        for (role, coordinate), expected in EXPECTED.items()
+        if PDP.profile([role]).field_access(coordinate) != expected
+    ]
+
+    assert wrong == []
+
+
 @pytest.mark.parametrize(("role", "coordinate"), sorted(EXPECTED))
 def test_compiled_access_matches_the_table(role: str, coordinate: str) -> None:
     assert PDP.profile([role]).field_access(coordinate) == EXPECTED[(role, coordinate)]
