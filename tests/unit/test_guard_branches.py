@@ -14,6 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jwt.algorithms import OKPAlgorithm
+from jwt.api_jws import PyJWS
 
 from api.client_ip import resolve_client_ip
 from domain.approvals import signatures
@@ -186,3 +188,21 @@ def test_hashes_and_times_are_the_same_in_every_local_zone() -> None:
 def test_a_malformed_hop_stops_the_walk_even_with_addresses_left_of_it() -> None:
     # Left of the junk is what the client wrote; walking on would believe it.
     assert resolve_client_ip("10.0.0.2", ["6.6.6.6, junk, 10.0.0.1"], TRUSTED) == "10.0.0.1"
+
+
+def test_the_fully_specified_alg_name_ed25519_is_accepted() -> None:
+    private = Ed25519PrivateKey.generate()
+    pem = signatures.normalised_pem(private.public_key())
+    jws = PyJWS()
+    jws.register_algorithm("Ed25519", OKPAlgorithm())
+    token = jws.encode(PAYLOAD, private, algorithm="Ed25519", headers={"kid": "3"})
+
+    assert signatures.read_header(token).kid == "3"
+    assert signatures.verified_payload(token, pem) == PAYLOAD
+
+
+def test_our_signatures_carry_no_jwt_typ() -> None:
+    token = signatures.sign(PAYLOAD, Ed25519PrivateKey.generate(), "4")
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+
+    assert header == {"alg": "EdDSA", "kid": "4"}
