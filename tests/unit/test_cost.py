@@ -3,6 +3,7 @@ introspection all count."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import graphql
@@ -150,3 +151,74 @@ def test_the_introspection_budget_is_one_and_a_half_full_introspections() -> Non
 
     assert introspection_budget(SCHEMA) == full * 3 // 2
     assert full > 1000
+
+
+def _average(counts: list[int]) -> int:
+    """Rounded-up average over every named type of the schema, at least 1."""
+    return max(1, math.ceil(sum(counts) / len(SCHEMA.type_map)))
+
+
+def test_each_introspection_list_costs_its_average_length() -> None:
+    objects = [
+        t
+        for t in SCHEMA.type_map.values()
+        if isinstance(t, graphql.GraphQLObjectType | graphql.GraphQLInterfaceType)
+    ]
+    fields = _average([len(t.fields) for t in objects])
+    enum_values = _average(
+        [len(t.values) for t in SCHEMA.type_map.values() if isinstance(t, graphql.GraphQLEnumType)]
+    )
+    args = _average([len(f.args) for t in objects for f in t.fields.values()])
+    directives = max(1, len(SCHEMA.directives))
+    directive_args = _average([len(d.args) for d in SCHEMA.directives])
+
+    def introspection(query: str) -> int:
+        return cost_of(query).introspection
+
+    # __type 1 + fields (1 + n x name 1)
+    assert introspection('{ __type(name: "Order") { fields { name } } }') == 2 + fields
+    assert introspection('{ __type(name: "OrderStatus") { enumValues { name } } }') == (
+        2 + enum_values
+    )
+    assert introspection('{ __type(name: "Query") { fields { args { name } } } }') == 2 + fields * (
+        1 + args
+    )
+    assert introspection("{ __schema { directives { name } } }") == 2 + directives
+    assert introspection("{ __schema { directives { args { name } } } }") == (
+        2 + directives * (1 + directive_args)
+    )
+    assert introspection("{ __schema { directives { locations } } }") == 2 + directives
+    assert introspection("{ __schema { directives { args { type { name } } } } }") == (
+        2 + directives * (1 + directive_args * 2)
+    )
+
+
+def test_introspection_beside_data_leaves_the_data_cost_whole() -> None:
+    found = cost_of(
+        "{ __schema { types { name } } orders(first: 10) { edges { node { number } } } }"
+    )
+
+    assert found.cost == TEN_NUMBERS
+    assert found.introspection == 2 + len(SCHEMA.type_map)
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("{ orders(first: 0) { edges { node { number } } } }", None),
+        ("query($n: Int) { orders(first: $n) { edges { node { number } } } }", {"n": 0}),
+    ],
+)
+def test_an_empty_page_costs_only_the_list_field(
+    query: str, variables: dict[str, Any] | None
+) -> None:
+    assert cost_of(query, variables).cost == 1
+
+
+def test_depth_counts_data_levels_only() -> None:
+    assert cost_of("{ __typename }").depth == 1
+    assert cost_of("{ viewer { username } }").depth == 2
+    document = parse(graphql.get_introspection_query(descriptions=True))
+    operation = selected_operation(document, None)
+    assert operation is not None
+    assert measure(SCHEMA, document, operation, None).depth == 1
