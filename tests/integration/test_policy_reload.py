@@ -29,6 +29,9 @@ async def test_a_refused_policy_is_reported_once_and_a_missing_file_once_per_cha
         (policy_dir / "policy.csv").write_text(good[: good.index("# compliance:")])
         for _ in range(5):  # five polls of the same refused version
             await _reload_policy(runtime, "file change")
+        (policy_dir / "policy.csv").write_text(good[: good.index("# integration:")])
+        for _ in range(3):  # another refused version: reported once more
+            await _reload_policy(runtime, "file change")
         (policy_dir / "policy.csv").unlink()
         for _ in range(5):
             await _reload_policy(runtime, "file change")
@@ -40,8 +43,9 @@ async def test_a_refused_policy_is_reported_once_and_a_missing_file_once_per_cha
         ]
         messages = [r.getMessage() for r in caplog.records]
         assert runtime.pdp.version == in_force
-        assert len(refusals) == 1
-        assert messages.count("policy refused; keeping the previous one") == 1
+        assert len(refusals) == 2
+        assert refusals[0]["details"]["refused"] != refusals[1]["details"]["refused"]
+        assert messages.count("policy refused; keeping the previous one") == 2
         assert messages.count("policy file missing; the policy in force stays") == 1
         assert messages.count("policy files are back") == 1
         assert not [r for r in caplog.records if r.exc_info]

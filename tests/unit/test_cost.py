@@ -222,3 +222,10 @@ def test_depth_counts_data_levels_only() -> None:
     operation = selected_operation(document, None)
     assert operation is not None
     assert measure(SCHEMA, document, operation, None).depth == 1
+
+
+def test_fields_after_a_scalar_still_count() -> None:
+    query = "{ orders(first: 1) { totalCount edges { node { number lines { sku } } } } }"
+
+    # orders 1 + 1 x (totalCount 1 + edges 1 + node 1 + number 1 + lines (1 + 5))
+    assert cost_of(query).cost == 1 + 10
