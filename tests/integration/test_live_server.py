@@ -79,14 +79,14 @@ def _total_as_warehouse(base: str) -> dict:
             "{ accessToken } }",
             "variables": {"p": DEMO_PASSWORD},
         },
-        timeout=10,
+        timeout=30,
     ).json()
     token = login["data"]["login"]["accessToken"]
     return httpx.post(
         f"{base}/graphql",
         json={"query": QUERY},
         headers={"authorization": f"Bearer {token}"},
-        timeout=10,
+        timeout=30,
     ).json()
 
 
@@ -95,7 +95,7 @@ def _grant_total_to_warehouse(policy_dir: Path) -> None:
         fh.write("p, warehouse, Order.total, read, allow\n")
 
 
-def _wait_for(check: Callable[[], bool], seconds: float = 10) -> bool:
+def _wait_for(check: Callable[[], bool], seconds: float = 30) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():
@@ -138,7 +138,7 @@ def _login(base: str, role: str) -> str:
             "{ accessToken } }",
             "variables": {"u": f"demo-{role}", "p": DEMO_PASSWORD},
         },
-        timeout=10,
+        timeout=30,
     ).json()
     return answer["data"]["login"]["accessToken"]
 
@@ -148,7 +148,7 @@ def _gql(base: str, token: str, query: str, variables: dict | None = None) -> di
         f"{base}/graphql",
         json={"query": query, "variables": variables or {}},
         headers={"authorization": f"Bearer {token}"},
-        timeout=10,
+        timeout=30,
     ).json()
 
 
