@@ -49,7 +49,7 @@ def _serve(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        for _ in range(600):  # up to a minute: the server checks its policy before it listens
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
