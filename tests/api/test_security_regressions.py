@@ -521,6 +521,11 @@ async def test_other_requests_keep_flowing_during_a_burst_of_logins(api: Api) ->
     started = time.perf_counter()
     passwords.verify_password(None, "x" * 12)
     one_hash = time.perf_counter() - started
+    quiet = []
+    for _ in range(10):  # the machine's own pace, measured in the same run
+        sent = time.perf_counter()
+        await api.client.get("/healthz")
+        quiet.append(time.perf_counter() - sent)
     login = (
         'mutation($u: String!) { login(username: $u, password: "wrong-password") { accessToken } }'
     )
@@ -536,9 +541,11 @@ async def test_other_requests_keep_flowing_during_a_burst_of_logins(api: Api) ->
 
     assert all(errors_of(r) == [("UNAUTHENTICATED", None)] for r in results)
     # On the event loop, every login stalls the checks for a whole hash: as many stalls as
-    # logins. In the hashing pool, none (or one, while the pool's thread starts).
-    stalls = [w for w in waits if w >= one_hash / 2]
-    assert len(stalls) <= 2, (stalls, one_hash)
+    # logins. In the hashing pool, none (or one, while the pool's thread starts). A stall is
+    # half a hash, or four times the slowest quiet check on a loaded machine.
+    threshold = max(one_hash / 2, 4 * max(quiet))
+    stalls = [w for w in waits if w >= threshold]
+    assert len(stalls) <= 2, (stalls, one_hash, quiet)
 
 
 # ---- 8. the cost limit counts variable defaults and introspection ----------------------------
