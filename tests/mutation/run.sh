@@ -22,7 +22,7 @@ fi
 TESTS_CLIENT_IP="tests/unit/test_guard_branches.py tests/unit/test_rules.py"
 TESTS_SIGNATURES="tests/unit/test_guard_branches.py tests/api/test_approvals.py"
 TESTS_CHAIN="tests/unit/test_audit_chain.py tests/unit/test_guard_branches.py tests/integration/test_audit_chain.py"
-TESTS_LIMITS="tests/unit/test_cost.py tests/api/test_limits.py"
+TESTS_LIMITS="tests/unit/test_cost.py tests/api/test_limits.py tests/api/test_observability.py"
 # The whole-table test stands in for its 1,000 parametrised twins, so a surviving mutant costs
 # seconds, not a minute.
 TESTS_ACCESS="tests/unit/test_rules.py tests/unit/test_policy.py tests/api/test_sensitive_reads.py -k 'not test_compiled_access_matches_the_table'"

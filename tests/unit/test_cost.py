@@ -229,3 +229,30 @@ def test_fields_after_a_scalar_still_count() -> None:
 
     # orders 1 + 1 x (totalCount 1 + edges 1 + node 1 + number 1 + lines (1 + 5))
     assert cost_of(query).cost == 1 + 10
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ orders(first: 10) { totalCount ... on OrderConnection { edges { node { number } } } } }",
+        "query { orders(first: 10) { totalCount ...Page } } "
+        "fragment Page on OrderConnection { edges { node { number } } }",
+    ],
+)
+def test_fragments_add_to_their_siblings(query: str) -> None:
+    # orders 1 + 10 x (totalCount 1 + edges 1 + node 1 + number 1)
+    assert cost_of(query).cost == 1 + 10 * 4
+
+
+def test_a_nested_list_without_first_costs_its_own_default_page() -> None:
+    query = "{ customers(first: 1) { edges { node { orders { number } } } } }"
+
+    # customers 1 + 1 x (edges 1 + node 1 + orders (1 + 10 x number 1)): Customer.orders
+    # pages 10 by default, not the 20 of a top-level list
+    assert cost_of(query).cost == 1 + (1 + 1 + 11)
+
+
+def test_each_schema_has_its_own_introspection_budget() -> None:
+    small = graphql.build_schema("type Query { items: [Item] } type Item { name: String }")
+
+    assert introspection_budget(small) < introspection_budget(SCHEMA)
