@@ -9,6 +9,7 @@ for lines of each order costs a hundred times one order. Every response carries
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,17 @@ def _with_defaults(
     return merged
 
 
+# Per schema object, weakly: an id could be reused by a later schema once one is collected.
+_ESTIMATES: weakref.WeakKeyDictionary[GraphQLSchema, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def _estimates(schema: GraphQLSchema) -> dict[str, int]:
+    """List lengths for this schema, worked out once per schema, not once per request."""
+    if schema not in _ESTIMATES:
+        _ESTIMATES[schema] = {**LIST_ESTIMATES, **_introspection_estimates(schema)}
+    return _ESTIMATES[schema]
+
+
 def _introspection_estimates(schema: GraphQLSchema) -> dict[str, int]:
     """How long introspection lists are in this schema: the number of types, and the average
     number of fields, arguments, values and members of the types that have them (rounded
@@ -144,7 +156,7 @@ def measure(
     variables: dict[str, Any] | None,
 ) -> Measure:
     variables = _with_defaults(operation, variables)
-    estimates = {**LIST_ESTIMATES, **_introspection_estimates(schema)}
+    estimates = _estimates(schema)
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
@@ -217,7 +229,7 @@ def _default_first(definition: Any) -> int:
     return default if isinstance(default, int) else DEFAULT_PAGE
 
 
-_BUDGETS: dict[int, int] = {}
+_BUDGETS: weakref.WeakKeyDictionary[GraphQLSchema, int] = weakref.WeakKeyDictionary()
 
 
 def introspection_budget(schema: GraphQLSchema) -> int:
@@ -225,12 +237,11 @@ def introspection_budget(schema: GraphQLSchema) -> int:
     introspection query GraphiQL and code generators send, measured on this schema, so the
     budget grows with the schema while aliased copies (`a1: __schema … a29: __schema …`)
     are refused."""
-    key = id(schema)
-    if key not in _BUDGETS:
+    if schema not in _BUDGETS:
         document = parse(get_introspection_query(descriptions=True))
         operation = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
-        _BUDGETS[key] = measure(schema, document, operation, None).introspection * 3 // 2
-    return _BUDGETS[key]
+        _BUDGETS[schema] = measure(schema, document, operation, None).introspection * 3 // 2
+    return _BUDGETS[schema]
 
 
 def too_complex(message: str, **extensions: Any) -> GraphQLError:
