@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from graphql import GraphQLSchema
 
 from api.graphql.limits import introspection_budget
 from api.schema import build_schema
@@ -310,3 +311,74 @@ async def test_too_much_introspection_is_refused_with_its_budget_named(api: Api)
         f"is over the maximum of {introspection_budget(build_schema()._schema)} "
         "(one full introspection of this schema, and half again)"
     )
+
+
+def _introspection_padding(schema: GraphQLSchema, remaining: int, max_pieces: int) -> str:
+    """Aliased `__type`/`__schema` selections whose introspection cost adds up to exactly
+    `remaining`, in as few pieces as possible (each costs what `measure` says, on this schema)."""
+    from graphql import parse
+    from graphql.utilities import get_operation_ast
+
+    from api.graphql.limits import measure
+
+    shapes = [
+        '__type(name: "Order") { name }',
+        '__type(name: "Order") { name kind }',
+        '__type(name: "Order") { fields { name } }',
+        '__type(name: "Order") { fields { name args { name } } }',
+        "__schema { directives { name } }",
+        "__schema { types { name } }",
+        "__schema { types { enumValues { name } } }",
+        "__schema { types { fields { name } } }",
+        "__schema { types { fields { name type { name } } } }",
+    ]
+    costs: dict[int, str] = {}
+    for shape in shapes:
+        document = parse("{ " + shape + " }")
+        costs.setdefault(
+            measure(schema, document, get_operation_ast(document), None).introspection, shape
+        )
+    # Fewest pieces for each total up to `remaining` (coin change).
+    fewest: list[list[int] | None] = [[]] + [None] * remaining
+    for total in range(1, remaining + 1):
+        for cost in costs:
+            before = fewest[total - cost] if cost <= total else None
+            if before is not None and (
+                fewest[total] is None or len(before) + 1 < len(fewest[total])
+            ):
+                fewest[total] = [*before, cost]
+    pieces = fewest[remaining]
+    assert pieces is not None
+    assert len(pieces) <= max_pieces
+    return " ".join(f"pad{i}: {costs[cost]}" for i, cost in enumerate(pieces))
+
+
+@pytest.mark.parametrize("over", [0, 1])
+async def test_introspection_exactly_at_its_budget_runs_and_one_more_is_refused(
+    api: Api, over: int
+) -> None:
+    from graphql import get_introspection_query, parse
+    from graphql.utilities import get_operation_ast
+
+    from api.graphql.limits import measure
+
+    schema = build_schema()._schema
+    full = get_introspection_query(descriptions=True)
+    document = parse(full)
+    full_cost = measure(schema, document, get_operation_ast(document), None).introspection
+    budget = introspection_budget(schema)
+    padding = _introspection_padding(schema, budget - full_cost + over, max_pieces=29)
+    query = full.replace("query IntrospectionQuery {", "query IntrospectionQuery { " + padding, 1)
+
+    result = await api.gql(query, as_="cs")
+
+    if over:
+        assert result["errors"][0]["message"] == (
+            f"introspection cost {budget + 1} is over the maximum of {budget} "
+            "(one full introspection of this schema, and half again)"
+        )
+        assert result.get("data") is None
+    else:
+        assert "errors" not in result
+        assert result["extensions"]["cost"]["introspection"] == budget
+        assert result["data"]["__schema"]["queryType"]["name"] == "Query"

@@ -97,6 +97,24 @@ async def test_access_log_lines_carry_operation_codes_and_cost(
     json.dumps(vars(line), default=str)  # serialisable as a JSON log line
 
 
+async def test_the_access_log_cost_adds_introspection_to_data(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ordergate.access")
+
+    result = await api.gql(
+        '{ orders(first: 2) { edges { node { number } } } __type(name: "Order") { name } }',
+        as_="cs",
+    )
+
+    [line] = [r for r in caplog.records if r.getMessage() == "request" and r.path == "/graphql"][
+        -1:
+    ]
+    cost = result["extensions"]["cost"]
+    assert (cost["requested"], cost["introspection"]) == (1 + 2 * 3, 2)
+    assert line.cost == 1 + 2 * 3 + 2
+
+
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
