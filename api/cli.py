@@ -326,8 +326,17 @@ async def _sign(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ordergate: {message}", file=sys.stderr)
         return 2
 
-    if not str(args.request).isascii() or not str(args.request).isdigit():
-        return refuse(f"--request takes a request id (a number), not {printable(args.request)!r}")
+    from api.graphql.relay import decode_global_id
+
+    given = str(args.request)
+    found = decode_global_id(given)
+    if found is not None and found[0] == "ApprovalRequest":
+        args.request = str(found[1])  # the id as the API shows it: a global ID
+    elif not given.isascii() or not given.isdigit():
+        return refuse(
+            "--request takes an approval request's id (as the API shows it, or its number), "
+            f"not {printable(given)!r}"
+        )
     try:
         pem = args.key.read_bytes()
     except OSError as exc:

@@ -16,6 +16,7 @@ from strawberry.dataloader import DataLoader
 
 from api import metrics
 from api.errors import DENIAL_CODES, error_code
+from api.graphql.relay import row_id
 from domain import ratelimit
 from domain.access import AccessProfile
 from domain.actor import Actor, Origin
@@ -134,7 +135,7 @@ class RequestContext:
                     action=action,
                     operation=operation,
                     target_type=target_type,
-                    target_id=target_id,
+                    target_id=row_id(target_id),
                 )
                 raise
 
@@ -220,3 +221,4 @@ class RequestContext:
         async with self._db_lock:
             await audit.record(session=self.session, who=self.audit_subject, **event)
             await self.session.commit()
+

@@ -17,6 +17,7 @@ from api.graphql.extension import AccessControl
 from api.graphql.inputs import InputGuard
 from api.graphql.limits import Limits, QueryLimits
 from api.graphql.orders import OrderMutations, OrderQueries
+from api.graphql.nodes import NodeQueries
 from api.graphql.reports import ReportQueries
 from api.graphql.scalars import SCALARS
 from api.graphql.stock import StockQueries
@@ -27,6 +28,7 @@ from api.graphql.viewer import ViewerQueries
 @strawberry.type
 class Query(
     ViewerQueries,
+    NodeQueries,
     OrderQueries,
     CustomerQueries,
     StockQueries,

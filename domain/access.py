@@ -147,6 +147,7 @@ RESOURCES: Mapping[str, tuple[str, ...]] = {
         "downloadedAt",
     ),
     "StockItem": (
+        "id",
         "sku",
         "productName",
         "warehouse",

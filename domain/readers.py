@@ -89,6 +89,7 @@ READERS: Mapping[str, Reader] = {
     ),
     **_fields(
         "StockItem",
+        id="id",
         sku="sku",
         productName=lambda item: item.product.name,
         warehouse="warehouse",

@@ -241,3 +241,13 @@ def errors_of(result: dict[str, Any]) -> list[tuple[str, str | None]]:
     return [
         (e["extensions"]["code"], e["extensions"].get("field")) for e in result.get("errors", [])
     ]
+
+
+def db_id(global_id: str) -> int:
+    """The row id behind a global ID the API returned (for tests that reach into the
+    database or the audit log, which name rows by their id)."""
+    from api.graphql.relay import decode_global_id
+
+    found = decode_global_id(global_id)
+    assert found is not None, global_id
+    return found[1]

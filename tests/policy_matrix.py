@@ -125,6 +125,7 @@ ExportRequest.downloadUrl           -     -     F     -     -     F     F     F 
 ExportRequest.downloadExpiresAt     -     -     F     -     -     F     F     F     F     -
 ExportRequest.downloadedAt          -     -     F     -     -     F     F     F     F     -
 
+StockItem.id                        -     F     F     F     F     F     F     -     -     -
 StockItem.sku                       -     F     F     F     F     F     F     -     -     -
 StockItem.productName               -     F     F     F     F     F     F     -     -     -
 StockItem.warehouse                 -     F     F     F     F     F     F     -     -     -

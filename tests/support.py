@@ -29,7 +29,7 @@ fragment OrderFields on Order {
 query Everything($first: Int!) {
   orders(first: $first, filter: {channel: [TAOBAO]}) { edges { node { ...OrderFields } } }
   stockItems(first: $first) { edges { node {
-    __typename sku productName warehouse onHand reserved available safetyThreshold unitCost
+    __typename id sku productName warehouse onHand reserved available safetyThreshold unitCost
     updatedAt
   } } }
 }

@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from api.context import RequestContext
 from api.graphql.projection import Projection, attr
-from api.graphql.relay import Connection, parse_id
+from api.graphql.relay import Connection, Node, global_id, parse_id
 from api.graphql.scalars import Money
 from domain.access import AccessProfile
 from domain.approvals import models
@@ -24,8 +24,7 @@ ApprovalKind = strawberry.enum(models.ApprovalKind, name="ApprovalKind")
 
 
 @strawberry.type(description="A price change or refund waiting for, or decided by, a signature.")
-class ApprovalRequest:
-    id: strawberry.ID | None
+class ApprovalRequest(Node):
     kind: ApprovalKind | None
     status: ApprovalStatus | None
     order_id: strawberry.ID | None
@@ -57,12 +56,14 @@ def _status(model: models.ApprovalRequest, _access: Any) -> models.ApprovalStatu
 
 APPROVAL_REQUEST = Projection.of(
     "ApprovalRequest",
-    id=lambda m, _a: strawberry.ID(str(m.id)),
+    id=lambda m, _a: global_id("ApprovalRequest", m.id),
     kind=attr("kind"),
     status=_status,
-    order_id=lambda m, _a: strawberry.ID(str(m.order_id)),
+    order_id=lambda m, _a: global_id("Order", m.order_id),
     order_number=lambda m, _a: _payload_order_number(m),
-    order_line_id=lambda m, _a: strawberry.ID(str(m.order_line_id)) if m.order_line_id else None,
+    order_line_id=lambda m, _a: (
+        global_id("OrderLine", m.order_line_id) if m.order_line_id else None
+    ),
     amount=lambda m, _a: Money(from_minor(m.amount_minor, m.currency)),
     currency=attr("currency"),
     requested_by=lambda m, _a: m.requested_by.username,

@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.context import RequestContext
-from api.graphql.relay import Connection
+from api.graphql.relay import Connection, decode_global_id
 from domain.access import AccessProfile
 from domain.audit import models
 from domain.audit import service as audit_service
@@ -70,18 +70,25 @@ class AuditEventFilter:
     actor: str | None = strawberry.field(default=None, description="A username.")
     action: str | None = None
     target_type: str | None = None
-    target_id: str | None = None
+    target_id: str | None = strawberry.field(
+        default=None,
+        description=(
+            "The row's id as audit events show it, or the object's global ID (which also "
+            "sets targetType)."
+        ),
+    )
     ip: str | None = strawberry.field(default=None, description="The resolved client IP.")
     outcome: str | None = strawberry.field(default=None, description="success, denied or failure")
     from_: dt.datetime | None = strawberry.field(default=None, name="from")
     to: dt.datetime | None = None
 
     def to_domain(self) -> DomainAuditFilter:
+        found = decode_global_id(self.target_id) if self.target_id is not None else None
         return DomainAuditFilter(
             actor=self.actor,
             action=self.action,
-            target_type=self.target_type,
-            target_id=self.target_id,
+            target_type=found[0] if found is not None else self.target_type,
+            target_id=str(found[1]) if found is not None else self.target_id,
             ip=self.ip,
             outcome=self.outcome,
             time_from=self.from_,

@@ -40,10 +40,20 @@ def root_fields(operation: OperationDefinitionNode) -> list[str]:
 def requested_coordinates(
     schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode
 ) -> set[str]:
+    found, _via_interface = requested(schema, document, operation)
+    return found
+
+
+def requested(
+    schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode
+) -> tuple[set[str], set[str]]:
+    """The coordinates an operation asks for by name, and those it asks for through an
+    interface (`Node.id` asks for `Order.id`, `Customer.id`…, whichever the object is)."""
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
     found: set[str] = set()
+    via_interface: set[str] = set()
     seen: set[tuple[str, int]] = set()
 
     def walk(selection_set: SelectionSetNode, parent: GraphQLNamedType | None) -> None:
@@ -54,7 +64,16 @@ def requested_coordinates(
             if isinstance(selection, FieldNode):
                 name = selection.name.value
                 found.add(f"{parent.name}.{name}")
-                if selection.selection_set is not None and isinstance(parent, GraphQLObjectType):
+                if isinstance(parent, GraphQLInterfaceType):
+                    # `node(id:) { id }`: the field of whichever type the object turns out to
+                    # be. Its value is read through that type's projection, so it is asked
+                    # for there; whether it may be read is decided there too.
+                    via_interface.update(
+                        f"{t.name}.{name}" for t in schema.get_possible_types(parent)
+                    )
+                if selection.selection_set is not None and isinstance(
+                    parent, GraphQLObjectType | GraphQLInterfaceType
+                ):
                     definition = parent.fields.get(name)
                     if definition is not None:
                         walk(selection.selection_set, get_named_type(definition.type))
@@ -70,7 +89,7 @@ def requested_coordinates(
                     )
 
     walk(operation.selection_set, schema.get_root_type(operation.operation))
-    return found
+    return found, via_interface
 
 
 def paths_of(
@@ -120,12 +139,14 @@ def paths_of(
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 target = schema.get_type(condition.name.value) if condition else parent
-                if (
-                    target is parent
-                    or target is None
-                    or target.name == value.get("__typename", parent.name)
-                ):
+                if target is None or target is parent:
                     walk(selection.selection_set, parent, value, path)
+                elif target.name == value.get("__typename", parent.name) or (
+                    isinstance(parent, GraphQLInterfaceType) and "__typename" not in value
+                ):
+                    # `node(id:) { ... on Order { … } }`: the fragment's own type (without
+                    # `__typename` in the response, each fragment's fields are its own).
+                    walk(selection.selection_set, target, value, path)
             elif isinstance(selection, FragmentSpreadNode):
                 fragment = fragments.get(selection.name.value)
                 if fragment is not None and fragment.type_condition.name.value == parent.name:

@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from api.context import RequestContext
 from api.graphql.projection import Projection, attr
-from api.graphql.relay import Connection, parse_id
+from api.graphql.relay import Connection, Node, global_id, parse_id
 from api.runtime import Runtime
 from domain.access import AccessProfile, FieldAccess
 from domain.db import utcnow
@@ -26,8 +26,7 @@ ExportStatus = strawberry.enum(models.ExportStatus, name="ExportStatus")
 
 
 @strawberry.type(description="A request to export data, its two approvals and its one download.")
-class ExportRequest:
-    id: strawberry.ID | None
+class ExportRequest(Node):
     entity: ExportEntity | None
     filter: JSON | None
     fields: list[str] | None
@@ -86,7 +85,7 @@ EXPORT_REQUEST = Projection.of(
         "approved_l2_by": "approvedL2By",
         "approved_l2_at": "approvedL2At",
     },
-    id=lambda m, _a: strawberry.ID(str(m.id)),
+    id=lambda m, _a: global_id("ExportRequest", m.id),
     entity=attr("entity"),
     filter=lambda m, a: visible(json.loads(m.filter), a),
     fields=lambda m, _a: json.loads(m.fields),

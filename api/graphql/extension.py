@@ -10,7 +10,7 @@ from strawberry.extensions import SchemaExtension
 from api.context import RequestContext
 from api.graphql.coordinates import (
     paths_of,
-    requested_coordinates,
+    requested,
     root_fields,
     selected_operation,
 )
@@ -82,9 +82,12 @@ class AccessControl(SchemaExtension):
             return
         access = ctx.actor.access.fields
         schema = execution.schema._schema
-        asked = requested_coordinates(schema, document, operation) & GOVERNED
+        named, via_interface = requested(schema, document, operation)
+        asked = named & GOVERNED
         ctx.denied_fields = sorted(c for c in asked if access.get(c) in (None, FieldAccess.NONE))
-        scope = ReadScope(asked=frozenset(asked))
+        # Through an interface, a field of a type the object is not cannot be denied: the
+        # object's own type decides (a `node(id:)` lookup checks its type's id first).
+        scope = ReadScope(asked=frozenset(asked | (via_interface & GOVERNED)))
         token = READ_SCOPE.set(scope)
         try:
             yield

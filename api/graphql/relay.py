@@ -5,8 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-import strawberry
+import base64
+import binascii
+import re
 
+import strawberry
+from strawberry.relay import GlobalID
+
+from domain.errors import BadInput
 from domain.pagination import Page
 from domain.values import parse_int_id
 
@@ -51,6 +57,72 @@ class Connection(Generic[T]):
         )
 
 
+@strawberry.interface(
+    description=(
+        "An object with a global ID: pass `id` to `node(id:)` to fetch it again, or to any "
+        "argument that takes this type's ID. IDs are opaque; do not parse them."
+    )
+)
+class Node:
+    id: strawberry.ID = strawberry.field(
+        description="Global ID: stable, opaque, unique across every type."
+    )
+
+
+# What each object's ID is called in messages, by its GraphQL type.
+NODE_TYPES = {
+    "Order": "order",
+    "OrderLine": "order line",
+    "Customer": "customer",
+    "StockItem": "stock item",
+    "ApprovalRequest": "approval request",
+    "ExportRequest": "export request",
+}
+_KIND = {what: type_name for type_name, what in NODE_TYPES.items()}
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{4,64}={0,2}")
+
+
+def global_id(type_name: str, pk: int) -> strawberry.ID:
+    """The opaque global ID of one row (strawberry's format: base64 of `Type:pk`)."""
+    return strawberry.ID(str(GlobalID(type_name, str(pk))))
+
+
+def decode_global_id(value: str) -> tuple[str, int] | None:
+    """A global ID we issued, as (type name, primary key); None for anything else."""
+    text = str(value)
+    if _BASE64.fullmatch(text) is None:
+        return None
+    try:
+        decoded = base64.b64decode(text, validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    type_name, sep, pk = decoded.partition(":")
+    if not sep or type_name not in NODE_TYPES:
+        return None
+    try:
+        return type_name, parse_int_id(pk, what=NODE_TYPES[type_name])
+    except BadInput:
+        return None
+
+
 def parse_id(value: strawberry.ID, what: str) -> int:
-    """IDs are opaque to clients; a value we could never have issued is bad input."""
-    return parse_int_id(value, what=what)
+    """An ID argument as the row's primary key. IDs are opaque to clients; a value we could
+    never have issued, or the ID of another type, is bad input.
+
+    Deprecated, until the next minor release: the bare integer ids issued before global IDs
+    (`"42"`) are still accepted for the types that had them."""
+    text = str(value)
+    type_name = _KIND.get(what)
+    if type_name is None or text.isascii() and text.isdigit():
+        return parse_int_id(text, what=what)
+    found = decode_global_id(text)
+    if found is None or found[0] != type_name:
+        raise BadInput(f"{text[:40]!r} is not a valid {what} id")
+    return found[1]
+
+
+def row_id(target_id: object) -> object:
+    """An audited target as the row's id, whether the client sent a global ID or the
+    deprecated bare integer, so one row has one name in the audit log and its reports."""
+    found = decode_global_id(target_id) if isinstance(target_id, str) else None
+    return str(found[1]) if found is not None else target_id

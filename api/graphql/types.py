@@ -14,6 +14,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.graphql.projection import Projection
+from api.graphql.relay import Node, global_id
 from api.graphql.scalars import Money
 from domain.access import AccessProfile, FieldAccess
 from domain.catalog import models as catalog
@@ -39,8 +40,9 @@ def read(coordinate: str) -> Any:
     return lambda model, _access: reader(model)
 
 
-def _id(model: Any, _access: AccessProfile) -> strawberry.ID:
-    return strawberry.ID(str(model.id))
+def _id(type_name: str) -> Any:
+    """A projection getter for a node's global ID."""
+    return lambda model, _access: global_id(type_name, model.id)
 
 
 @strawberry.type(description="Where a parcel goes. Personal parts may come back masked.")
@@ -103,8 +105,7 @@ STATUS_CHANGE = Projection.of(
 
 
 @strawberry.type
-class OrderLine:
-    id: strawberry.ID | None
+class OrderLine(Node):
     sku: str | None
     name: str | None
     quantity: int | None
@@ -115,7 +116,7 @@ class OrderLine:
 
 ORDER_LINE = Projection.of(
     "OrderLine",
-    id=_id,
+    id=_id("OrderLine"),
     sku=read("OrderLine.sku"),
     name=read("OrderLine.name"),
     quantity=read("OrderLine.quantity"),
@@ -126,8 +127,7 @@ ORDER_LINE = Projection.of(
 
 
 @strawberry.type(description="An order from one sales channel. Restricted fields are nullable.")
-class Order:
-    id: strawberry.ID | None
+class Order(Node):
     number: str | None
     channel: Channel | None
     external_id: str | None
@@ -163,7 +163,7 @@ class Order:
 
 ORDER = Projection.of(
     "Order",
-    id=_id,
+    id=_id("Order"),
     number=read("Order.number"),
     channel=lambda m, _a: Channel(m.channel_code),
     external_id=read("Order.externalId"),
@@ -195,8 +195,7 @@ ORDER = Projection.of(
 
 
 @strawberry.type(description="A customer, de-duplicated across channels.")
-class Customer:
-    id: strawberry.ID | None
+class Customer(Node):
     name: str | None
     phone: str | None
     email: str | None
@@ -222,7 +221,7 @@ class Customer:
 
 CUSTOMER = Projection.of(
     "Customer",
-    id=_id,
+    id=_id("Customer"),
     name=read("Customer.name"),
     phone=read("Customer.phone"),
     email=read("Customer.email"),
@@ -232,7 +231,7 @@ CUSTOMER = Projection.of(
 
 
 @strawberry.type(description="Stock of one SKU in one warehouse.")
-class StockItem:
+class StockItem(Node):
     sku: str | None
     product_name: str | None
     warehouse: str | None
@@ -250,6 +249,7 @@ class StockItem:
 
 STOCK_ITEM = Projection.of(
     "StockItem",
+    id=_id("StockItem"),
     sku=read("StockItem.sku"),
     product_name=read("StockItem.productName"),
     warehouse=read("StockItem.warehouse"),

@@ -66,3 +66,12 @@ async def get_stock_item(
     if item is None:
         raise NotFound("no such stock item")
     return item
+
+
+async def get_stock_item_by_id(*, session: AsyncSession, actor: Actor, item_id: int) -> StockItem:
+    """One stock item by its id (a `node(id:)` lookup)."""
+    actor.access.require_full("StockItem.sku")
+    item = await session.scalar(select(StockItem).where(StockItem.id == item_id))
+    if item is None:
+        raise NotFound("no such stock item")
+    return item

@@ -22,7 +22,7 @@ from domain.customers.models import Customer
 from domain.db import utcnow
 from domain.errors import BadInput, Conflict, InvalidTransition, NotFound
 from domain.money import to_minor
-from domain.orders.models import Order, OrderStatusChange
+from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.rules import OrderStatus, allowed_next
 from domain.values import clean_text, is_int4
 
@@ -178,6 +178,21 @@ async def get_order(*, session: AsyncSession, actor: Actor, order_id: int) -> Or
     if order is None:
         raise NotFound("no such order")
     return order
+
+
+async def get_order_line(*, session: AsyncSession, actor: Actor, line_id: int) -> OrderLine:
+    """One order line, when its order is in the caller's scope and the caller may read an
+    order's lines; otherwise indistinguishable from missing."""
+    _require_readable(actor)
+    actor.access.require_full("Order.lines")
+    stmt = _scoped(
+        select(OrderLine).join(Order, OrderLine.order_id == Order.id).where(OrderLine.id == line_id),
+        actor,
+    )
+    line = await session.scalar(stmt)
+    if line is None:
+        raise NotFound("no such order line")
+    return line
 
 
 async def orders_of_customers(

@@ -21,7 +21,7 @@ from domain.approvals.signatures import sign
 from domain.audit.service import Subject
 from domain.users import service as users_service
 from tests.api.test_audit import events
-from tests.conftest import Api, errors_of, nothing_returned
+from tests.conftest import Api, db_id, errors_of, nothing_returned
 from tests.integration.test_cli import _run
 
 PASSWORD = "another-long-password"
@@ -185,14 +185,14 @@ async def test_the_signing_payload_is_canonical_and_says_what_changes(api: Api) 
     )
     assert payload["v"] == 1
     assert payload["aud"] == "ordergate-api"
-    assert payload["requestId"] == request["id"]
+    assert payload["requestId"] == str(db_id(request["id"]))
     assert payload["action"] == "PRICE_CHANGE"
     assert payload["order"] == {
-        "id": order["id"],
+        "id": str(db_id(order["id"])),
         "number": order["number"],
         "version": order["version"],
     }
-    assert payload["line"]["id"] == order["lines"][0]["id"]
+    assert payload["line"]["id"] == str(db_id(order["lines"][0]["id"]))
     assert payload["before"] == {"unitPrice": order["lines"][0]["unitPrice"]}
     assert payload["after"] == {"unitPrice": "88.80"}
     assert payload["currency"] == "CNY"
@@ -288,7 +288,7 @@ async def test_an_expired_request_is_refused_and_marked_expired(api: Api) -> Non
         past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).replace(tzinfo=None)
         await session.execute(
             text("UPDATE approval_requests SET expires_at = :t WHERE id = :id"),
-            {"t": past.isoformat(sep=" "), "id": int(request["id"])},
+            {"t": past.isoformat(sep=" "), "id": db_id(request["id"])},
         )
         await session.commit()
 
@@ -558,7 +558,7 @@ async def _age(api: Api, request_id: str) -> None:
     async with runtime.sessions() as session:
         await session.execute(
             text("UPDATE approval_requests SET expires_at = created_at WHERE id = :id"),
-            {"id": int(request_id)},
+            {"id": db_id(request_id)},
         )
         await session.commit()
 
@@ -575,7 +575,7 @@ async def test_pending_requests_expire_on_their_own(any_api: Api) -> None:
 
     assert listed["data"]["approvalRequests"]["totalCount"] == 1
     [event] = await events(any_api, action="approval.expire")
-    assert event["target_id"] == request["id"]
+    assert event["target_id"] == str(db_id(request["id"]))
     assert event["username"] == "ordergate-server"
 
 
@@ -635,7 +635,7 @@ async def test_audit_verify_re_verifies_every_stored_signature(api: Api, databas
                 "UPDATE approval_requests SET payload = replace(payload, '10.00', '99.00') "
                 "WHERE id = :id"
             ),
-            {"id": int(request["id"])},
+            {"id": db_id(request["id"])},
         )
         await session.commit()
         _, tampered = await verify_signatures(session=session)
@@ -643,5 +643,5 @@ async def test_audit_verify_re_verifies_every_stored_signature(api: Api, databas
     assert checked == 1
     assert clean == []
     assert tampered == [
-        f"approval request {request['id']}: signed payload differs from the stored one"
+        f"approval request {db_id(request['id'])}: signed payload differs from the stored one"
     ]

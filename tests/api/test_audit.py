@@ -13,7 +13,7 @@ import pytest
 from api.app import _reload_policy
 from domain.access import POLICY_DIR
 from domain.audit import service as audit_service
-from tests.conftest import DEMO_PASSWORD, Api, _api_for, errors_of, settings_for
+from tests.conftest import DEMO_PASSWORD, Api, _api_for, db_id, errors_of, settings_for
 
 CLIENT_IP = "203.0.113.7"  # the test client's address (see conftest)
 MOVE = """mutation($id: ID!, $to: OrderStatus!, $v: Int) {
@@ -47,7 +47,7 @@ async def test_a_status_change_is_recorded_with_account_ip_and_before_after(api:
         MOVE, {"id": order["id"], "to": "PICKING"}, as_="warehouse", **{"user-agent": "scanner/2.1"}
     )
 
-    [event] = await events(api, action="order.transition", target_id=order["id"])
+    [event] = await events(api, action="order.transition", target_id=str(db_id(order["id"])))
     assert event["username"] == "demo-warehouse"
     assert json.loads(event["roles"]) == ["warehouse"]
     assert event["client_ip"] == CLIENT_IP
@@ -65,7 +65,7 @@ async def test_a_denied_mutation_is_recorded_as_denied_with_its_code(api: Api) -
 
     await api.gql(MOVE, {"id": order["id"], "to": "PICKING"}, as_="cs")
 
-    [event] = await events(api, action="order.transition", target_id=order["id"])
+    [event] = await events(api, action="order.transition", target_id=str(db_id(order["id"])))
     assert (event["username"], event["outcome"], event["code"]) == (
         "demo-cs",
         "denied",
@@ -80,7 +80,7 @@ async def test_a_rolled_back_change_leaves_its_failure_but_no_success(api: Api) 
         MOVE, {"id": order["id"], "to": "PICKING", "v": order["version"] + 5}, as_="ops"
     )
 
-    recorded = await events(api, action="order.transition", target_id=order["id"])
+    recorded = await events(api, action="order.transition", target_id=str(db_id(order["id"])))
     assert errors_of(result) == [("CONFLICT", None)]
     assert [(e["outcome"], e["code"]) for e in recorded] == [("failure", "CONFLICT")]
 
@@ -90,7 +90,7 @@ async def test_an_invalid_transition_is_recorded_as_a_failure(api: Api) -> None:
 
     await api.gql(MOVE, {"id": order["id"], "to": "PAID"}, as_="ops")
 
-    [event] = await events(api, action="order.transition", target_id=order["id"])
+    [event] = await events(api, action="order.transition", target_id=str(db_id(order["id"])))
     assert (event["outcome"], event["code"]) == ("failure", "INVALID_TRANSITION")
 
 
@@ -170,7 +170,7 @@ async def test_compliance_reads_the_log_with_filters_and_the_read_is_recorded(ap
     )
 
     [edge] = result["data"]["auditEvents"]["edges"]
-    assert edge["node"]["targetId"] == order["id"]
+    assert edge["node"]["targetId"] == str(db_id(order["id"]))
     assert edge["node"]["details"]["after"]["status"] == "PICKING"
     assert len(await events(api, action="audit.read", username="demo-compliance")) == 1
 

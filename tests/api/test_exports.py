@@ -15,7 +15,7 @@ from sqlalchemy import text
 from api.app import _export_housekeeping
 from tests.api.test_approvals import login_as_new_user
 from tests.api.test_audit import events
-from tests.conftest import Api, errors_of
+from tests.conftest import Api, db_id, errors_of
 
 FIELDS = """id status entity fields expectedRows scopeDigest requestedBy approvedL1By approvedL2By
     rowCount sha256 downloadUrl downloadExpiresAt rejectedBy rejectionReason"""
@@ -88,7 +88,7 @@ async def test_the_full_flow_produces_a_file_the_requester_fetches_once(api: Api
     assert response.status_code == 200
     assert hashlib.sha256(response.content).hexdigest() == ready["sha256"]
     meta, header, rows = parse(response.content)
-    assert meta[0] == f"# ordergate export {request['id']}: ORDERS"
+    assert meta[0] == f"# ordergate export {db_id(request['id'])}: ORDERS"
     assert "# approved by demo-approver, demo-compliance" in meta
     assert "# requested by demo-sales: 月度对账" in meta
     assert header == ORDERS_INPUT["fields"]
@@ -175,7 +175,7 @@ async def test_a_request_not_approved_within_24_hours_expires(api: Api) -> None:
     async with runtime.sessions() as session:
         await session.execute(
             text("UPDATE export_requests SET expires_at = created_at WHERE id = :i"),
-            {"i": int(request["id"])},
+            {"i": db_id(request["id"])},
         )
         await session.commit()
 
@@ -207,7 +207,7 @@ async def test_an_expired_link_is_refused(api: Api) -> None:
     async with runtime.sessions() as session:
         await session.execute(
             text("UPDATE export_requests SET download_expires_at = produced_at WHERE id = :i"),
-            {"i": int(ready["id"])},
+            {"i": db_id(ready["id"])},
         )
         await session.commit()
 
@@ -308,7 +308,7 @@ async def test_files_are_removed_after_retention_and_the_record_stays(
             text("UPDATE export_requests SET produced_at = :t WHERE id = :i"),
             {
                 "t": (dt.datetime.now(dt.UTC) - later).replace(tzinfo=None).isoformat(sep=" "),
-                "i": int(ready["id"]),
+                "i": db_id(ready["id"]),
             },
         )
         await session.commit()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from tests.api.test_approvals import APPROVE, PRICE, REFUND, registered
-from tests.conftest import Api
+from tests.conftest import Api, db_id
 
 STEP = st.one_of(
     st.tuples(st.just("pay")),
@@ -27,7 +27,7 @@ async def _money(api: Api, order_id: str) -> tuple[int, int, int]:
         row = (
             await session.execute(
                 text("SELECT total_minor, paid_minor, refunded_minor FROM orders WHERE id = :id"),
-                {"id": int(order_id)},
+                {"id": db_id(order_id)},
             )
         ).one()
     return row[0], row[1], row[2]

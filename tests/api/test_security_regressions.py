@@ -42,7 +42,7 @@ from tests.api.test_approvals import (
 from tests.api.test_audit import events
 from tests.api.test_exports import approved, download
 from tests.api.test_limits import pinned_clock
-from tests.conftest import Api, _api_for, errors_of, nothing_returned, settings_for
+from tests.conftest import Api, _api_for, db_id, errors_of, nothing_returned, settings_for
 from tests.integration.test_cli import _run
 
 EXPORT = """mutation($filter: JSON, $fields: [String!]!, $entity: ExportEntity!) {
@@ -164,7 +164,7 @@ async def test_the_database_refuses_refunded_above_paid(api: Api) -> None:
     update = text("UPDATE orders SET refunded_minor = paid_minor + 1 WHERE id = :id")
     async with api.app.state.runtime.sessions() as session:
         with pytest.raises(IntegrityError, match=r"(?i)check|constraint"):
-            await session.execute(update, {"id": int(order["id"])})
+            await session.execute(update, {"id": db_id(order["id"])})
 
 
 # ---- 3. free text cannot carry control characters --------------------------------------------
@@ -485,7 +485,7 @@ async def test_sales_sees_only_customers_of_its_channels(api: Api) -> None:
     after = None
     while True:
         page = (await api.gql(query, {"a": after}, as_="sales"))["data"]["customers"]
-        seen |= {int(e["node"]["id"]) for e in page["edges"]}
+        seen |= {db_id(e["node"]["id"]) for e in page["edges"]}
         if not page["pageInfo"]["hasNextPage"]:
             break
         after = page["pageInfo"]["endCursor"]

@@ -141,8 +141,14 @@ async def test_an_encrypted_key_asks_for_its_passphrase(
         (["--key", "{tmp}/missing.pem", "--request", "1"], "cannot read --key"),
         (["--key", "{tmp}/public.pem", "--request", "1"], "--key is a public key"),
         (["--key", "{tmp}/garbage.pem", "--request", "1"], "is not a private key in PEM"),
-        (["--key", "{tmp}/public.pem", "--request", "abc"], "--request takes a request id"),
-        (["--key", "{tmp}/public.pem", "--request", "\u0661"], "--request takes a request id"),
+        (
+            ["--key", "{tmp}/public.pem", "--request", "abc"],
+            "--request takes an approval request's id",
+        ),
+        (
+            ["--key", "{tmp}/public.pem", "--request", "\u0661"],
+            "--request takes an approval request's id",
+        ),
     ],
 )
 async def test_sign_refuses_bad_arguments_in_one_line(

@@ -256,3 +256,16 @@ def test_each_schema_has_its_own_introspection_budget() -> None:
     small = graphql.build_schema("type Query { items: [Item] } type Item { name: String }")
 
     assert introspection_budget(small) < introspection_budget(SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '{ node(id: "x") { ... on Customer { orders(first: 5) { number } } } }',
+        '{ node(id: "x") { ...C } } fragment C on Customer { orders(first: 5) { number } }',
+    ],
+)
+def test_a_fragment_on_an_interface_costs_what_its_own_type_costs(query: str) -> None:
+    # node 1 + (orders 1 + 5 x number 1): the fragment's type, not the interface, decides
+    # what a nested list costs.
+    assert cost_of(query).cost == 1 + 1 + 5

@@ -217,3 +217,25 @@ def test_grants_removed_on_purpose_are_named_in_a_removes_line(tmp_path: Path) -
 
     assert changed is True
     assert pdp.profile(["cs"]).field_access("Order.internalNote") is FieldAccess.NONE
+
+
+NODE_TYPES = ("Order", "OrderLine", "Customer", "StockItem", "ApprovalRequest", "ExportRequest")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_whoever_reads_a_node_type_reads_its_id(role: str) -> None:
+    """`id` is non-null on every Node type: a role that may read any field of one must read
+    its id in full, or the object would come back as an error instead of a row."""
+    profile = PDP.profile([role])
+    for type_name in NODE_TYPES:
+        readable = [
+            f
+            for f in RESOURCES[type_name]
+            if profile.field_access(f"{type_name}.{f}") is not FieldAccess.NONE
+        ]
+        if readable:
+            assert profile.field_access(f"{type_name}.id") is FieldAccess.FULL, (
+                role,
+                type_name,
+                readable,
+            )
