@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test conformance schema lint migrate demo bench mutate clean
+.PHONY: run test conformance schema lint migrate demo bench mutate vendor-graphiql clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench: $(STAMP)
 mutate: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[mutation]'
 	tests/mutation/run.sh $(FILE)
+
+# Refresh GraphiQL's vendored assets (api/static/graphiql/vendor/README.md); needs npm.
+vendor-graphiql:
+	tools/vendor-graphiql.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

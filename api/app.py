@@ -16,7 +16,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from api import metrics
 from api.context import MINUTE, REFUSED_PREFIX
@@ -27,7 +28,7 @@ from api.middleware import EdgeMiddleware
 from api.runtime import Runtime
 from api.schema import build_schema
 from api.settings import Settings, load_settings
-from api.view import GraphQLView
+from api.view import GRAPHIQL_DIR, GraphQLView
 from domain import ratelimit
 from domain.access import ROLES, PolicyInvalid
 from domain.actor import SYSTEM_ORIGIN, Origin
@@ -314,6 +315,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/exports/{export_id}/download", download_endpoint(runtime), methods=["GET"]),
+            # GraphiQL's assets, from the package: the page works without internet access.
+            *(
+                []
+                if settings.production
+                else [Mount("/graphiql", StaticFiles(directory=GRAPHIQL_DIR), name="graphiql")]
+            ),
         ],
         middleware=[
             Middleware(EdgeMiddleware, settings=settings),

@@ -221,4 +221,3 @@ class RequestContext:
         async with self._db_lock:
             await audit.record(session=self.session, who=self.audit_subject, **event)
             await self.session.commit()
-

@@ -16,8 +16,8 @@ from api.graphql.exports import ExportMutations, ExportQueries
 from api.graphql.extension import AccessControl
 from api.graphql.inputs import InputGuard
 from api.graphql.limits import Limits, QueryLimits
-from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.nodes import NodeQueries
+from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.reports import ReportQueries
 from api.graphql.scalars import SCALARS
 from api.graphql.stock import StockQueries

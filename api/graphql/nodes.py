@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from api.context import RequestContext
 from api.graphql.approvals import ApprovalRequest
-from api.graphql.exports import ExportRequest, _shown
+from api.graphql.exports import _shown
 from api.graphql.relay import Node, decode_global_id
 from api.graphql.types import ORDER_LINE, Customer, Order, OrderLine, StockItem
 from domain.approvals import service as approvals
@@ -46,9 +46,7 @@ class NodeQueries:
                 order = await orders_service.get_order(session=session, actor=actor, order_id=pk)
                 return Order.from_model(order, access)
             if type_name == "OrderLine":
-                line = await orders_service.get_order_line(
-                    session=session, actor=actor, line_id=pk
-                )
+                line = await orders_service.get_order_line(session=session, actor=actor, line_id=pk)
                 return OrderLine(**ORDER_LINE(line, access))
             if type_name == "Customer":
                 customer = await customers_service.get_customer(

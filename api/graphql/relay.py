@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
-
 import base64
 import binascii
 import re
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import strawberry
 from strawberry.relay import GlobalID
@@ -113,7 +112,7 @@ def parse_id(value: strawberry.ID, what: str) -> int:
     (`"42"`) are still accepted for the types that had them."""
     text = str(value)
     type_name = _KIND.get(what)
-    if type_name is None or text.isascii() and text.isdigit():
+    if type_name is None or (text.isascii() and text.isdigit()):
         return parse_int_id(text, what=what)
     found = decode_global_id(text)
     if found is None or found[0] != type_name:

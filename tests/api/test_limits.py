@@ -227,8 +227,10 @@ async def test_graphiql_is_not_served_in_production(database_url: str, tmp_path:
         ORDERGATE_AUDIT_KEY_FILE=str(tmp_path / "audit.pem"),
     ):
         page = await prod.client.get("/graphql", headers={"accept": "text/html"})
+        asset = await prod.client.get("/graphiql/vendor/graphiql.min.js")
 
         assert "graphiql" not in page.text.lower()
+        assert asset.status_code == 404
 
 
 @pytest.mark.parametrize(
