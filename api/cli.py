@@ -88,7 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     access = report.add_parser("access", help="the quarterly access report")
     access.add_argument("--quarter", required=True, help='like "2026-Q3"')
-    access.add_argument("--format", choices=("csv", "json", "html"), default="json")
+    access.add_argument(
+        "--format",
+        choices=("csv", "json", "html"),
+        default="json",
+        help="csv is a zip of one CSV per table (give --output FILE.zip)",
+    )
     access.add_argument("--through-seq", type=int, help="reproduce a report: audit events up to N")
     access.add_argument("--output", type=Path, help="file to write (default: stdout)")
 
@@ -284,6 +289,9 @@ async def _demo(settings: Settings) -> None:
 async def _report(settings: Settings, args: argparse.Namespace) -> int:
     from domain.reports import access as access_report
 
+    if args.format == "csv" and args.output is None and sys.stdout.isatty():
+        print("ordergate: the csv form is a zip; give --output FILE.zip", file=sys.stderr)
+        return 2
     engine = create_engine(settings.database_url)
     try:
         async with session_factory(engine)() as session:
@@ -303,13 +311,14 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await engine.dispose()
     if args.output:
-        args.output.write_text(content, encoding="utf-8")
+        args.output.write_bytes(content)
         print(
             f"wrote {args.output} (sha256 {digest}, audit through seq {report['throughSeq']})",
             file=sys.stderr,
         )
     else:
-        sys.stdout.write(content)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(content)
     return 0
 
 

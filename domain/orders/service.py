@@ -186,7 +186,9 @@ async def get_order_line(*, session: AsyncSession, actor: Actor, line_id: int) -
     _require_readable(actor)
     actor.access.require_full("Order.lines")
     stmt = _scoped(
-        select(OrderLine).join(Order, OrderLine.order_id == Order.id).where(OrderLine.id == line_id),
+        select(OrderLine)
+        .join(Order, OrderLine.order_id == Order.id)
+        .where(OrderLine.id == line_id),
         actor,
     )
     line = await session.scalar(stmt)

@@ -13,6 +13,7 @@ import io
 import json
 import re
 import statistics
+import zipfile
 import zoneinfo
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -243,6 +244,26 @@ async def build(
                 "loginsFromNewIps": sum(1 for x in new_ip_logins if x["account"] == user.username),
             }
         )
+    # Sensitive records read per role and calendar month of the quarter (business timezone);
+    # an account with several roles counts towards each of them.
+    months = [
+        (period.start.month + i, f"{period.start.year}-{period.start.month + i:02d}")
+        for i in range(3)
+    ]
+    roles_of = {u.id: list(u.roles) for u in users}
+    by_role_month: Counter[tuple[str, str]] = Counter()
+    for e in in_quarter:
+        if e.action != "data.read" or e.actor_id is None:
+            continue
+        month = f"{e.at.astimezone(settings.timezone):%Y-%m}"
+        n = sum(seen["records"] for seen in json.loads(e.details).get("returned", {}).values())
+        for role in roles_of.get(e.actor_id, ()):
+            by_role_month[(role, month)] += n
+    sensitive_by_role = [
+        {"role": role, "month": month, "records": by_role_month[(role, month)]}
+        for role in sorted({r for u in users for r in u.roles})
+        for _, month in months
+    ]
     denied = [
         {
             "account": e.username,
@@ -389,6 +410,7 @@ async def build(
             "personsWithSeveralAccounts": shared_persons,
         },
         "anomalies": anomalies,
+        "sensitiveReadsByRole": sensitive_by_role,
         "auditChain": chain_section,
     }
 
@@ -422,6 +444,8 @@ def _tables(report: dict[str, Any]) -> Iterable[tuple[str, list[dict[str, Any]]]
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, list):
         return "; ".join(str(v) for v in value)
     if isinstance(value, dict):
@@ -431,76 +455,353 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def render_csv(report: dict[str, Any]) -> str:
+# One file per table in the CSV form, in this order, each with a BOM and neutralised formulas.
+CSV_FILES = (
+    ("summary.csv", "Summary"),
+    ("population.csv", "Population"),
+    ("grants.csv", "Granted versus used"),
+    ("activity.csv", "Activity"),
+    ("new_ip_logins.csv", "Logins from new IPs"),
+    ("denied_attempts.csv", "Denied attempts"),
+    ("off_hours.csv", "Off-hours activity"),
+    ("sod_accounts.csv", "Accounts holding a request and its approval right"),
+    ("sod_mutual_approvers.csv", "Pairs approving each other"),
+    ("sod_persons.csv", "Persons with several accounts"),
+    ("anomalies.csv", "Anomalies"),
+    ("audit_chain.csv", "Audit chain"),
+)
+# A fixed time for every zip entry: the same report gives the same bytes.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def _csv_table(rows: list[dict[str, Any]]) -> bytes:
     out = io.StringIO()
     writer = SafeWriter(out, lineterminator="\n")
-    writer.writerow(
-        [
-            f"# {report['report']} {report['quarter']} "
-            f"({report['periodStart']} to {report['periodEnd']}; audit through seq "
-            f"{report['throughSeq']})"
-        ]
-    )
-    for title, rows in _tables(report):
-        writer.writerow([])
-        writer.writerow([f"## {title}"])
-        if rows:
-            columns = list(rows[0])
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow([_cell(row.get(c)) for c in columns])
-        else:
-            writer.writerow(["(none)"])
-    return out.getvalue()
+    if rows:
+        columns = list(rows[0])
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in columns])
+    else:
+        writer.writerow(["(none)"])
+    return out.getvalue().encode("utf-8")
+
+
+def render_csv(report: dict[str, Any]) -> bytes:
+    """A zip of one CSV per table (each filterable and pivotable on its own), plus a
+    README naming the quarter, the period and the audit sequence number."""
+    tables = dict(_tables(report))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+
+        def add(name: str, data: bytes) -> None:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+
+        add(
+            "README.txt",
+            (
+                f"{report['report']} {report['quarter']}\n"
+                f"{report['periodStart']} to {report['periodEnd']} ({report['timezone']})\n"
+                f"audit log through sequence number {report['throughSeq']}\n\n"
+                + "".join(f"{name}\t{title}\n" for name, title in CSV_FILES)
+            ).encode("utf-8"),
+        )
+        for name, title in CSV_FILES:
+            add(name, _csv_table(tables[title]))
+    return buffer.getvalue()
+
+
+# ---- the HTML document ------------------------------------------------------------------------
+
+LABELS = {
+    "account": "Account",
+    "accounts": "Accounts",
+    "roles": "Roles",
+    "role": "Role",
+    "status": "Status",
+    "lastLogin": "Last login",
+    "dormant": "Dormant (no login for 90 days)",
+    "operationsGranted": "Operations granted",
+    "operationsUsed": "Operations used",
+    "fieldsGranted": "Sensitive fields granted",
+    "fieldsUsed": "Sensitive fields read",
+    "unusedGrants": "Granted but not used",
+    "sensitiveRecordsRead": "Sensitive records read",
+    "restrictedRecordsRead": "Restricted records read",
+    "exportsRequested": "Exports requested",
+    "exportsApproved": "Exports approved",
+    "signaturesMade": "Approvals signed",
+    "deniedAttempts": "Denied attempts",
+    "loginsFromNewIps": "Logins from new addresses",
+    "at": "When",
+    "ip": "Client address",
+    "firstEver": "First login ever",
+    "action": "Act",
+    "code": "Reason",
+    "mayRequest": "May request",
+    "mayApprove": "May approve",
+    "approvals": "Approvals each way",
+    "employeeId": "Employee id",
+    "metric": "Measure",
+    "value": "Value",
+    "roleMedian": "Median of the role",
+    "multiple": "Flagged above (times the median)",
+    "verifiedThroughSeq": "Verified through event",
+    "ok": "Chain intact",
+    "firstBadSeq": "First broken event",
+    "eventsInQuarter": "Events in the quarter",
+    "firstSeqInQuarter": "First event of the quarter",
+    "lastSeqInQuarter": "Last event of the quarter",
+    "lastCheckpoint": "Last signed checkpoint",
+    "dormantAccounts": "Dormant accounts",
+    "lockedOrDisabled": "Locked or disabled accounts",
+    "offHoursEvents": "Acts outside business hours",
+    "separationOfDutyFindings": "Separation-of-duty findings",
+    "anomalies": "Anomalies",
+    "chainOk": "Audit chain intact",
+}
+
+
+def _label(key: str) -> str:
+    return LABELS.get(key, key)
+
+
+def _shown(key: str, value: Any) -> str:
+    """A cell as an officer reads it: yes/no, "never" for no login, lists one per line."""
+    if key == "lastLogin" and value is None:
+        return "never"
+    if key == "lastCheckpoint" and isinstance(value, dict):
+        return f"event {value['seq']} at {value['createdAt']}"
+    if key == "lastCheckpoint" and value is None:
+        return "none"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) if value else "—"
+    if value is None:
+        return "—"
+    return _cell(value)
+
+
+def findings(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """What needs an officer's action, most serious first: (severity, sentence)."""
+    found: list[tuple[str, str]] = []
+    chain = report["auditChain"]
+    if not chain["ok"]:
+        found.append(
+            (
+                "critical",
+                f"The audit log does not verify: event {chain['firstBadSeq']} was altered or "
+                "removed. Nothing below can be relied on until this is explained.",
+            )
+        )
+    sod = report["separationOfDuties"]
+    for row in sod["accountsHoldingBoth"]:
+        found.append(
+            (
+                "high",
+                f"{row['account']} may both request ({row['mayRequest']}) and approve "
+                f"({row['mayApprove']}). Remove one of the two rights.",
+            )
+        )
+    for row in sod["mutualApprovers"]:
+        a, b = row["accounts"]
+        found.append(
+            (
+                "high",
+                f"{a} and {b} approve each other's requests ({row['approvals'][0]} and "
+                f"{row['approvals'][1]} times this quarter).",
+            )
+        )
+    for row in sod["personsWithSeveralAccounts"]:
+        found.append(
+            (
+                "medium",
+                f"Employee {row['employeeId']} holds several accounts: "
+                f"{', '.join(row['accounts'])}.",
+            )
+        )
+    for row in report["anomalies"]:
+        found.append(
+            (
+                "medium",
+                f"{row['account']} ({row['role']}): {_label(row['metric']).lower()} "
+                f"{row['value']}, against a median of {row['roleMedian']} for the role.",
+            )
+        )
+    for row in report["population"]:
+        if row["dormant"] and row["status"] == "active":
+            last = row["lastLogin"] or "never"
+            found.append(
+                (
+                    "medium",
+                    f"{row['account']} is active but dormant (last login: {last}). "
+                    "Disable it or confirm it is needed.",
+                )
+            )
+    unused = sum(len(g["unusedGrants"]) for g in report["grants"])
+    if unused:
+        found.append(
+            (
+                "review",
+                f"{unused} grants were not used this quarter: mark each keep or revoke in "
+                "“Grants under review”.",
+            )
+        )
+    return found
+
+
+def _svg_bars(title: str, bars: list[tuple[str, int]], *, colour: str = "#3465a4") -> str:
+    """A horizontal bar chart as inline SVG (no script, no CDN): label, bar, value."""
+    esc = html.escape
+    width, label_w, row_h = 560, 170, 22
+    top = max((v for _, v in bars), default=0) or 1
+    height = 28 + row_h * len(bars)
+    out = [
+        f'<svg class="chart" role="img" aria-label="{esc(title)}" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+        f'<text x="0" y="16" font-size="13" font-weight="bold">{esc(title)}</text>',
+    ]
+    for i, (label, value) in enumerate(bars):
+        y = 26 + i * row_h
+        w = round((width - label_w - 60) * value / top)
+        out.append(f'<text x="0" y="{y + 14}" font-size="12">{esc(label)}</text>')
+        out.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{w}" height="{row_h - 8}" fill="{colour}"/>'
+        )
+        out.append(f'<text x="{label_w + w + 6}" y="{y + 14}" font-size="12">{value}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+_CSS = """
+body{font-family:system-ui,'PingFang SC','Microsoft YaHei',sans-serif;margin:2em;color:#222;
+  font-size:13px}
+h1{font-size:20px;margin:0 0 .3em}h2{font-size:16px;margin-top:1.6em;break-after:avoid}
+table{border-collapse:collapse;margin:0 0 1.5em;width:100%;table-layout:auto}
+th,td{border:1px solid #bbb;padding:3px 6px;text-align:left;vertical-align:top;
+  overflow-wrap:anywhere}
+th{background:#eee}thead{display:table-header-group}tr{break-inside:avoid}
+.findings{border:2px solid #a00;padding:.6em 1em;background:#fff4f4}
+.findings li{margin:.2em 0}.sev{font-weight:bold;text-transform:uppercase;font-size:11px}
+.critical .sev,.high .sev{color:#a00}.medium .sev{color:#b25d00}.review .sev{color:#555}
+.ok{border:2px solid #2a7a2a;padding:.6em 1em;background:#f3fbf3}
+.box{display:inline-block;width:10px;height:10px;border:1px solid #222;margin:0 4px 0 8px}
+.charts{display:flex;flex-wrap:wrap;gap:1.5em}.sign td{height:2.4em}
+@page{size:A4 landscape;margin:12mm}
+@media print{body{margin:0;font-size:11px}.charts{display:block}h2{break-after:avoid}
+  section{break-inside:auto}}
+"""
 
 
 def render_html(report: dict[str, Any]) -> str:
+    """The report as a document an officer reads, decides on and signs: findings first, the
+    grants under review with a keep/revoke column, two charts, then every table."""
     esc = html.escape
+    summary = report["summary"]
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Access report {esc(report['quarter'])}</title>",
-        "<style>body{font-family:system-ui,'PingFang SC','Microsoft YaHei',sans-serif;"
-        "margin:2em;color:#222}table{border-collapse:collapse;margin:0 0 1.5em;font-size:13px}"
-        "th,td{border:1px solid #bbb;padding:3px 6px;text-align:left;vertical-align:top}"
-        "th{background:#eee}h2{margin-top:1.6em;page-break-after:avoid}"
-        "tr{page-break-inside:avoid}.bad{color:#a00;font-weight:bold}</style></head><body>",
+        f"<style>{_CSS}</style></head><body>",
         f"<h1>Quarterly access report — {esc(report['quarter'])}</h1>",
-        f"<p>{esc(report['periodStart'])} to {esc(report['periodEnd'])} "
-        f"({esc(report['timezone'])});"
-        f" audit log through sequence number {report['throughSeq']}; business hours "
-        f"{esc(report['businessHours'])}.</p>",
+        f"<p>Period {esc(report['periodStart'])} to {esc(report['periodEnd'])} "
+        f"({esc(report['timezone'])}); audit log through event {report['throughSeq']}; "
+        f"business hours {esc(report['businessHours'])}. Generated again from the same "
+        "inputs, this document is identical byte for byte.</p>",
     ]
-    summary = report["summary"]
-    chain_ok = summary["chainOk"]
-    parts.append("<h2>Summary</h2><ul>")
+    # Findings that need action, on top.
+    found = findings(report)
+    if found:
+        parts.append('<section class="findings"><h2>Findings that need action</h2><ol>')
+        for severity, sentence in found:
+            parts.append(
+                f'<li class="{severity}"><span class="sev">{severity}</span> {esc(sentence)}</li>'
+            )
+        parts.append("</ol></section>")
+    else:
+        parts.append('<section class="ok"><h2>Findings that need action</h2><p>None.</p></section>')
+    # Summary in words.
+    parts.append("<h2>Summary</h2><table><tbody>")
     for key, value in summary.items():
-        css = ' class="bad"' if (key == "chainOk" and not value) else ""
-        parts.append(f"<li{css}>{esc(key)}: {esc(_cell(value))}</li>")
-    parts.append("</ul>")
-    if not chain_ok:
-        parts.append('<p class="bad">The audit chain did not verify: see the last table.</p>')
+        parts.append(f"<tr><th>{esc(_label(key))}</th><td>{esc(_shown(key, value))}</td></tr>")
+    parts.append("</tbody></table>")
+    # Charts.
+    status = Counter(p["status"] for p in report["population"])
+    status_bars = [(s, status.get(s, 0)) for s in ("active", "locked", "disabled")]
+    status_bars.append(("dormant", sum(p["dormant"] for p in report["population"])))
+    reads: dict[str, int] = defaultdict(int)
+    month_bars = []
+    for row in report["sensitiveReadsByRole"]:
+        reads[row["role"]] += row["records"]
+        month_bars.append((f"{row['role']} {row['month']}", row["records"]))
+    parts.append('<h2>Charts</h2><div class="charts">')
+    parts.append(_svg_bars("Accounts by status", status_bars))
+    parts.append(
+        _svg_bars(
+            "Sensitive records read, by role and month",
+            [b for b in month_bars if reads[b[0].rsplit(" ", 1)[0]]] or [("(none)", 0)],
+            colour="#a05a2c",
+        )
+    )
+    parts.append("</div>")
+    # Grants under review, one line per unused grant, to be marked keep or revoke.
+    parts.append(
+        "<h2>Grants under review</h2><p>Each right below was granted and not used this "
+        "quarter. Mark one box per line; revoked rights are removed from the policy.</p>"
+    )
+    review = [(g["account"], grant) for g in report["grants"] for grant in g["unusedGrants"]]
+    if review:
+        parts.append(
+            "<table><thead><tr><th>Account</th><th>Right</th><th>Kind</th>"
+            "<th>Decision</th></tr></thead><tbody>"
+        )
+        for account, grant in review:
+            kind = "sensitive field" if "." in grant else "operation"
+            parts.append(
+                f"<tr><td>{esc(account)}</td><td>{esc(grant)}</td><td>{kind}</td>"
+                '<td><span class="box"></span>keep<span class="box"></span>revoke</td></tr>'
+            )
+        parts.append("</tbody></table>")
+    else:
+        parts.append("<p>None.</p>")
+    # Every table, with labels.
     for title, rows in list(_tables(report))[1:]:
         parts.append(f"<h2>{esc(title)}</h2>")
         if not rows:
-            parts.append("<p>(none)</p>")
+            parts.append("<p>None.</p>")
             continue
         columns = list(rows[0])
         parts.append(
             "<table><thead><tr>"
-            + "".join(f"<th>{esc(c)}</th>" for c in columns)
+            + "".join(f"<th>{esc(_label(c))}</th>" for c in columns)
             + "</tr></thead><tbody>"
         )
         for row in rows:
             parts.append(
-                "<tr>" + "".join(f"<td>{esc(_cell(row.get(c)))}</td>" for c in columns) + "</tr>"
+                "<tr>"
+                + "".join(f"<td>{esc(_shown(c, row.get(c)))}</td>" for c in columns)
+                + "</tr>"
             )
         parts.append("</tbody></table>")
+    parts.append(
+        '<h2>Sign-off</h2><table class="sign"><tbody>'
+        "<tr><th>Reviewed by</th><td></td><th>Date</th><td></td></tr>"
+        "<tr><th>Signature</th><td></td><th>Decisions applied by</th><td></td></tr>"
+        "</tbody></table>"
+    )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
 RENDERERS = {"json": render_json, "csv": render_csv, "html": render_html}
+MEDIA_TYPES = {
+    "json": "application/json",
+    "csv": "application/zip",
+    "html": "text/html; charset=utf-8",
+}
+EXTENSIONS = {"json": "json", "csv": "zip", "html": "html"}
 
 
 async def generate(
@@ -515,9 +816,9 @@ async def generate(
     now: dt.datetime,
     through_seq: int | None = None,
     operation: str,
-) -> tuple[str, str, dict[str, Any]]:
+) -> tuple[bytes, str, dict[str, Any]]:
     """Build and render the report and record that it was pulled, with its hash.
-    Returns (content, sha256, report)."""
+    Returns (content as bytes: UTF-8 text, or a zip for CSV; its sha256; the report)."""
     if isinstance(who, Actor):
         who.access.require(Action.REPORT_ACCESS)
     if fmt not in RENDERERS:
@@ -531,8 +832,9 @@ async def generate(
         now=now,
         through_seq=through_seq,
     )
-    content = RENDERERS[fmt](report)
-    digest = hashlib.sha256(content.encode()).hexdigest()
+    rendered = RENDERERS[fmt](report)
+    content = rendered if isinstance(rendered, bytes) else rendered.encode("utf-8")
+    digest = hashlib.sha256(content).hexdigest()
     await audit.record(
         session=session,
         who=who,

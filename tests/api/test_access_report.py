@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import csv
 import datetime as dt
+import hashlib
+import io
 import json
 import shutil
 import sqlite3
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,9 @@ from tests.api.test_audit import events
 from tests.conftest import DEMO_PASSWORD, Api, _api_for, errors_of, settings_for
 
 REPORT = """query($q: String!, $f: ReportFormat, $s: Int) {
-  accessReport(quarter: $q, format: $f, throughSeq: $s) { quarter throughSeq sha256 content format }
+  accessReport(quarter: $q, format: $f, throughSeq: $s) {
+    quarter throughSeq sha256 content format contentEncoding mediaType filename
+  }
 }"""
 LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
 
@@ -166,16 +173,60 @@ async def test_pulling_a_report_is_audited_with_its_hash(seeded: Api) -> None:
     assert recorded[-1]["username"] == "demo-compliance"
 
 
-async def test_csv_and_html_are_readable_documents(seeded: Api) -> None:
-    csv_report = (await _report(seeded, "CSV"))["content"]
-    html_report = (await _report(seeded, "HTML"))["content"]
+async def test_the_csv_form_is_a_zip_of_one_csv_per_table(seeded: Api) -> None:
+    pulled = await _report(seeded, "CSV")
+    json_report = json.loads((await _report(seeded, "JSON"))["content"])
 
-    assert csv_report.startswith("\ufeff# ordergate quarterly access report")
-    assert "## Anomalies" in csv_report
-    assert html_report.startswith("<!doctype html>")
-    assert "<h2>Summary</h2>" in html_report
-    assert html_report.index("Summary") < html_report.index("Population")
-    assert "<table>" in html_report
+    raw = base64.b64decode(pulled["content"])
+    archive = zipfile.ZipFile(io.BytesIO(raw))
+    assert (pulled["contentEncoding"], pulled["mediaType"]) == ("base64", "application/zip")
+    assert pulled["filename"] == f"access-{json_report['quarter']}.zip"
+    assert hashlib.sha256(raw).hexdigest() == pulled["sha256"]
+    names = archive.namelist()
+    assert names[0] == "README.txt"
+    assert "population.csv" in names
+    assert "grants.csv" in names
+    assert "anomalies.csv" in names
+    for name in names[1:]:
+        assert archive.read(name).startswith("\ufeff".encode()), name
+    population = list(
+        csv.DictReader(io.StringIO(archive.read("population.csv").decode("utf-8-sig")))
+    )
+    assert {row["account"] for row in population} == {
+        p["account"] for p in json_report["population"]
+    }
+    assert {row["dormant"] for row in population} <= {"yes", "no"}
+
+
+async def test_the_html_report_reads_as_a_document_to_sign(seeded: Api) -> None:
+    report = json.loads((await _report(seeded, "JSON"))["content"])
+    page = (await _report(seeded, "HTML"))["content"]
+
+    assert page.startswith("<!doctype html>")
+    # Findings that need action come before everything else, separation of duties among them.
+    assert page.index("Findings that need action") < page.index("<h2>Summary</h2>")
+    assert "wang.both may both request" in page
+    # Plain-language labels, yes/no and "never", not field names and Python booleans.
+    assert "<th>Last login</th>" in page
+    assert "lastLogin" not in page
+    assert "True" not in page
+    assert "False" not in page
+    never_logged_in = [p for p in report["population"] if p["lastLogin"] is None]
+    assert never_logged_in
+    assert "<td>never</td>" in page
+    # One keep/revoke line per grant under review.
+    unused = sum(len(g["unusedGrants"]) for g in report["grants"])
+    assert unused > 0
+    assert page.count("revoke</td></tr>") == unused
+    # Charts as inline SVG; nothing loaded from elsewhere; print rules.
+    assert page.count('<svg class="chart"') == 2
+    assert "Accounts by status" in page
+    assert "Sensitive records read, by role and month" in page
+    assert "<script" not in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert "@page" in page
+    assert "@media print" in page
+    assert "Sign-off" in page
 
 
 async def test_business_hours_around_the_activity_leave_no_off_hours_findings(
