@@ -12,6 +12,7 @@ from api.graphql.approvals import ApprovalMutations, ApprovalQueries
 from api.graphql.audit import AuditQueries
 from api.graphql.auth import AuthMutations
 from api.graphql.customers import CustomerQueries
+from api.graphql.docs import describe
 from api.graphql.exports import ExportMutations, ExportQueries
 from api.graphql.extension import AccessControl
 from api.graphql.inputs import InputGuard
@@ -57,7 +58,7 @@ class Schema(strawberry.Schema):
 
 def build_schema(*, production: bool = False, limits: Limits | None = None) -> strawberry.Schema:
     limits = limits or Limits()
-    return Schema(
+    schema = Schema(
         query=Query,
         mutation=Mutation,
         types=[ErrorCode],
@@ -70,6 +71,8 @@ def build_schema(*, production: bool = False, limits: Limits | None = None) -> s
             disable_field_suggestions=production,
         ),
     )
+    describe(schema._schema)  # every type, field, argument and enum value (api/graphql/docs.py)
+    return schema
 
 
 def sdl() -> str:

@@ -1,0 +1,389 @@
+"""Descriptions of every type, field, argument and enum value, in the business's words.
+
+Front-end teams read the API in GraphiQL's Docs pane and in generated types, so each entry
+says what the value means, its unit and time zone, whether it may come back masked, and who
+may read or call it. Descriptions written beside a field in its module win; this table fills
+in the rest, once, when the schema is built (`describe`). Connection and edge types are
+described from their node type. `tests/unit/test_schema_docs.py` fails on anything left
+undescribed, and `make test` runs graphql-schema-linter's description and Relay rules.
+"""
+
+from __future__ import annotations
+
+from graphql import (
+    GraphQLEnumType,
+    GraphQLInputObjectType,
+    GraphQLInterfaceType,
+    GraphQLObjectType,
+    GraphQLSchema,
+)
+
+TIME = "ISO 8601 with offset, stored in UTC"
+MASKED = "May come back masked (e.g. `138****5678`) or null, by your role's field policy."
+RESTRICTED = "Restricted business data: finance and purchasing only; every read is audited."
+PERSONAL = "Personal data: masked for some roles; every read that returns it is audited."
+
+FIRST = "How many items to return, 0 to 100."
+AFTER = "Return items after this cursor (`pageInfo.endCursor` of the previous page)."
+
+DESCRIPTIONS: dict[str, str] = {
+    # ---- root types
+    "Query": "Everything a signed-in caller may read. Anonymous callers may only log in.",
+    "Mutation": (
+        "Every change. Each runs in one transaction with its audit event; a refused or "
+        "failed mutation changes nothing and is audited too."
+    ),
+    "Query.viewer": "The signed-in account: roles, channels, permitted operations and fields.",
+    "Query.node(id)": "A global ID from any object's `id`.",
+    "Query.orders(first)": FIRST,
+    "Query.orders(after)": AFTER,
+    "Query.orders(filter)": "Conditions that must all hold.",
+    "Query.orders(orderBy)": "Sort order; newest first when omitted.",
+    "Query.order": "One order in your row scope; NOT_FOUND when missing or out of scope.",
+    "Query.order(id)": "The order's global ID (a bare row number is deprecated).",
+    "Query.customers": "Customers in your row scope (sales: customers of your channels).",
+    "Query.customers(first)": FIRST,
+    "Query.customers(after)": AFTER,
+    "Query.customers(filter)": "Conditions that must all hold.",
+    "Query.customer": "One customer in your row scope; NOT_FOUND when missing or out of scope.",
+    "Query.customer(id)": "The customer's global ID (a bare row number is deprecated).",
+    "Query.stockItems": "Stock per SKU and warehouse, by id.",
+    "Query.stockItems(first)": FIRST,
+    "Query.stockItems(after)": AFTER,
+    "Query.stockItems(filter)": "Conditions that must all hold.",
+    "Query.stockItem(sku)": "The SKU, exactly as on the order line.",
+    "Query.stockItem(warehouse)": "A warehouse code; omitted, the one with most on hand.",
+    "Query.approvalRequests(status)": "Only requests in this status.",
+    "Query.approvalRequests(first)": FIRST,
+    "Query.approvalRequests(after)": AFTER,
+    "Query.approvalRequest": "One approval request you may see.",
+    "Query.approvalRequest(id)": "The request's global ID (a bare row number is deprecated).",
+    "Query.exportRequests(status)": "Only requests in this status.",
+    "Query.exportRequests(first)": FIRST,
+    "Query.exportRequests(after)": AFTER,
+    "Query.exportRequest": "One export request you may see.",
+    "Query.exportRequest(id)": "The request's global ID (a bare row number is deprecated).",
+    "Query.auditEvents(filter)": "Conditions that must all hold.",
+    "Query.auditEvents(first)": FIRST,
+    "Query.auditEvents(after)": AFTER,
+    "Query.accessReport(quarter)": 'A calendar quarter in the business timezone: "2026-Q3".',
+    "Query.accessReport(format)": "JSON, a zip of CSV files, or a printable HTML document.",
+    "Query.accessReport(throughSeq)": (
+        "Read the audit log up to this sequence number, to reproduce an earlier report "
+        "byte for byte; the newest event when omitted."
+    ),
+    "Query.users(first)": FIRST,
+    "Query.users(after)": AFTER,
+    # ---- mutations' arguments
+    "Mutation.login(username)": "The account's username.",
+    "Mutation.login(password)": "Sent in the POST body only; never put it in a URL.",
+    "Mutation.transitionOrder(id)": "The order's global ID.",
+    "Mutation.transitionOrder(to)": "The next status; see OrderStatus for the allowed moves.",
+    "Mutation.transitionOrder(note)": "Kept in the status history (up to 2,000 characters).",
+    "Mutation.requestPriceChange(orderLineId)": "The order line's global ID.",
+    "Mutation.requestPriceChange(newUnitPrice)": "The new unit price, in the order's currency.",
+    "Mutation.requestPriceChange(reason)": "Why; the approver sees it as text.",
+    "Mutation.requestRefund(orderId)": "The paid order's global ID.",
+    "Mutation.requestRefund(amount)": (
+        "In the order's currency; at most what was paid less what was already refunded."
+    ),
+    "Mutation.requestRefund(reason)": "Why; the approver sees it as text.",
+    "Mutation.registerSigningKey(publicKey)": "An Ed25519 public key, PEM (SPKI).",
+    "Mutation.revokeSigningKey(id)": "The key's id (its JWS `kid`).",
+    "Mutation.approveRequest(id)": "The approval request's global ID.",
+    "Mutation.approveRequest(signature)": (
+        "Compact JWS over `signingPayload`: alg EdDSA or Ed25519, kid = your key's id."
+    ),
+    "Mutation.rejectRequest(id)": "The approval request's global ID.",
+    "Mutation.rejectRequest(reason)": "Why; recorded with the decision.",
+    "Mutation.requestExport(input)": "What to export and why.",
+    "Mutation.approveExport(id)": "The export request's global ID.",
+    "Mutation.rejectExport(id)": "The export request's global ID.",
+    "Mutation.rejectExport(reason)": "Why; recorded with the decision.",
+    "Mutation.disableUser(username)": "The account to disable.",
+    "Mutation.enableUser(username)": "The account to enable.",
+    "Mutation.unlockUser(username)": "The locked account.",
+    "Mutation.setUserRoles(username)": "The account whose roles change.",
+    "Mutation.setUserRoles(roles)": "Every role it should hold from now on.",
+    "Mutation.resetUserPassword(username)": "The account whose password changes.",
+    "Mutation.resetUserPassword(password)": "The new password (at least 12 characters).",
+    # ---- auth and viewer
+    "AuthPayload": "A bearer token for the `Authorization` header.",
+    "AuthPayload.accessToken": "Send as `Authorization: Bearer <token>`.",
+    "AuthPayload.expiresAt": f"When the token stops working ({TIME}).",
+    "Viewer": "The signed-in account and what its roles allow.",
+    "Viewer.username": "The account's username.",
+    "Viewer.roles": "Roles held (cs, sales, warehouse, purchasing, ops, finance…).",
+    "Viewer.channels": "Channels a sales account is bound to; its order rows are limited to them.",
+    "Viewer.fieldAccess": "Every governed field with your access to it: FULL, MASKED or NONE.",
+    "FieldAccessEntry": "Your access to one governed field.",
+    "FieldAccessEntry.type": 'The object type, e.g. "Order".',
+    "FieldAccessEntry.field": 'The field, e.g. "customerPhone".',
+    "FieldAccessEntry.access": "FULL, MASKED or NONE.",
+    "Access": "How much of a field a role may read.",
+    "Access.FULL": "The value as stored.",
+    "Access.MASKED": "A masked form: `138****5678`, `z***@example.com`, `张*`.",
+    "Access.NONE": "Null, with a FORBIDDEN error naming the field.",
+    # ---- orders
+    "Order.number": "The order number shown to customers and staff.",
+    "Order.channel": "The sales channel the order came from.",
+    "Order.externalId": "The order's id in its channel (e.g. a Taobao order number).",
+    "Order.status": "Where the order is in its lifecycle.",
+    "Order.currency": 'ISO 4217 code of every amount on the order, e.g. "CNY".',
+    "Order.createdAt": f"When the order was placed ({TIME}).",
+    "Order.updatedAt": f"When the order last changed ({TIME}).",
+    "Order.version": "Grows with every change; pass it as `expectedVersion` to avoid lost updates.",
+    "Order.subtotal": "Sum of the line totals, in the order's currency.",
+    "Order.shippingFee": "Shipping charged to the customer, in the order's currency.",
+    "Order.discount": "Discount given, in the order's currency.",
+    "Order.total": "What the customer pays: subtotal plus shipping less discount.",
+    "Order.grossMargin": f"Total less the cost of goods. {RESTRICTED}",
+    "Order.customer": "The customer record. " + MASKED,
+    "Order.customerName": f"The buyer's name. {PERSONAL}",
+    "Order.customerPhone": f"The buyer's phone. {PERSONAL}",
+    "Order.shippingAddress": "Where the parcel goes. Person and street may come back masked.",
+    "Order.paymentMethod": "How the customer paid (e.g. alipay, wechat).",
+    "Order.paymentTransactionId": f"The payment provider's transaction id. {RESTRICTED}",
+    "Order.carrier": "The carrier once shipped.",
+    "Order.trackingNumber": "The carrier's tracking number once shipped.",
+    "Order.internalNote": "Staff-only note; never shown to the customer.",
+    "Order.lines": "What was bought.",
+    "Order.statusHistory": "Every status change, oldest first, with who and when.",
+    "OrderLine": "One SKU on an order, with its quantity and prices.",
+    "OrderLine.sku": "The stock-keeping unit.",
+    "OrderLine.name": "The product name at the time of ordering.",
+    "OrderLine.quantity": "Units ordered (a positive integer).",
+    "OrderLine.unitPrice": "Price per unit, in the order's currency.",
+    "OrderLine.lineTotal": "Quantity times unit price, in the order's currency.",
+    "OrderLine.costPrice": f"What one unit cost us. {RESTRICTED}",
+    "OrderStatusChange.from": "The status before (null for the first entry).",
+    "OrderStatusChange.to": "The status after.",
+    "OrderStatusChange.actor": "Who made the change (username, or the channel or server).",
+    "OrderStatusChange.at": f"When ({TIME}).",
+    "OrderStatusChange.note": "The note given with the change.",
+    "OrderStatus": (
+        "The lifecycle: PENDING_PAYMENT → PAID → PICKING → SHIPPED → COMPLETED; CANCELLED from "
+        "any status before SHIPPED."
+    ),
+    "OrderStatus.PENDING_PAYMENT": "Placed, not yet paid.",
+    "OrderStatus.PAID": "Paid; waiting to be picked.",
+    "OrderStatus.PICKING": "Being picked and packed in the warehouse.",
+    "OrderStatus.SHIPPED": "Handed to the carrier.",
+    "OrderStatus.COMPLETED": "Delivered and closed.",
+    "OrderStatus.CANCELLED": "Cancelled before shipping.",
+    "OrderFilter.status": "Any of these statuses.",
+    "OrderFilter.channel": "Any of these channels (within your row scope).",
+    "OrderFilter.customerId": "Orders of this customer (global ID); needs Order.customer in full.",
+    "OrderFilter.minTotal": "Total at least this amount; needs Order.total in full.",
+    "OrderFilter.maxTotal": "Total at most this amount; needs Order.total in full.",
+    "OrderOrder": "How to sort orders.",
+    "OrderOrder.field": "The sort key.",
+    "OrderOrder.direction": "Ascending or descending.",
+    "OrderSortField": "Keys orders can be sorted by.",
+    "OrderSortField.CREATED_AT": "When the order was placed.",
+    "OrderSortField.TOTAL": "The order total (needs Order.total in full).",
+    "SortDirection": "Sort direction.",
+    "SortDirection.ASC": "Smallest or oldest first.",
+    "SortDirection.DESC": "Largest or newest first.",
+    "Channel": "A sales channel orders come from.",
+    "Channel.TAOBAO": "Taobao / Tmall.",
+    "Channel.JD": "JD.com.",
+    "Channel.PINDUODUO": "Pinduoduo.",
+    "Channel.WEB": "Our own web shop.",
+    # ---- customers and addresses
+    "Customer.name": f"Full name. {PERSONAL}",
+    "Customer.phone": f"Mobile phone. {PERSONAL}",
+    "Customer.email": f"Email address. {PERSONAL}",
+    "Customer.createdAt": f"When the customer was first recorded ({TIME}).",
+    "Customer.addresses": "Known delivery addresses.",
+    "Customer.orders(first)": "How many of the latest orders, 0 to 100.",
+    "CustomerFilter": "Conditions on customers; all given must hold.",
+    "CustomerFilter.nameContains": "Part of the name; needs Customer.name in full.",
+    "CustomerFilter.phone": "The exact phone; needs Customer.phone in full.",
+    "CustomerFilter.email": "The exact email; needs Customer.email in full.",
+    "Address.recipient": f"Who receives the parcel. {PERSONAL}",
+    "Address.phone": f"The recipient's phone. {PERSONAL}",
+    "Address.province": "Province (readable for regional analysis).",
+    "Address.city": "City.",
+    "Address.district": "District.",
+    "Address.street": f"Street and number. {PERSONAL}",
+    "Address.postalCode": "Postal code.",
+    # ---- stock
+    "StockItem.sku": "The stock-keeping unit.",
+    "StockItem.productName": "The product's name.",
+    "StockItem.warehouse": "The warehouse code.",
+    "StockItem.onHand": "Units physically in the warehouse.",
+    "StockItem.reserved": "Units reserved for orders not yet shipped.",
+    "StockItem.available": "On hand less reserved: what can still be sold.",
+    "StockItem.safetyThreshold": "Below this many available units, stock is low.",
+    "StockItem.unitCost": f"What one unit cost us. {RESTRICTED}",
+    "StockItem.updatedAt": f"When the levels last changed ({TIME}).",
+    "StockFilter": "Conditions on stock; all given must hold.",
+    "StockFilter.sku": "Exactly this SKU.",
+    "StockFilter.warehouse": "Exactly this warehouse code.",
+    "StockFilter.belowSafetyThreshold": "True: only items below their safety threshold.",
+    # ---- approvals
+    "ApprovalRequest.kind": "Price change or refund.",
+    "ApprovalRequest.status": "Where the request stands.",
+    "ApprovalRequest.orderId": "The order's global ID.",
+    "ApprovalRequest.orderNumber": "The order's number.",
+    "ApprovalRequest.orderLineId": "The order line's global ID (price changes only).",
+    "ApprovalRequest.currency": "ISO 4217 code of `amount`.",
+    "ApprovalRequest.requestedBy": "Who asked (username).",
+    "ApprovalRequest.reason": "Why they asked. Show it as text, never as HTML.",
+    "ApprovalRequest.summary": "One line saying what signing will do.",
+    "ApprovalRequest.createdAt": f"When it was asked ({TIME}).",
+    "ApprovalRequest.expiresAt": f"After this, it can no longer be signed ({TIME}).",
+    "ApprovalRequest.decidedAt": f"When it was approved, rejected or voided ({TIME}).",
+    "ApprovalRequest.decidedBy": "Who decided (username).",
+    "ApprovalRequest.decisionReason": "Why it was rejected or voided.",
+    "ApprovalRequest.keyFingerprint": "SHA-256 fingerprint of the key that signed it.",
+    "ApprovalKind": "What an approval request would change.",
+    "ApprovalKind.PRICE_CHANGE": "A new unit price on one order line.",
+    "ApprovalKind.REFUND": "Money back to the customer, at most what was paid.",
+    "ApprovalStatus": "Where an approval request stands.",
+    "ApprovalStatus.PENDING": "Waiting for a signature.",
+    "ApprovalStatus.APPROVED": "Signed and applied.",
+    "ApprovalStatus.REJECTED": "Rejected by an approver, or withdrawn by the requester.",
+    "ApprovalStatus.EXPIRED": "Not signed in time.",
+    "ApprovalStatus.VOIDED": "The order changed after the request, so it no longer applies.",
+    "SigningKey.id": "The key's id: the `kid` of your JWS signatures.",
+    "SigningKey.fingerprint": "SHA-256 of the public key, to compare with your device.",
+    "SigningKey.createdAt": f"When it was registered ({TIME}).",
+    "SigningKey.revokedAt": f"When it was revoked; null while it works ({TIME}).",
+    # ---- exports
+    "ExportInput": "An export to ask for.",
+    "ExportInput.entity": "What to export.",
+    "ExportInput.fields": "Field names of that entity; each must be readable in full by you.",
+    "ExportInput.reason": "Why; the approvers see it.",
+    "ExportInput.filter": "A filter with the names of that entity's query filter.",
+    "ExportRequest.entity": "What is exported.",
+    "ExportRequest.filter": "The filter asked for (amounts shown only to readers of totals).",
+    "ExportRequest.fields": "The fields exported.",
+    "ExportRequest.reason": "Why it was asked for.",
+    "ExportRequest.status": "Where the request stands.",
+    "ExportRequest.requestedBy": "Who asked (username).",
+    "ExportRequest.createdAt": f"When it was asked ({TIME}).",
+    "ExportRequest.expiresAt": f"Unapproved after this, it expires ({TIME}).",
+    "ExportRequest.approvedL1By": "The first-level approver (username).",
+    "ExportRequest.approvedL1At": f"When the first approval was given ({TIME}).",
+    "ExportRequest.approvedL2By": "The second-level approver, from compliance (username).",
+    "ExportRequest.approvedL2At": f"When the second approval was given ({TIME}).",
+    "ExportRequest.rejectedBy": "Who rejected it (username).",
+    "ExportRequest.rejectionReason": "Why it was rejected.",
+    "ExportRequest.rowCount": "Rows in the file produced.",
+    "ExportRequest.sha256": "SHA-256 of the file, to check the download.",
+    "ExportRequest.producedAt": f"When the file was produced ({TIME}).",
+    "ExportRequest.downloadExpiresAt": f"The download link stops working then ({TIME}).",
+    "ExportRequest.downloadedAt": f"When the file was downloaded, once ({TIME}).",
+    "ExportEntity": "What can be exported.",
+    "ExportEntity.ORDERS": "Orders in the requester's row scope.",
+    "ExportEntity.CUSTOMERS": "Customers in the requester's row scope.",
+    "ExportEntity.STOCK": "Stock levels.",
+    "ExportStatus": "Where an export request stands.",
+    "ExportStatus.PENDING_L1": "Waiting for the first approval (an approver).",
+    "ExportStatus.PENDING_L2": "Waiting for the second approval (compliance).",
+    "ExportStatus.APPROVED": "Approved; the file is being produced.",
+    "ExportStatus.READY": "The file can be downloaded once by the requester.",
+    "ExportStatus.DOWNLOADED": "Downloaded; the link no longer works.",
+    "ExportStatus.REJECTED": "Rejected at either level; final.",
+    "ExportStatus.EXPIRED": "Not approved in time, or not downloaded in time.",
+    "ExportStatus.FAILED": "The file could not be produced after its retries.",
+    # ---- audit
+    "AuditEvent.seq": "Position in the log; gapless.",
+    "AuditEvent.at": f"When ({TIME}).",
+    "AuditEvent.actorId": "The account's row id, or null for the server or an anonymous caller.",
+    "AuditEvent.username": "The account's username at the time.",
+    "AuditEvent.roles": "The account's roles at the time.",
+    "AuditEvent.clientIp": "The client's address, resolved through trusted proxies.",
+    "AuditEvent.peerIp": "The address of the TCP peer (a proxy or the client).",
+    "AuditEvent.userAgent": "The caller's User-Agent header.",
+    "AuditEvent.requestId": "The request id (`X-Request-ID`), to find the log lines.",
+    "AuditEvent.operation": "The GraphQL root fields or CLI command.",
+    "AuditEvent.action": 'What was done, e.g. "order.transition", "data.read".',
+    "AuditEvent.targetType": 'The kind of object, e.g. "Order".',
+    "AuditEvent.targetId": "The object's row id (the audit filter also takes a global ID).",
+    "AuditEvent.outcome": "success, denied or failure.",
+    "AuditEvent.code": "The error code of a denial or failure.",
+    "AuditEvent.details": "What changed or was read; fields you may not read are withheld.",
+    "AuditEvent.prevHash": "The previous event's hash (the chain).",
+    "AuditEvent.hash": "SHA-256 over this event and prevHash.",
+    "AuditEventFilter.action": "Exactly this action.",
+    "AuditEventFilter.targetType": "Exactly this target type.",
+    "AuditEventFilter.from": f"At or after ({TIME}).",
+    "AuditEventFilter.to": f"Before ({TIME}).",
+    # ---- report
+    "AccessReport.quarter": 'The quarter, e.g. "2026-Q3".',
+    "AccessReport.periodStart": "First instant of the quarter in the business timezone.",
+    "AccessReport.periodEnd": "First instant after the quarter (exclusive).",
+    "AccessReport.format": "How `content` is rendered.",
+    # ---- accounts
+    "UserAccount.username": "The account's username.",
+    "UserAccount.roles": "Roles held.",
+    "UserAccount.disabled": "True when the account may not log in.",
+    "UserAccount.lockedUntil": f"Locked after failed logins until then ({TIME}).",
+    "UserAccount.lastLoginAt": f"The last successful login ({TIME}).",
+    "UserAccount.createdAt": f"When the account was created ({TIME}).",
+    # ---- paging
+    "PageInfo": "Where a page stands in its list (Relay cursor connections).",
+    "PageInfo.hasNextPage": "More items follow this page.",
+    "PageInfo.hasPreviousPage": "This page was asked for with `after`.",
+    "PageInfo.startCursor": "The first item's cursor.",
+    "PageInfo.endCursor": "The last item's cursor; pass it as `after` for the next page.",
+    # ---- error codes
+    "ErrorCode.UNAUTHENTICATED": "Log in first, or the token expired or was revoked.",
+    "ErrorCode.FORBIDDEN": "Your role may not do this or read this field (`extensions.field`).",
+    "ErrorCode.BAD_USER_INPUT": "An argument is malformed or out of range; nothing changed.",
+    "ErrorCode.NOT_FOUND": "No such object, or it is outside your row scope.",
+    "ErrorCode.CONFLICT": "Someone changed it first (version), or it already exists.",
+    "ErrorCode.INVALID_TRANSITION": "The order's lifecycle does not allow this move.",
+    "ErrorCode.INSUFFICIENT_STOCK": "Not enough available stock.",
+    "ErrorCode.SIGNATURE_INVALID": "The signature does not verify over the signing payload.",
+    "ErrorCode.SEPARATION_OF_DUTIES": "The same person may not request and approve.",
+    "ErrorCode.QUERY_TOO_COMPLEX": "Over a depth, alias, token or cost limit.",
+    "ErrorCode.RATE_LIMITED": "Too many requests; retry after `extensions.retryAfter` seconds.",
+    "ErrorCode.UNAVAILABLE": "The database is not answering; retry after Retry-After.",
+    "ErrorCode.INTERNAL": "A fault on our side; quote `extensions.requestId`.",
+}
+
+
+def _connection_docs(schema: GraphQLSchema) -> dict[str, str]:
+    """Connection and edge types, described from their node type."""
+    found: dict[str, str] = {}
+    for name in schema.type_map:
+        if name.endswith("Connection") and name != "Connection":
+            node = name.removesuffix("Connection")
+            found[name] = f"A page of {node} items (Relay cursor connection)."
+            found[f"{name}.edges"] = "The items of this page, each with its cursor."
+            found[f"{name}.pageInfo"] = "Cursors and whether more pages follow."
+            found[f"{name}.totalCount"] = "How many items match in all, across every page."
+        elif name.endswith("Edge"):
+            node = name.removesuffix("Edge")
+            found[name] = f"One {node} in a page, with its cursor."
+            found[f"{name}.cursor"] = "Opaque position of this item; pass it as `after`."
+            found[f"{name}.node"] = f"The {node}."
+    return found
+
+
+def describe(schema: GraphQLSchema) -> None:
+    """Fill in every missing description from the table above (in place)."""
+    table = {**_connection_docs(schema), **DESCRIPTIONS}
+    for name, named in schema.type_map.items():
+        if name.startswith("__"):
+            continue
+        if not named.description and name in table:
+            named.description = table[name]
+        if isinstance(named, GraphQLObjectType | GraphQLInterfaceType | GraphQLInputObjectType):
+            for field_name, field in named.fields.items():
+                coordinate = f"{name}.{field_name}"
+                if not field.description and coordinate in table:
+                    field.description = table[coordinate]
+                for arg_name, arg in getattr(field, "args", {}).items():
+                    key = f"{coordinate}({arg_name})"
+                    if not arg.description and key in table:
+                        arg.description = table[key]
+        elif isinstance(named, GraphQLEnumType):
+            for value_name, value in named.values.items():
+                key = f"{name}.{value_name}"
+                if not value.description and key in table:
+                    value.description = table[key]
