@@ -23,6 +23,7 @@ from api import metrics
 from api.context import MINUTE, REFUSED_PREFIX
 from api.downloads import download_endpoint
 from api.graphql.limits import Limits
+from api.leader import HousekeepingLease
 from api.logging import configure_logging
 from api.middleware import EdgeMiddleware
 from api.runtime import Runtime
@@ -272,19 +273,30 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                     )
                 )
             )
+        # Housekeeping runs once per deployment, in whichever process holds the lease
+        # (api/leader.py); with `serve --workers N` or several machines the others skip it.
+        lease = HousekeepingLease(runtime.engine, settings.data_dir)
+
+        def led(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+            async def run() -> None:
+                if await lease.held():
+                    await job()
+
+            return run
+
         background.add(
             asyncio.create_task(
-                _every(60, lambda: _expire_requests(runtime), "expiring approval requests")
+                _every(60, led(lambda: _expire_requests(runtime)), "expiring approval requests")
             )
         )
         background.add(
             asyncio.create_task(
-                _every(60, lambda: _export_housekeeping(runtime), "export housekeeping")
+                _every(60, led(lambda: _export_housekeeping(runtime)), "export housekeeping")
             )
         )
         background.add(
             asyncio.create_task(
-                _every(60, lambda: _purge_rate_counters(runtime), "rate counter purge")
+                _every(60, led(lambda: _purge_rate_counters(runtime)), "rate counter purge")
             )
         )
         if settings.audit_checkpoint_seconds > 0:
@@ -292,11 +304,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 asyncio.create_task(
                     _every(
                         settings.audit_checkpoint_seconds,
-                        lambda: _checkpoint(runtime),
+                        led(lambda: _checkpoint(runtime)),
                         "audit checkpoint",
                     )
                 )
             )
+        # Claim the lease at start, so the leader is known (and logged) from the first minute.
+        with contextlib.suppress(Exception):
+            await lease.held()
         try:
             yield
         finally:
@@ -304,6 +319,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await lease.release()
             await runtime.drain(grace=settings.shutdown_grace_seconds)
             metrics.POOLS.engines.discard(runtime.engine)
             await runtime.engine.dispose()

@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="app processes (uvicorn restarts any that dies); housekeeping runs in one of them",
+    )
+    serve.add_argument(
         "--allow-unmigrated",
         action="store_true",
         help="serve although the database is not at the migration head (/readyz says not ready)",
@@ -96,6 +102,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     access.add_argument("--through-seq", type=int, help="reproduce a report: audit events up to N")
     access.add_argument("--output", type=Path, help="file to write (default: stdout)")
+
+    keys = sub.add_parser("keys", help="production secrets").add_subparsers(
+        dest="keys_command", required=True
+    )
+    init = keys.add_parser(
+        "init",
+        help="write a token signing key and an audit checkpoint key (0600) into a directory",
+    )
+    init.add_argument("--dir", type=Path, required=True, help="where to write them")
 
     sign = sub.add_parser("sign", help="sign an approval request's payload with your key")
     sign.add_argument("--key", type=Path, required=True, help="your Ed25519 private key (PEM)")
@@ -555,8 +570,36 @@ async def _audit_command(settings: Settings, args: argparse.Namespace) -> int:
     return 2
 
 
+def _keys_init(directory: Path) -> int:
+    """The two secrets production needs, as files (Docker/Kubernetes secrets): `token-keys`
+    for ORDERGATE_TOKEN_KEYS_FILE and `audit-checkpoint-key.pem` for
+    ORDERGATE_AUDIT_KEY_FILE. Never overwrites: a lost audit key cannot be replaced silently."""
+    import os
+    import secrets
+
+    from domain.audit.keys import CheckpointKey
+
+    token_file = directory / "token-keys"
+    audit_file = directory / "audit-checkpoint-key.pem"
+    existing = [str(p) for p in (token_file, audit_file) if p.exists()]
+    if existing:
+        print(f"ordergate: {', '.join(existing)} already exist; not overwriting", file=sys.stderr)
+        return 1
+    directory.mkdir(parents=True, exist_ok=True)
+    kid = f"k{dt.datetime.now(dt.UTC):%Y%m%d}"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"{kid}:{secrets.token_urlsafe(48)}\n")
+    key = CheckpointKey.generate_into(audit_file)
+    print(f"wrote {token_file} and {audit_file} (mode 0600)")
+    print(f"audit checkpoint public key (keep a copy elsewhere):\n{key.public_pem()}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "keys":  # before settings: production refuses to load without them
+        return _keys_init(args.dir)
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -602,14 +645,22 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 f"code expects {state['expected']} (--allow-unmigrated); /readyz says not ready",
                 file=sys.stderr,
             )
-        uvicorn.run(
-            create_app(settings),
-            host=args.host,
-            port=args.port,
-            log_config=None,
-            proxy_headers=False,
-            server_header=False,
-        )
+        if args.workers < 1:
+            print("ordergate: --workers takes a number of processes, 1 or more", file=sys.stderr)
+            return 2
+        options = {
+            "host": args.host,
+            "port": args.port,
+            "log_config": None,
+            "proxy_headers": False,
+            "server_header": False,
+        }
+        if args.workers == 1:
+            uvicorn.run(create_app(settings), **options)
+        else:
+            # Each worker builds its app from the same environment (api.app:create_app); a
+            # SIGHUP to this process restarts the workers, which reloads the policy too.
+            uvicorn.run("api.app:create_app", factory=True, workers=args.workers, **options)
         return 0
     if args.command == "migrate":
         from domain.migrations import run_migrations

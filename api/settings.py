@@ -181,11 +181,21 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         env.get("DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'ordergate.db'}")
     )
     raw_keys = env.get("ORDERGATE_TOKEN_KEYS")
+    keys_file = env.get("ORDERGATE_TOKEN_KEYS_FILE")
+    if keys_file and not raw_keys:
+        # Docker and Kubernetes secrets arrive as files (/run/secrets/…), not variables.
+        try:
+            raw_keys = Path(keys_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"ORDERGATE_TOKEN_KEYS_FILE {keys_file}: {exc.strerror or exc}"
+            ) from None
     if raw_keys:
         token_keys = _parse_token_keys(raw_keys)
     elif mode == "production":
         raise SettingsError(
-            "ORDERGATE_ENV=production needs ORDERGATE_TOKEN_KEYS; refusing to start"
+            "ORDERGATE_ENV=production needs ORDERGATE_TOKEN_KEYS (or ORDERGATE_TOKEN_KEYS_FILE); "
+            "refusing to start"
         )
     else:
         token_keys = _dev_token_keys(data_dir)
