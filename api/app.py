@@ -184,7 +184,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         max_tokens=settings.max_tokens,
         max_cost=settings.max_cost,
     )
-    view = GraphQLView(build_schema(production=settings.production, limits=limits), runtime)
+    view = GraphQLView(
+        build_schema(production=settings.production, limits=limits, tracing=settings.tracing),
+        runtime,
+    )
 
     async def healthz(_request: Request) -> JSONResponse:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
@@ -56,15 +58,24 @@ class Schema(strawberry.Schema):
         return None
 
 
-def build_schema(*, production: bool = False, limits: Limits | None = None) -> strawberry.Schema:
+def build_schema(
+    *, production: bool = False, limits: Limits | None = None, tracing: bool = False
+) -> strawberry.Schema:
     limits = limits or Limits()
+    tracers: list[Any] = []
+    if tracing:
+        # Spans for parsing, validation and each resolver, to whatever tracer provider the
+        # process configured (an OTLP exporter, usually); only with ORDERGATE_TRACING=otel.
+        from strawberry.extensions.tracing import OpenTelemetryExtension
+
+        tracers.append(OpenTelemetryExtension)
     schema = Schema(
         query=Query,
         mutation=Mutation,
         types=[ErrorCode],
         # Input checks and limits first: a refused query costs no authorization work and no
         # database round trip.
-        extensions=[InputGuard, lambda: QueryLimits(limits=limits), AccessControl],
+        extensions=[InputGuard, lambda: QueryLimits(limits=limits), AccessControl, *tracers],
         config=StrawberryConfig(
             scalar_map=SCALARS,
             # "Did you mean …" would help an attacker map the schema; keep it for developers.

@@ -108,6 +108,7 @@ class Settings:
     shutdown_grace_seconds: float
     db_start_timeout_seconds: float
     metrics_token: str | None = field(default=None, repr=False)
+    tracing: bool = False  # OpenTelemetry spans per operation and resolver (ORDERGATE_TRACING)
 
     @property
     def production(self) -> bool:
@@ -169,6 +170,22 @@ def checkpoint_key(settings: Settings) -> CheckpointKey:
     if settings.production:
         raise SettingsError(f"audit checkpoint key {path} does not exist")
     return CheckpointKey.generate_into(path)
+
+
+def _tracing(env: dict[str, str]) -> bool:
+    """ORDERGATE_TRACING=otel turns on strawberry's OpenTelemetry extension; the package is
+    optional (`pip install 'ordergate[tracing]'`), so asking without it is a start-up error."""
+    value = env.get("ORDERGATE_TRACING", "off")
+    if value not in ("off", "otel"):
+        raise SettingsError(f"ORDERGATE_TRACING is off or otel, not {value!r}")
+    if value == "otel":
+        try:
+            import opentelemetry.trace  # noqa: F401
+        except ImportError:
+            raise SettingsError(
+                "ORDERGATE_TRACING=otel needs OpenTelemetry: pip install 'ordergate[tracing]'"
+            ) from None
+    return value == "otel"
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -258,5 +275,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         shutdown_grace_seconds=_float(env, "ORDERGATE_SHUTDOWN_GRACE_SECONDS", 10),
         db_start_timeout_seconds=_float(env, "ORDERGATE_DB_START_TIMEOUT_SECONDS", 30),
         metrics_token=env.get("ORDERGATE_METRICS_TOKEN") or None,
+        tracing=_tracing(env),
         queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),
     )

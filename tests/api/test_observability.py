@@ -135,3 +135,46 @@ async def test_an_incoming_request_id_or_trace_is_kept(
         assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
     else:
         assert response.headers["x-request-id"] == expected
+
+
+def _memory_spans():  # noqa: ANN202
+    """An in-memory span exporter on the process's tracer provider (set once per process)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+async def test_opentelemetry_spans_when_tracing_is_on(database_url: str, tmp_path: Path) -> None:
+    exporter = _memory_spans()
+    settings = settings_for(database_url, tmp_path, ORDERGATE_TRACING="otel")
+    async for api in _api_for(settings):
+        await api.gql("query Mine { orders(first: 1) { edges { node { number } } } }", as_="cs")
+
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert "GraphQL Query: Mine" in names
+    assert "GraphQL Parsing" in names
+    assert any(name.startswith("GraphQL Resolving: orders") for name in names)
+
+
+async def test_no_spans_unless_tracing_is_asked_for(api: Api) -> None:
+    exporter = _memory_spans()
+
+    await api.gql("query Mine { orders(first: 1) { edges { node { number } } } }", as_="cs")
+
+    assert exporter.get_finished_spans() == ()
+
+
+def test_an_unknown_tracing_value_is_a_start_up_error() -> None:
+    from api.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="ORDERGATE_TRACING is off or otel"):
+        load_settings({"ORDERGATE_TRACING": "jaeger"})
