@@ -97,3 +97,17 @@ def test_an_installed_wheel_migrates_checks_its_policy_and_keeps_data_out_of_sit
     assert "0 problem(s)" in checked.stdout
     assert "cs on Order.grossMargin: NONE" in where.stdout
     assert (installed / "policies" / "policy.csv").exists()
+
+
+def test_the_wheel_carries_graphiql_and_its_assets(installed: Path) -> None:
+    static = installed / "api" / "static" / "graphiql"
+
+    assert (static / "index.html").exists()
+    assert (static / "ordergate-graphiql.js").exists()
+    for name in (
+        "graphiql.min.js",
+        "graphiql.min.css",
+        "react.production.min.js",
+        "LICENSE.graphiql",
+    ):
+        assert (static / "vendor" / name).exists(), name
