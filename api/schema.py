@@ -6,6 +6,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -75,7 +76,16 @@ def build_schema(
         types=[ErrorCode],
         # Input checks and limits first: a refused query costs no authorization work and no
         # database round trip.
-        extensions=[InputGuard, lambda: QueryLimits(limits=limits), AccessControl, *tracers],
+        # Parsing and validating the same query text again costs nothing: clients send a
+        # handful of distinct operations many times over.
+        extensions=[
+            lambda: ParserCache(maxsize=512),
+            lambda: ValidationCache(maxsize=512),
+            InputGuard,
+            lambda: QueryLimits(limits=limits),
+            AccessControl,
+            *tracers,
+        ],
         config=StrawberryConfig(
             scalar_map=SCALARS,
             # "Did you mean …" would help an attacker map the schema; keep it for developers.

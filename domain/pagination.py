@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import BadInput
@@ -26,13 +26,31 @@ MAX_PAGE = 100
 MAX_CURSOR = 200  # our cursors are well under 100 characters
 
 
+# Counting stops here: past it, `totalCount` is this number and `totalCountCapped` is true, so
+# a count costs the same at ten thousand rows as at a million.
+COUNT_CAP = 10_000
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
     items: Sequence[T]
     cursors: Sequence[str]
     has_next: bool
     has_previous: bool
-    total_count: int
+    total_count: int | None  # None when the caller did not ask for it
+    total_capped: bool = False
+
+
+async def count(
+    session: AsyncSession, base: Select[Any], *, cap: int | None = None
+) -> tuple[int, bool]:
+    """How many rows `base` matches, counting no further than `cap`: (count, capped)."""
+    limit = COUNT_CAP if cap is None else cap
+    found = await session.scalar(
+        select(func.count()).select_from(base.order_by(None).limit(limit + 1).subquery())
+    )
+    found = found or 0
+    return (limit, True) if found > limit else (found, False)
 
 
 def page_size(first: int | None) -> int:
@@ -72,9 +90,11 @@ def decode_cursor(cursor: str, ordering: str) -> tuple[Any, int]:
 def after_condition(
     column: ColumnElement[Any], id_column: ColumnElement[int], key: Any, row_id: int, *, desc: bool
 ) -> ColumnElement[bool]:
+    # The row-value form bounds an index on (column, id) directly; the equivalent
+    # `column < k OR (column = k AND id < i)` makes PostgreSQL filter every row before k.
     if desc:
-        return or_(column < key, and_(column == key, id_column < row_id))
-    return or_(column > key, and_(column == key, id_column > row_id))
+        return tuple_(column, id_column) < tuple_(key, row_id)
+    return tuple_(column, id_column) > tuple_(key, row_id)
 
 
 def apply_order(
@@ -94,10 +114,11 @@ async def by_id(
     first: int | None,
     after: str | None,
     descending: bool = False,
+    want_total: bool = True,
 ) -> Page[Any]:
-    """One page of `base` in id order, with the total count of its matches."""
+    """One page of `base` in id order, with the count of its matches when asked for."""
     size = page_size(first)
-    total = await session.scalar(select(func.count()).select_from(base.subquery()))
+    total, capped = await count(session, base) if want_total else (None, False)
     stmt = base
     if after is not None:
         _, row_id = decode_cursor(after, ordering)
@@ -106,4 +127,4 @@ async def by_id(
     rows = list((await session.scalars(stmt.order_by(order).limit(size + 1))).all())
     items = rows[:size]
     cursors = [encode_cursor(ordering, None, getattr(row, id_column.key)) for row in items]
-    return Page(items, cursors, len(rows) > size, after is not None, total or 0)
+    return Page(items, cursors, len(rows) > size, after is not None, total, capped)

@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from api.context import RequestContext
 from api.graphql.projection import Projection, attr
-from api.graphql.relay import Connection, Node, global_id, parse_id
+from api.graphql.relay import Connection, Node, global_id, parse_id, selects
 from api.graphql.scalars import Money
 from domain.access import AccessProfile
 from domain.approvals import models
@@ -115,7 +115,13 @@ class ApprovalQueries:
         actor.access.require_full("ApprovalRequest.id")
         async with ctx.read() as session:
             page = await approvals.list_requests(
-                session=session, actor=actor, status=status, now=utcnow(), first=first, after=after
+                session=session,
+                actor=actor,
+                status=status,
+                now=utcnow(),
+                first=first,
+                after=after,
+                want_total=selects(info, "totalCount"),
             )
         return Connection.from_page(page, lambda r: ApprovalRequest.from_model(r, actor.access))
 

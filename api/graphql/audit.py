@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.context import RequestContext
-from api.graphql.relay import Connection, decode_global_id
+from api.graphql.relay import Connection, decode_global_id, selects
 from domain.access import AccessProfile
 from domain.audit import models
 from domain.audit import service as audit_service
@@ -115,6 +115,7 @@ class AuditQueries:
                 flt=filter.to_domain() if filter else None,
                 first=first,
                 after=after,
+                want_total=selects(info, "totalCount"),
             )
             await session.commit()
         return Connection.from_page(page, lambda e: AuditEvent.from_model(e, actor.access))

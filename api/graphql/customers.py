@@ -6,7 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.context import RequestContext
-from api.graphql.relay import Connection, parse_id
+from api.graphql.relay import Connection, parse_id, selects
 from api.graphql.types import Customer
 from domain.customers import service as customers_service
 from domain.customers.service import CustomerFilter as DomainCustomerFilter
@@ -43,6 +43,7 @@ class CustomerQueries:
                 flt=filter.to_domain() if filter else None,
                 first=first,
                 after=after,
+                want_total=selects(info, "totalCount"),
             )
         return Connection.from_page(page, lambda c: Customer.from_model(c, actor.access))
 

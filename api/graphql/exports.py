@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from api.context import RequestContext
 from api.graphql.projection import Projection, attr
-from api.graphql.relay import Connection, Node, global_id, parse_id
+from api.graphql.relay import Connection, Node, global_id, parse_id, selects
 from api.runtime import Runtime
 from domain.access import AccessProfile, FieldAccess
 from domain.db import utcnow
@@ -141,7 +141,12 @@ class ExportQueries:
         actor.access.require_full("ExportRequest.id")
         async with ctx.read() as session:
             page = await exports.list_exports(
-                session=session, actor=actor, status=status, first=first, after=after
+                session=session,
+                actor=actor,
+                status=status,
+                first=first,
+                after=after,
+                want_total=selects(info, "totalCount"),
             )
         return Connection.from_page(
             page,

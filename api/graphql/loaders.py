@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 MAX_NESTED = 50
 
 
-def customer_orders(ctx: RequestContext, first: int) -> DataLoader[int, list[Order]]:
+def customer_orders(
+    ctx: RequestContext, first: int, include: frozenset[str] = orders_service.EVERYTHING
+) -> DataLoader[int, list[Order]]:
     if not 0 <= first <= MAX_NESTED:
         raise BadInput(f"`first` on Customer.orders must be between 0 and {MAX_NESTED}")
     key = f"customer_orders:{first}"
@@ -31,6 +33,7 @@ def customer_orders(ctx: RequestContext, first: int) -> DataLoader[int, list[Ord
                     actor=ctx.require_actor(),
                     customer_ids=customer_ids,
                     limit=first,
+                    include=include,
                 )
             return [grouped.get(cid, []) for cid in customer_ids]
 

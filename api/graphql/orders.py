@@ -10,14 +10,30 @@ import strawberry
 from strawberry.types import Info
 
 from api.context import RequestContext
-from api.graphql.relay import Connection, parse_id
+from api.graphql.projection import READ_SCOPE
+from api.graphql.relay import Connection, parse_id, selects
 from api.graphql.scalars import Money
 from api.graphql.types import Channel, Order, OrderStatus
+from domain.access import FieldAccess
+from domain.actor import Actor
 from domain.orders import service as orders_service
 from domain.orders.service import OrderFilter as DomainOrderFilter
 from domain.orders.service import OrderSortField as DomainSortField
 
 OrderSortField = strawberry.enum(DomainSortField, name="OrderSortField")
+
+
+def _relations(actor: Actor) -> frozenset[str]:
+    """The relations of each listed order that this operation will read: asked for by the
+    selection (the access extension's read scope) and readable by the caller."""
+    scope = READ_SCOPE.get()
+    if scope is None:
+        return orders_service.EVERYTHING
+    return frozenset(
+        c
+        for c in orders_service.EVERYTHING & scope.asked
+        if actor.access.field_access(c) is not FieldAccess.NONE
+    )
 
 
 @strawberry.enum
@@ -85,6 +101,8 @@ class OrderQueries:
                 descending=order_by.direction is SortDirection.DESC,
                 first=first,
                 after=after,
+                want_total=selects(info, "totalCount"),
+                include=_relations(actor),
             )
         return Connection.from_page(page, lambda o: Order.from_model(o, actor.access))
 

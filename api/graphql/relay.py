@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 from strawberry.relay import GlobalID
+from strawberry.types.nodes import SelectedField
 
 from domain.errors import BadInput
 from domain.pagination import Page
@@ -36,7 +37,15 @@ class Edge(Generic[T]):
 class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(
+        description=(
+            "How many items match in all, across every page — counted only when selected, and "
+            "only up to 10,000: past that it is 10,000 and `totalCountCapped` is true."
+        )
+    )
+    total_count_capped: bool = strawberry.field(
+        description="True when more items match than `totalCount` says (counting stopped)."
+    )
 
     @classmethod
     def from_page(cls, page: Page[Any], convert: Callable[[Any], T]) -> Connection[T]:
@@ -52,7 +61,8 @@ class Connection(Generic[T]):
                 start_cursor=page.cursors[0] if page.cursors else None,
                 end_cursor=page.cursors[-1] if page.cursors else None,
             ),
-            total_count=page.total_count,
+            total_count=page.total_count or 0,
+            total_count_capped=page.total_capped,
         )
 
 
@@ -125,3 +135,19 @@ def row_id(target_id: object) -> object:
     deprecated bare integer, so one row has one name in the audit log and its reports."""
     found = decode_global_id(target_id) if isinstance(target_id, str) else None
     return str(found[1]) if found is not None else target_id
+
+
+def selects(info: Any, name: str) -> bool:
+    """Whether the field being resolved selects `name` among its direct children (through
+    fragments and inline fragments too): `totalCount` is counted only when asked for."""
+
+    def among(selections: Any) -> bool:
+        for selection in selections:
+            if isinstance(selection, SelectedField):
+                if selection.name == name:
+                    return True
+            elif among(selection.selections):  # a fragment spread or an inline fragment
+                return True
+        return False
+
+    return any(among(field.selections) for field in info.selected_fields)

@@ -6,7 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.context import RequestContext
-from api.graphql.relay import Connection
+from api.graphql.relay import Connection, selects
 from api.graphql.types import StockItem
 from domain.catalog import service as stock_service
 from domain.catalog.service import StockFilter as DomainStockFilter
@@ -45,6 +45,7 @@ class StockQueries:
                 flt=filter.to_domain() if filter else None,
                 first=first,
                 after=after,
+                want_total=selects(info, "totalCount"),
             )
         return Connection.from_page(page, lambda s: StockItem.from_model(s, actor.access))
 

@@ -211,7 +211,11 @@ class Customer(Node):
         access = ctx.access
         if access.field_access("Customer.orders") is FieldAccess.NONE:
             return None
-        found = await customer_orders(ctx, first).load(self._model_id)
+        from api.graphql.orders import _relations
+
+        found = await customer_orders(ctx, first, _relations(ctx.require_actor())).load(
+            self._model_id
+        )
         return [Order.from_model(o, access) for o in found]
 
     @classmethod

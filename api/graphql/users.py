@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
 from api.context import RequestContext
-from api.graphql.relay import Connection
+from api.graphql.relay import Connection, selects
 from domain import pagination
 from domain.access import Action
 from domain.users import service as users_service
@@ -58,7 +58,13 @@ class UserQueries:
         ctx.require_actor().access.require(Action.USER_ADMIN)
         async with ctx.read() as session:
             page = await pagination.by_id(
-                session, select(User), User.id, ordering="users:ID:ASC", first=first, after=after
+                session,
+                select(User),
+                User.id,
+                ordering="users:ID:ASC",
+                first=first,
+                after=after,
+                want_total=selects(info, "totalCount"),
             )
         return Connection.from_page(page, UserAccount.from_model)
 

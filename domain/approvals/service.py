@@ -363,6 +363,7 @@ async def list_requests(
     now: dt.datetime,
     first: int | None = None,
     after: str | None = None,
+    want_total: bool = True,
 ) -> pagination.Page[ApprovalRequest]:
     base = select(ApprovalRequest)
     if (condition := _visible(actor)) is not None:
@@ -387,6 +388,7 @@ async def list_requests(
         first=first,
         after=after,
         descending=True,
+        want_total=want_total,
     )
 
 

@@ -174,6 +174,7 @@ async def list_events(
     flt: AuditFilter | None = None,
     first: int | None = None,
     after: str | None = None,
+    want_total: bool = True,
 ) -> pagination.Page[AuditEvent]:
     """Newest first. Reading the log is itself recorded, in the caller's transaction."""
     actor.access.require(Action.AUDIT_READ)
@@ -188,6 +189,7 @@ async def list_events(
         first=first,
         after=after,
         descending=True,
+        want_total=want_total,
     )
     await record(
         session=session,

@@ -48,9 +48,16 @@ async def list_stock(
     flt: StockFilter | None = None,
     first: int | None = None,
     after: str | None = None,
+    want_total: bool = True,
 ) -> pagination.Page[StockItem]:
     return await pagination.by_id(
-        session, matching(actor, flt), StockItem.id, ordering=ORDERING, first=first, after=after
+        session,
+        matching(actor, flt),
+        StockItem.id,
+        ordering=ORDERING,
+        first=first,
+        after=after,
+        want_total=want_total,
     )
 
 

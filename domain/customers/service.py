@@ -73,10 +73,17 @@ async def list_customers(
     flt: CustomerFilter | None = None,
     first: int | None = None,
     after: str | None = None,
+    want_total: bool = True,
 ) -> pagination.Page[Customer]:
     base = matching(actor, flt).options(selectinload(Customer.addresses))
     return await pagination.by_id(
-        session, base, Customer.id, ordering=ORDERING, first=first, after=after
+        session,
+        base,
+        Customer.id,
+        ordering=ORDERING,
+        first=first,
+        after=after,
+        want_total=want_total,
     )
 
 

@@ -303,6 +303,7 @@ async def list_exports(
     status: ExportStatus | None,
     first: int | None = None,
     after: str | None = None,
+    want_total: bool = True,
 ) -> pagination.Page[ExportRequest]:
     base = select(ExportRequest)
     if (condition := _visible(actor)) is not None:
@@ -317,6 +318,7 @@ async def list_exports(
         first=first,
         after=after,
         descending=True,
+        want_total=want_total,
     )
 
 

@@ -32,8 +32,17 @@ class Order(Base):
         CheckConstraint("refunded_minor >= 0", name="refunded_not_negative"),
         # The money invariant (see Order.check_money): never refund more than was paid.
         CheckConstraint("refunded_minor <= paid_minor", name="refunded_within_paid"),
+        # Keyset pages: every documented filter and sort has an index that bounds its scan
+        # (tests/integration/test_query_plans.py checks each with EXPLAIN on PostgreSQL).
         Index("ix_orders_created_at_id", "created_at", "id"),
         Index("ix_orders_total_minor_id", "total_minor", "id"),
+        Index(
+            "ix_orders_channel_status_created_at_id", "channel_code", "status", "created_at", "id"
+        ),
+        Index("ix_orders_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_orders_channel_created_at_id", "channel_code", "created_at", "id"),
+        Index("ix_orders_customer_created_at_id", "customer_id", "created_at", "id"),
+        Index("ix_orders_customer_phone", "customer_phone"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -65,6 +65,26 @@ _ORDER_GRAPH = (
     selectinload(Order.status_history),
     selectinload(Order.customer).selectinload(Customer.addresses),
 )
+# What a caller may ask to be loaded with each order of a list (GraphQL coordinates, which the
+# delivery layer knows from the selection): nothing more is read.
+EVERYTHING = frozenset(
+    {"Order.lines", "Order.statusHistory", "Order.customer", "Customer.addresses"}
+)
+
+
+def order_graph(include: frozenset[str]) -> list[Any]:
+    """Loader options for exactly the relations asked for."""
+    options: list[Any] = []
+    if "Order.lines" in include:
+        options.append(selectinload(Order.lines))
+    if "Order.statusHistory" in include:
+        options.append(selectinload(Order.status_history))
+    if "Order.customer" in include:
+        customer = selectinload(Order.customer)
+        if "Customer.addresses" in include:
+            customer = customer.selectinload(Customer.addresses)
+        options.append(customer)
+    return options
 
 
 def in_scope(actor: Actor) -> ColumnElement[bool] | None:
@@ -142,14 +162,18 @@ async def list_orders(
     descending: bool = True,
     first: int | None = None,
     after: str | None = None,
+    include: frozenset[str] = EVERYTHING,
+    want_total: bool = True,
 ) -> pagination.Page[Order]:
+    """One page of orders. `include` names the relations to load with them (see
+    `EVERYTHING`); the count runs only when `want_total`, and stops at the cap."""
     actor.access.require_full(SORT_REQUIRES[sort])
     size = pagination.page_size(first)
     column = SORT_COLUMNS[sort]
     ordering = f"orders:{sort}:{'DESC' if descending else 'ASC'}"
 
     base = matching(actor, flt)
-    total = await session.scalar(select(func.count()).select_from(base.subquery()))
+    total, capped = await pagination.count(session, base) if want_total else (None, False)
 
     stmt = base
     if after is not None:
@@ -159,7 +183,7 @@ async def list_orders(
             pagination.after_condition(column, Order.id, key, row_id, desc=descending)
         )
     stmt = pagination.apply_order(stmt, column, Order.id, desc=descending)
-    stmt = stmt.limit(size + 1).options(*_ORDER_GRAPH)
+    stmt = stmt.limit(size + 1).options(*order_graph(include))
     rows = list((await session.scalars(stmt)).all())
     has_next = len(rows) > size
     rows = rows[:size]
@@ -167,7 +191,7 @@ async def list_orders(
         (lambda o: o.created_at) if sort is OrderSortField.CREATED_AT else (lambda o: o.total_minor)
     )
     cursors = [pagination.encode_cursor(ordering, key_of(o), o.id) for o in rows]
-    return pagination.Page(rows, cursors, has_next, after is not None, total or 0)
+    return pagination.Page(rows, cursors, has_next, after is not None, total, capped)
 
 
 async def get_order(*, session: AsyncSession, actor: Actor, order_id: int) -> Order:
@@ -198,12 +222,35 @@ async def get_order_line(*, session: AsyncSession, actor: Actor, line_id: int) -
 
 
 async def orders_of_customers(
-    *, session: AsyncSession, actor: Actor, customer_ids: Sequence[int], limit: int
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    customer_ids: Sequence[int],
+    limit: int,
+    include: frozenset[str] = EVERYTHING,
 ) -> dict[int, list[Order]]:
-    """The latest `limit` orders of each customer, in the caller's scope, in one query."""
+    """The latest `limit` orders of each customer, in the caller's scope, in one query that
+    reads no more than `limit` orders per customer however many each has."""
     _require_readable(actor)
-    stmt = _scoped(select(Order).where(Order.customer_id.in_(list(customer_ids))), actor)
-    stmt = stmt.order_by(Order.created_at.desc(), Order.id.desc()).options(*_ORDER_GRAPH)
+    ranked = _scoped(
+        select(
+            Order.id,
+            func.row_number()
+            .over(
+                partition_by=Order.customer_id,
+                order_by=(Order.created_at.desc(), Order.id.desc()),
+            )
+            .label("rank"),
+        ).where(Order.customer_id.in_(list(customer_ids))),
+        actor,
+    ).subquery()
+    stmt = (
+        select(Order)
+        .join(ranked, ranked.c.id == Order.id)
+        .where(ranked.c.rank <= limit)
+        .order_by(Order.created_at.desc(), Order.id.desc())
+        .options(*order_graph(include))
+    )
     grouped: dict[int, list[Order]] = defaultdict(list)
     for order in (await session.scalars(stmt)).all():
         bucket = grouped[order.customer_id]  # type: ignore[index]
