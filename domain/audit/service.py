@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from domain import pagination
 from domain.access import Action
@@ -72,10 +74,11 @@ _HEAD = AuditHead.__table__
 _CLAIM_HEAD = (
     update(_HEAD)
     .where(_HEAD.c.id == 1)
-    .values(seq=_HEAD.c.seq + 1)
+    .values(seq=_HEAD.c.seq + bindparam("n"))
     .returning(_HEAD.c.seq, _HEAD.c.hash)
 )
 _INSERT_EVENT = insert(AuditEvent.__table__)
+_PENDING = "ordergate.audit.pending"
 
 # Called with the seconds each append took (the API feeds its metrics with it); the domain
 # knows nothing of how it is measured.
@@ -94,19 +97,18 @@ async def record(
     code: str | None = None,
     details: Mapping[str, Any] | None = None,
     at: dt.datetime | None = None,
-) -> int:
-    """Append one event to the chain, in the caller's transaction; returns its sequence number.
+) -> None:
+    """Add one event to the chain in the caller's transaction.
 
-    The head row is claimed first: on PostgreSQL that takes a row lock held until the caller's
-    transaction ends, on SQLite the database write lock. Appenders therefore queue up; a rolled
-    back transaction gives its number back, so the sequence has no gaps and the chain no forks.
+    The event is appended when that transaction commits, and only then: the head row is
+    claimed, every event of the transaction inserted and the transaction committed together
+    (`_append_pending`), so the head's lock (PostgreSQL: a row lock; SQLite: the write lock)
+    is held for two statements and the commit — not across the business work before them.
+    A rolled-back transaction appends nothing, so the sequence has no gaps and the chain no
+    forks.
     """
-    started = time.perf_counter()
     subject = who if isinstance(who, Subject) else Subject.of(who)
-    claimed = await session.execute(_CLAIM_HEAD)
-    seq, prev_hash = claimed.one()
     event = {
-        "seq": seq,
         "at": at or utcnow(),
         "actor_id": subject.user_id,
         "username": _clip(subject.username, 64),
@@ -123,12 +125,34 @@ async def record(
         "code": _clip(code, 32),
         "details": canonical_json(dict(details or {})),
     }
-    digest = compute_hash(prev_hash, event)
-    # The insert trigger moves audit_head.hash to this event's hash (see migration 0002).
-    await session.execute(_INSERT_EVENT, {**event, "prev_hash": prev_hash, "hash": digest})
+    session.sync_session.info.setdefault(_PENDING, []).append(event)
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _append_pending(session: Session) -> None:
+    """Claim the head for every event the transaction recorded, chain them, insert them."""
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    started = time.perf_counter()
+    last_seq, prev_hash = session.execute(_CLAIM_HEAD, {"n": len(pending)}).one()
+    rows = []
+    for seq, event in enumerate(pending, start=last_seq - len(pending) + 1):
+        ordered = {"seq": seq, **event}
+        digest = compute_hash(prev_hash, ordered)
+        rows.append({**ordered, "prev_hash": prev_hash, "hash": digest})
+        prev_hash = digest
+    # The insert trigger moves audit_head.hash to each event's hash (see migration 0002).
+    session.execute(_INSERT_EVENT, rows)
+    elapsed = (time.perf_counter() - started) / len(rows)
     for observe in append_observers:
-        observe(time.perf_counter() - started)
-    return seq
+        for _ in rows:
+            observe(elapsed)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 # ---- reading ----------------------------------------------------------------------------------

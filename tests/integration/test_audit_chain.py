@@ -3,6 +3,7 @@ names the first bad sequence number, and the database refuses edits in the first
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -313,3 +314,37 @@ async def test_the_servers_checkpoint_job_signs_the_head_once(api: Api) -> None:
     assert result.ok, result.problems
     assert result.checkpoints == 1
     assert result.last_checkpoint["seq"] == result.head_seq
+
+
+async def test_an_open_transaction_does_not_hold_the_chain(
+    any_database_url: str, key: CheckpointKey
+) -> None:
+    """A transaction that has recorded its event and is still doing its work does not stop
+    another from appending and committing: the head is claimed at commit, not at record."""
+    if not any_database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time by design")
+    engine = create_engine(any_database_url)
+    try:
+        sessions = session_factory(engine)
+        async with sessions() as slow, sessions() as quick:
+            await audit.record(session=slow, who=WHO, action="test.slow")
+            await slow.execute(text("UPDATE orders SET version = version WHERE id = 1"))
+
+            async def append_quickly() -> None:
+                await audit.record(session=quick, who=WHO, action="test.quick")
+                await quick.commit()
+
+            await asyncio.wait_for(append_quickly(), timeout=5)  # used to wait for `slow`
+            await slow.commit()
+
+            result = await audit.verify(session=quick, key=key)
+            actions = (
+                await quick.execute(
+                    text("SELECT action FROM audit_events ORDER BY seq DESC LIMIT 2")
+                )
+            ).scalars()
+    finally:
+        await engine.dispose()
+
+    assert result.ok, result.problems
+    assert list(actions) == ["test.slow", "test.quick"]
