@@ -137,7 +137,7 @@ async def test_an_incoming_request_id_or_trace_is_kept(
         assert response.headers["x-request-id"] == expected
 
 
-def _memory_spans():  # noqa: ANN202
+def _memory_spans():
     """An in-memory span exporter on the process's tracer provider (set once per process)."""
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
