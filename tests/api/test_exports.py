@@ -316,7 +316,7 @@ async def test_files_are_removed_after_retention_and_the_record_stays(
     await _export_housekeeping(runtime)
     record = await api.gql(ONE, {"id": ready["id"]}, as_="sales")
 
-    assert not list((runtime.exports.directory).glob(f"export-{ready['id']}-*"))
+    assert not list((runtime.exports.directory).glob(f"export-{db_id(ready['id'])}-*"))
     assert record["data"]["exportRequest"]["sha256"] == ready["sha256"]
     assert [e["action"] for e in await events(api, action="export.file_removed")] == [
         "export.file_removed"

@@ -31,7 +31,7 @@ import pytest
 
 from api.app import _export_housekeeping
 from tests.api.test_audit import events
-from tests.conftest import Api, _api_for, _migrate_in_thread, _seed, settings_for
+from tests.conftest import Api, _api_for, _migrate_in_thread, _seed, db_id, settings_for
 
 # ---- bodies that are not GraphQL requests ------------------------------------------------------
 
@@ -317,9 +317,8 @@ async def test_an_export_that_cannot_be_written_is_retried_then_failed_and_other
         final = await api.gql(EXPORT_ONE, {"id": failing}, as_="finance")
         seen_by_approver = await api.gql(EXPORT_ONE, {"id": failing}, as_="approver")
         other = await api.gql(EXPORT_ONE, {"id": healthy_id}, as_="finance")
-        attempts = [
-            e for e in await events(api, action="export.produce") if e["target_id"] == failing
-        ]
+        row = str(db_id(failing))
+        attempts = [e for e in await events(api, action="export.produce") if e["target_id"] == row]
 
         assert first["data"]["exportRequest"]["status"] == "APPROVED"
         assert final["data"]["exportRequest"]["status"] == "FAILED"

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from domain.access import POLICY_DIR
-from tests.conftest import DEMO_PASSWORD, TOKEN_KEYS
+from tests.conftest import DEMO_PASSWORD, TOKEN_KEYS, db_id
 
 QUERY = "{ orders(first: 1) { edges { node { total } } } }"
 
@@ -180,7 +180,7 @@ def test_an_interrupted_download_can_be_fetched_once_more(
         )
         url = _gql(base, finance, one, {"id": export_id})["data"]["exportRequest"]["downloadUrl"]
         # A large file, so the transfer is still going when the client drops it.
-        [produced] = (tmp_path / "exports").glob(f"export-{export_id}-*.csv")
+        [produced] = (tmp_path / "exports").glob(f"export-{db_id(export_id)}-*.csv")
         with produced.open("a") as file:
             file.write(("#" * 99 + "\n") * 80_000)
 
