@@ -46,7 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("demo", help="load demo data (idempotent)")
+    demo = sub.add_parser("demo", help="load demo data (idempotent)")
+    demo.add_argument(
+        "--orders",
+        type=int,
+        default=None,
+        help="then add bulk orders until there are this many (e.g. 1000000; COPY on PostgreSQL)",
+    )
 
     users = sub.add_parser("users", help="manage accounts").add_subparsers(
         dest="users_command", required=True
@@ -275,8 +281,10 @@ def _demo_password(settings: Settings) -> tuple[str, bool]:
     return password, True
 
 
-async def _demo(settings: Settings) -> None:
-    from domain.demo import demo_username, load_demo
+async def _demo(settings: Settings, orders: int | None = None) -> None:
+    import time
+
+    from domain.demo import demo_username, load_bulk, load_demo
 
     if settings.production:
         raise SystemExit("refusing to load demo data with ORDERGATE_ENV=production")
@@ -286,6 +294,18 @@ async def _demo(settings: Settings) -> None:
         async with session_factory(engine)() as session:
             result = await load_demo(session=session, password=password, now=utcnow())
             await session.commit()
+            if orders:
+                started = time.monotonic()
+
+                def progress(done: int) -> None:
+                    if done % 100_000 < 5_000:
+                        print(f"  {done} orders added ({time.monotonic() - started:.0f} s)")
+
+                added = await load_bulk(
+                    session=session, orders=orders, now=utcnow(), progress=progress
+                )
+                await session.commit()
+                print(f"bulk: {added} orders added in {time.monotonic() - started:.0f} s")
     finally:
         await engine.dispose()
     print(
@@ -670,7 +690,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print("database at the latest migration")
         return 0
     if args.command == "demo":
-        asyncio.run(_demo(settings))
+        if args.orders is not None and not 0 < args.orders <= 10_000_000:
+            print("ordergate: --orders takes a number from 1 to 10000000", file=sys.stderr)
+            return 2
+        asyncio.run(_demo(settings, args.orders))
         return 0
     if args.command == "users":
         if args.users_command == "create":

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import ROLES
@@ -278,3 +280,187 @@ def _history(
         previous = status
         at = min(at + dt.timedelta(minutes=rng.randrange(5, 600)), now)
     return changes
+
+
+# ---- a large database, for capacity work ------------------------------------------------------
+
+BULK_PREFIX = "bulk-"
+BULK_BATCH = 5_000
+
+
+async def load_bulk(
+    *,
+    session: AsyncSession,
+    orders: int,
+    now: dt.datetime,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Add orders until the database holds `orders` in all, with one customer per twenty
+    orders, one to three lines and a status history each, spread over two years. On
+    PostgreSQL the rows go in with COPY, elsewhere with batched inserts; either way in
+    batches of 5,000 orders. Returns how many were added (none when there are enough)."""
+    have = await session.scalar(select(func.count()).select_from(Order)) or 0
+    wanted = orders - have
+    if wanted <= 0:
+        return 0
+    rng = random.Random(orders)
+    products = list((await session.scalars(select(Product).order_by(Product.sku))).all())
+    if not products:
+        raise ValueError("load the demo data first (ordergate demo)")
+    channels = list(DEFAULT_CHANNELS)
+    postgres = session.bind.dialect.name == "postgresql"
+
+    async def next_id(table: Any) -> int:
+        return int(await session.scalar(select(func.coalesce(func.max(table.c.id), 0)))) + 1
+
+    customer_table, address_table = Customer.__table__, Address.__table__
+    order_table, line_table = Order.__table__, OrderLine.__table__
+    history_table = OrderStatusChange.__table__
+    customer_id = await next_id(customer_table)
+    first_customer = customer_id
+    customers: list[dict[str, Any]] = []
+    addresses: list[dict[str, Any]] = []
+    for _ in range(max(1, wanted // 20)):
+        name, phone = _name(rng), _phone(rng)
+        province, city, districts, postal = rng.choice(PLACES)
+        customers.append(
+            {
+                "id": customer_id,
+                "name": name,
+                "phone": phone,
+                "email": f"c{customer_id}@example.com",
+                "created_at": now - dt.timedelta(days=rng.randrange(700, 900)),
+            }
+        )
+        addresses.append(
+            {
+                "customer_id": customer_id,
+                "recipient": name,
+                "phone": phone,
+                "province": province,
+                "city": city,
+                "district": rng.choice(districts),
+                "street": f"{rng.choice(STREETS)}{rng.randrange(1, 999)}号",
+                "postal_code": postal,
+                "is_default": True,
+            }
+        )
+        customer_id += 1
+    await _bulk_insert(session, customer_table, customers, postgres)
+    await _bulk_insert(session, address_table, addresses, postgres)
+    by_id = {c["id"]: (c, a) for c, a in zip(customers, addresses, strict=True)}
+
+    order_id = await next_id(order_table)
+    added = 0
+    while added < wanted:
+        batch = min(BULK_BATCH, wanted - added)
+        order_rows, line_rows, history_rows = [], [], []
+        for _ in range(batch):
+            channel = channels[order_id % len(channels)]
+            customer, address = by_id[rng.randrange(first_customer, customer_id)]
+            status = STATUS_MIX[order_id % len(STATUS_MIX)]
+            created = now - dt.timedelta(minutes=rng.randrange(60, 730 * 24 * 60))
+            subtotal = cost_total = 0
+            for product in rng.sample(products, rng.randrange(1, 4)):
+                qty = rng.randrange(1, 4)
+                cost = int(product.list_price_minor * rng.uniform(0.35, 0.7))
+                subtotal += product.list_price_minor * qty
+                cost_total += cost * qty
+                line_rows.append(
+                    {
+                        "order_id": order_id,
+                        "sku": product.sku,
+                        "name": product.name,
+                        "quantity": qty,
+                        "unit_price_minor": product.list_price_minor,
+                        "cost_price_minor": cost,
+                    }
+                )
+            shipping = 0 if subtotal >= 9900 else 800
+            total = subtotal + shipping
+            history = _history(status, created, now, rng)
+            paid = any(change.to_status is OrderStatus.PAID for change in history)
+            shipped = status in (OrderStatus.SHIPPED, OrderStatus.COMPLETED)
+            carrier = rng.choice(CARRIERS) if shipped else None
+            order_rows.append(
+                {
+                    "id": order_id,
+                    "number": f"OB{order_id:010d}",
+                    "channel_code": channel,
+                    "external_id": f"{BULK_PREFIX}{channel}-{order_id}",
+                    "status": status,
+                    "currency": "CNY",
+                    "subtotal_minor": subtotal,
+                    "shipping_fee_minor": shipping,
+                    "discount_minor": 0,
+                    "total_minor": total,
+                    "gross_margin_minor": total - cost_total - shipping,
+                    "refunded_minor": 0,
+                    "paid_minor": total if paid else 0,
+                    "customer_id": customer["id"],
+                    "customer_name": customer["name"],
+                    "customer_phone": customer["phone"],
+                    "ship_recipient": address["recipient"],
+                    "ship_phone": address["phone"],
+                    "ship_province": address["province"],
+                    "ship_city": address["city"],
+                    "ship_district": address["district"],
+                    "ship_street": address["street"],
+                    "ship_postal_code": address["postal_code"],
+                    "payment_method": PAYMENTS[channel] if paid else None,
+                    "payment_transaction_id": None,
+                    "carrier": carrier,
+                    "tracking_number": f"{carrier[:2]}{order_id:012d}" if carrier else None,
+                    "internal_note": None,
+                    "version": len(history),
+                    "created_at": created,
+                    "updated_at": history[-1].at,
+                }
+            )
+            history_rows += [
+                {
+                    "order_id": order_id,
+                    "from_status": change.from_status,
+                    "to_status": change.to_status,
+                    "actor_id": None,
+                    "actor_username": change.actor_username,
+                    "at": change.at,
+                    "note": None,
+                }
+                for change in history
+            ]
+            order_id += 1
+        await _bulk_insert(session, order_table, order_rows, postgres)
+        await _bulk_insert(session, line_table, line_rows, postgres)
+        await _bulk_insert(session, history_table, history_rows, postgres)
+        added += batch
+        if progress is not None:
+            progress(added)
+    if postgres:
+        for table in ("customers", "addresses", "orders", "order_lines", "order_status_changes"):
+            await session.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608 - fixed names
+                    f"(SELECT max(id) FROM {table}))"
+                )
+            )
+        await session.execute(text("ANALYZE"))
+    return added
+
+
+async def _bulk_insert(
+    session: AsyncSession, table: Any, rows: list[dict[str, Any]], postgres: bool
+) -> None:
+    if not rows:
+        return
+    if not postgres:
+        await session.execute(table.insert(), rows)
+        return
+    # COPY through asyncpg: an order of magnitude faster than INSERT for a million rows.
+    columns = list(rows[0])
+    records = [
+        tuple(r[c].name if isinstance(r[c], OrderStatus) else r[c] for c in columns) for r in rows
+    ]
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=columns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -108,3 +109,42 @@ def test_policy_check_fails_on_a_typo(database_url: str, tmp_path: Path) -> None
     assert good.returncode == 0, good.stdout
     assert bad.returncode == 1
     assert "Order.totl" in bad.stdout
+
+
+def test_demo_orders_fills_the_database_to_the_number_asked_once(
+    any_database_url: str, tmp_path: Path
+) -> None:
+    first = _run(["demo", "--orders", "1500"], any_database_url, tmp_path)
+    again = _run(["demo", "--orders", "1500"], any_database_url, tmp_path)
+    refused = _run(["demo", "--orders", "0"], any_database_url, tmp_path)
+
+    assert first.returncode == 0, first.stderr
+    assert "bulk: 1300 orders added" in first.stdout  # the database held 200 demo orders
+    assert "bulk: 0 orders added" in again.stdout
+    assert refused.returncode == 2
+    assert "--orders takes a number" in refused.stderr
+
+    async def check() -> tuple[int, int, int]:
+        from sqlalchemy import text
+
+        from domain.audit import service as audit_service
+        from domain.audit.keys import CheckpointKey
+        from domain.db import create_engine, session_factory
+
+        engine = create_engine(any_database_url)
+        try:
+            async with session_factory(engine)() as session:
+                orders = await session.scalar(text("SELECT count(*) FROM orders"))
+                orphans = await session.scalar(
+                    text(
+                        "SELECT count(*) FROM orders o WHERE NOT EXISTS "
+                        "(SELECT 1 FROM order_lines l WHERE l.order_id = o.id)"
+                    )
+                )
+                key = CheckpointKey.generate_into(tmp_path / "verify.pem")
+                chain = await audit_service.verify(session=session, key=key)
+                return orders, orphans, int(chain.ok)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(check()) == (1500, 0, 1)
