@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from domain import pagination
@@ -70,6 +71,15 @@ _ORDER_GRAPH = (
 EVERYTHING = frozenset(
     {"Order.lines", "Order.statusHistory", "Order.customer", "Customer.addresses"}
 )
+
+
+def _link_lines(orders: Sequence[Order]) -> None:
+    """Point each loaded line at its order without a lookup per line: a line's money is read
+    in its order's currency, and the selectin load does not fill that side in."""
+    for order in orders:
+        if "lines" in order.__dict__:
+            for line in order.lines:
+                set_committed_value(line, "order", order)
 
 
 def order_graph(include: frozenset[str]) -> list[Any]:
@@ -187,6 +197,7 @@ async def list_orders(
     rows = list((await session.scalars(stmt)).all())
     has_next = len(rows) > size
     rows = rows[:size]
+    _link_lines(rows)
     key_of = (
         (lambda o: o.created_at) if sort is OrderSortField.CREATED_AT else (lambda o: o.total_minor)
     )
@@ -201,6 +212,7 @@ async def get_order(*, session: AsyncSession, actor: Actor, order_id: int) -> Or
     order = await session.scalar(stmt)
     if order is None:
         raise NotFound("no such order")
+    _link_lines([order])
     return order
 
 
@@ -252,7 +264,9 @@ async def orders_of_customers(
         .options(*order_graph(include))
     )
     grouped: dict[int, list[Order]] = defaultdict(list)
-    for order in (await session.scalars(stmt)).all():
+    found = (await session.scalars(stmt)).all()
+    _link_lines(found)
+    for order in found:
         bucket = grouped[order.customer_id]  # type: ignore[index]
         if len(bucket) < limit:
             bucket.append(order)
