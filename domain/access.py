@@ -301,8 +301,9 @@ class PolicyDecisionPoint:
         version = hashlib.sha256(model.read_bytes() + b"\0" + policy.read_bytes()).hexdigest()[:16]
         try:
             enforcer = casbin.Enforcer(str(model), str(policy))
-        except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-            # Casbin refuses a line of the wrong length (and similar) while loading.
+        except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:
+            # Casbin refuses a line of the wrong length (and similar) while loading, and fails
+            # with a TypeError on a model.conf that lacks a section.
             raise PolicyInvalid([f"policy cannot be loaded: {exc}"]) from None
         malformed = [rule for rule in enforcer.get_policy() if len(rule) != 4]
         if malformed:

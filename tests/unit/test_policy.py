@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from domain.access import (
     PolicyInvalid,
     RowScope,
 )
+from domain.errors import Forbidden
 from tests import policy_matrix
 
 PDP = PolicyDecisionPoint()
@@ -239,3 +242,128 @@ def test_whoever_reads_a_node_type_reads_its_id(role: str) -> None:
                 type_name,
                 readable,
             )
+
+
+# ---- the profile's own checks (what every service calls) ------------------------------------
+
+
+def test_require_lets_a_granted_action_through_and_names_a_refused_one() -> None:
+    finance = PDP.profile(["finance"])
+    warehouse = PDP.profile(["warehouse"])
+
+    finance.require(Action.REFUND_REQUEST)
+    with pytest.raises(Forbidden) as refused:
+        warehouse.require(Action.REFUND_REQUEST)
+
+    assert refused.value.message == "your role may not perform refund:request"
+    assert refused.value.details == {"action": "refund:request"}
+
+
+def test_require_full_refuses_a_masked_field_by_name() -> None:
+    sales = PDP.profile(["sales"])
+
+    sales.require_full("Order.total")
+    with pytest.raises(Forbidden) as refused:
+        sales.require_full("Customer.phone")  # masked for sales
+
+    assert refused.value.message == "your role may not filter or sort on Customer.phone"
+    assert refused.value.details == {"field": "Customer.phone"}
+
+
+def test_present_shows_full_masks_masked_and_hides_the_rest() -> None:
+    sales = PDP.profile(["sales"])
+
+    assert sales.present("Order.number", "OG1") == "OG1"
+    assert sales.present("Customer.phone", "13812345678") == "138****5678"
+    assert sales.present("Customer.phone", None) is None
+    assert sales.present("Order.grossMargin", "12.00") is None
+    assert PDP.profile(["cs"]).present("Customer.phone", "13812345678") == "13812345678"
+
+
+def test_profiles_and_decisions_cannot_be_changed_once_made() -> None:
+    """One profile serves every request of its roles: nothing may alter it in place."""
+    profile = PDP.profile(["cs"])
+    decision = PDP.explain("cs", "Order.total")
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        profile.roles = frozenset(["admin"])  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.access = FieldAccess.FULL  # type: ignore[misc]
+
+
+# ---- the policy files: version, loading, reloading -------------------------------------------
+
+
+def _version_of(directory: Path) -> str:
+    """As documented (README: Access control): the first 16 hex digits of SHA-256 over
+    model.conf, a NUL byte and policy.csv."""
+    data = (directory / "model.conf").read_bytes() + b"\0" + (directory / "policy.csv").read_bytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def test_the_version_is_the_documented_digest_of_both_files(tmp_path: Path) -> None:
+    pdp = _policy_copy(tmp_path, "")
+
+    assert pdp.version == _version_of(tmp_path)
+    assert PDP.profile(["cs"]).policy_version == PDP.version == _version_of(POLICY_DIR)
+
+
+def test_compiling_profiles_never_writes_the_policy_file(tmp_path: Path) -> None:
+    pdp = _policy_copy(tmp_path, "")
+    before = (tmp_path / "policy.csv").read_bytes()
+
+    for role in ROLES:
+        pdp.profile([role])
+    pdp.profile(["cs", "sales"])
+
+    assert (tmp_path / "policy.csv").read_bytes() == before
+
+
+def test_problems_that_stop_loading_are_reported_exactly(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    with pytest.raises(PolicyInvalid) as short:
+        _policy_copy(tmp_path / "a", "g, cs\n")
+    (tmp_path / "b").mkdir()
+    shutil.copy(POLICY_DIR / "model.conf", tmp_path / "b" / "model.conf")
+    (tmp_path / "b" / "policy.csv").write_text("p, cs, Order.total, read, allow, extra\n")
+    with pytest.raises(PolicyInvalid) as long:
+        PolicyDecisionPoint(tmp_path / "b")
+
+    assert short.value.problems == [
+        "policy cannot be loaded: grouping policy elements do not meet role definition"
+    ]
+    assert long.value.problems == [
+        "malformed line (policy cannot be loaded): p, cs, Order.total, read, allow, extra"
+    ]
+
+
+def test_a_refused_reload_names_the_version_it_refused(tmp_path: Path) -> None:
+    pdp = _policy_copy(tmp_path, "")
+    policy = tmp_path / "policy.csv"
+    policy.write_text(policy.read_text() + "p, cs, Order.grossMargn, read, allow\n")
+
+    with pytest.raises(PolicyInvalid) as refused:
+        pdp.reload(known_roles=ROLES)
+
+    assert refused.value.version == _version_of(tmp_path)
+
+
+def test_profiles_compiled_while_checking_a_reload_carry_the_new_version(tmp_path: Path) -> None:
+    pdp = _policy_copy(tmp_path, "")
+    policy = tmp_path / "policy.csv"
+    policy.write_text(policy.read_text() + "p, warehouse, Order.carrier, read, allow\n")
+
+    assert pdp.reload(known_roles=ROLES) is True
+
+    assert pdp.version == _version_of(tmp_path)
+    assert {pdp.profile([role]).policy_version for role in ROLES} == {pdp.version}
+
+
+def test_a_model_without_its_sections_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    shutil.copy(POLICY_DIR / "policy.csv", tmp_path / "policy.csv")
+    (tmp_path / "model.conf").write_text("[request_definition]\nr = sub, obj\n")
+
+    with pytest.raises(PolicyInvalid) as refused:
+        PolicyDecisionPoint(tmp_path)
+
+    assert refused.value.problems[0].startswith("policy cannot be loaded: ")
