@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test conformance schema lint migrate demo bench mutate vendor-graphiql clean
+.PHONY: run test conformance schema lint migrate demo bench bench-pg mutate vendor-graphiql clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/authz_overhead.py
 	$(BIN)/python bench/audit_overhead.py
 	$(BIN)/python bench/export_memory.py
+
+# On the local PostgreSQL (ORDERGATE_BENCH_PG, default postgresql://postgres@127.0.0.1:5432).
+bench-pg: $(STAMP)
+	$(BIN)/python bench/read_path.py
+	$(BIN)/python bench/scale.py
 
 # Mutation testing of the security core (tests/MUTATION.md); slow, so not part of `make test`.
 mutate: $(STAMP)
