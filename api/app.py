@@ -323,6 +323,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await lease.release()
+            if runtime.budget is not None:
+                await runtime.budget.close()
             await runtime.drain(grace=settings.shutdown_grace_seconds)
             metrics.POOLS.engines.discard(runtime.engine)
             await runtime.engine.dispose()

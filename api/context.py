@@ -207,7 +207,17 @@ class RequestContext:
         )
 
     async def spend_query_budget(self, now: dt.datetime) -> None:
-        """Each authenticated operation spends one unit of its account's budget per minute."""
+        """Each authenticated operation spends one unit of its account's budget per minute:
+        in Redis when configured (api/budget.py), otherwise (or while Redis is down) in the
+        database."""
+        budget = self.runtime.budget
+        if budget is not None:
+            try:
+                if await budget.spend(str(self.require_actor().user_id)):
+                    return
+            except RateLimited:
+                metrics.RATE_LIMITED.labels(limit="account").inc()
+                raise
         await self._spend(
             key=f"queries:{self.require_actor().user_id}",
             limit=self.runtime.settings.queries_per_account_per_minute,

@@ -46,6 +46,8 @@ class Runtime:
     outage: OutageLog = field(default_factory=OutageLog)
     # The time rate limits count in; tests pin it so a run never straddles a window.
     clock: Callable[[], dt.datetime] = utcnow
+    # The per-account request budget in Redis (api/budget.py), when configured.
+    budget: Any = None
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -103,4 +105,13 @@ class Runtime:
                 audience=settings.audience,
                 ttl_seconds=settings.token_ttl_seconds,
             ),
+            budget=_budget(settings),
         )
+
+
+def _budget(settings: Settings) -> Any:
+    if settings.rate_limit_storage is None:
+        return None
+    from api.budget import RedisBudget  # `limits` is needed only with Redis configured
+
+    return RedisBudget(settings.rate_limit_storage, settings.queries_per_account_per_minute)

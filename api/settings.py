@@ -109,6 +109,8 @@ class Settings:
     db_start_timeout_seconds: float
     metrics_token: str | None = field(default=None, repr=False)
     tracing: bool = False  # OpenTelemetry spans per operation and resolver (ORDERGATE_TRACING)
+    # Where the per-account request budget is counted: the database, or a Redis URI.
+    rate_limit_storage: str | None = field(default=None, repr=False)
 
     @property
     def production(self) -> bool:
@@ -170,6 +172,18 @@ def checkpoint_key(settings: Settings) -> CheckpointKey:
     if settings.production:
         raise SettingsError(f"audit checkpoint key {path} does not exist")
     return CheckpointKey.generate_into(path)
+
+
+def _rate_limit_storage(env: dict[str, str]) -> str | None:
+    value = env.get("ORDERGATE_RATE_LIMIT_STORAGE", "database").strip()
+    if value == "database":
+        return None
+    if not value.startswith(("redis://", "rediss://", "async+redis://", "async+rediss://")):
+        raise SettingsError(
+            "ORDERGATE_RATE_LIMIT_STORAGE is `database` or a Redis URI (redis://host:6379/0), "
+            f"not {value[:40]!r}"
+        )
+    return value
 
 
 def _tracing(env: dict[str, str]) -> bool:
@@ -276,5 +290,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         db_start_timeout_seconds=_float(env, "ORDERGATE_DB_START_TIMEOUT_SECONDS", 30),
         metrics_token=env.get("ORDERGATE_METRICS_TOKEN") or None,
         tracing=_tracing(env),
+        rate_limit_storage=_rate_limit_storage(env),
         queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -384,3 +385,32 @@ async def test_introspection_exactly_at_its_budget_runs_and_one_more_is_refused(
         assert "errors" not in result
         assert result["extensions"]["cost"]["introspection"] == budget
         assert result["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
+def _at(minute: dt.datetime, second: float) -> Callable[[], dt.datetime]:
+    moment = minute + dt.timedelta(seconds=second)
+    return lambda: moment
+
+
+async def _ask_at(
+    api: Api, headers: dict[str, str], minute: dt.datetime, at: float
+) -> list[tuple[str, str | None]]:
+    api.app.state.runtime.clock = _at(minute, at)
+    return errors_of(await api.gql("{ viewer { username } }", **headers))
+
+
+async def test_a_burst_on_both_sides_of_a_minute_boundary_cannot_spend_the_budget_twice(
+    database_url: str, tmp_path: Path
+) -> None:
+    async for api in _with(database_url, tmp_path, ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE="6"):
+        headers = {"authorization": f"Bearer {await api.token('cs')}"}
+        minute = utcnow().replace(second=0, microsecond=0) - dt.timedelta(minutes=5)
+        ask = partial(_ask_at, api, headers, minute)
+        before = [await ask(58) for _ in range(6)]
+        just_after = await ask(61)  # a new minute, but the last one's burst is a second old
+        # 58 s into the new minute the old burst weighs 7 x 2/60 (the refused hit counted too)
+        later = [await ask(118) for _ in range(4)]
+
+        assert before == [[]] * 6
+        assert just_after == [("RATE_LIMITED", None)]
+        assert later == [[]] * 4

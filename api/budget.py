@@ -1,0 +1,71 @@
+"""The per-account request budget in Redis, through the `limits` library (sliding window
+counter), when `ORDERGATE_RATE_LIMIT_STORAGE` names one.
+
+Every request spends from this budget, so it is the one rate limit on the hot path: in the
+database it costs an upsert and a commit per request (`bench/ratelimit_cost.py`), in Redis a
+fraction of a millisecond. Logins and refused anonymous requests stay in the database (rare,
+and their summaries go to the audit log). When Redis does not answer, the budget falls back to
+the database for that request and the outage is logged once per interval: limits keep
+holding, nothing stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+
+from limits import RateLimitItemPerMinute
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
+
+from domain.errors import RateLimited
+
+log = logging.getLogger("ordergate.app")
+
+
+def storage_uri(value: str) -> str:
+    """`redis://…` as the async storage `limits` expects."""
+    return value if value.startswith("async+") else f"async+{value}"
+
+
+class RedisBudget:
+    def __init__(self, uri: str, per_minute: int) -> None:
+        self.storage = storage_from_string(storage_uri(uri))
+        self.limiter = SlidingWindowCounterRateLimiter(self.storage)
+        self.item = RateLimitItemPerMinute(per_minute)
+        self._failing_since: float | None = None
+
+    async def close(self) -> None:
+        """Drop the pooled Redis connections (at shutdown). `limits` has no public way to,
+        so this reaches its client through the storage bridge, and tolerates its absence."""
+        with contextlib.suppress(Exception):  # a newer `limits` may arrange this otherwise
+            self.storage.bridge.get_connection().connection_pool.disconnect()
+        await asyncio.sleep(0.01)  # let the closing transports finish on the loop
+
+    async def spend(self, account: str) -> bool | None:
+        """True when within budget, RateLimited past it, None when Redis did not answer (the
+        caller then counts in the database)."""
+        try:
+            allowed = await self.limiter.hit(self.item, "ordergate-queries", account)
+            if not allowed:
+                stats = await self.limiter.get_window_stats(self.item, "ordergate-queries", account)
+        except Exception as exc:  # any storage error: degrade to the database, say so once
+            now = time.monotonic()
+            if self._failing_since is None or now - self._failing_since > 30:
+                log.warning(
+                    "rate-limit storage unavailable; counting in the database",
+                    extra={"error": f"{type(exc).__name__}: {exc}"[:200]},
+                )
+                self._failing_since = now
+            return None
+        self._failing_since = None
+        if allowed:
+            return True
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise RateLimited(
+            f"too many requests for this account; try again in {retry_after} s",
+            retry_after=retry_after,
+        )

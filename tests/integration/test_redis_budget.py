@@ -1,0 +1,73 @@
+"""The per-account request budget in Redis (ORDERGATE_RATE_LIMIT_STORAGE): shared by every
+app process, a sliding window, and a fall-back to the database when Redis does not answer.
+Needs a Redis server: ORDERGATE_TEST_REDIS_URL (`.ci/run` sets it; database 15 is flushed)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _api_for, errors_of, settings_for
+
+REDIS = os.environ.get("ORDERGATE_TEST_REDIS_URL")
+pytestmark = pytest.mark.skipif(
+    REDIS is None, reason="Redis tests need ORDERGATE_TEST_REDIS_URL (see README: Testing)"
+)
+VIEWER = "{ viewer { username } }"
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    import coredis  # the client `limits` uses for async Redis
+
+    client = coredis.Redis.from_url(REDIS)
+    await client.flushdb()  # a database of its own: counts from another run must not count
+    client.connection_pool.disconnect()
+    await asyncio.sleep(0.01)  # let the closing transport finish on the loop
+    return REDIS
+
+
+def _settings(database_url: str, tmp_path: Path, storage: str):
+    return settings_for(
+        database_url,
+        tmp_path,
+        ORDERGATE_RATE_LIMIT_STORAGE=storage,
+        ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE="5",
+    )
+
+
+async def test_two_app_processes_share_one_budget_in_redis(
+    database_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    settings = _settings(database_url, tmp_path, redis_url)
+    async for first in _api_for(settings):
+        async for second in _api_for(settings):
+            headers = {"authorization": f"Bearer {await first.token('cs')}"}
+            answers = [
+                errors_of(await (first if i % 2 else second).gql(VIEWER, **headers))
+                for i in range(6)
+            ]
+            refused = await first.gql(VIEWER, **headers)
+            other = await second.gql(VIEWER, as_="ops")
+
+    assert answers[:5] == [[]] * 5
+    assert answers[5] == [("RATE_LIMITED", None)]
+    assert 1 <= refused["errors"][0]["extensions"]["retryAfter"] <= 60
+    assert "errors" not in other  # budgets are per account
+
+
+async def test_without_redis_the_budget_falls_back_to_the_database(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _settings(database_url, tmp_path, "redis://127.0.0.1:1/0")  # nothing listens
+    async for api in _api_for(settings):
+        headers = {"authorization": f"Bearer {await api.token('cs')}"}
+        answers = [errors_of(await api.gql(VIEWER, **headers)) for _ in range(6)]
+
+    assert answers[:5] == [[]] * 5
+    assert answers[5] == [("RATE_LIMITED", None)]
+    warnings = [r for r in caplog.records if "rate-limit storage unavailable" in r.getMessage()]
+    assert len(warnings) == 1  # once, not once per request
