@@ -53,6 +53,10 @@ bench: $(STAMP)
 bench-pg: $(STAMP)
 	$(BIN)/python bench/read_path.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/write_path.py
+	$(BIN)/python bench/workers.py
+	$(BIN)/python bench/login_burst.py
+	$(BIN)/python bench/ratelimit_cost.py
 
 # Mutation testing of the security core (tests/MUTATION.md); slow, so not part of `make test`.
 mutate: $(STAMP)
