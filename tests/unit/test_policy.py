@@ -367,3 +367,56 @@ def test_a_model_without_its_sections_is_refused_not_a_traceback(tmp_path: Path)
         PolicyDecisionPoint(tmp_path)
 
     assert refused.value.problems[0].startswith("policy cannot be loaded: ")
+
+
+def _without(*lines: str) -> str:
+    text = (POLICY_DIR / "policy.csv").read_text()
+    for line in lines:
+        assert line + "\n" in text, line
+        text = text.replace(line + "\n", "")
+    return text
+
+
+LOST = (
+    "p, cs, operation, refund:request, allow",
+    "p, cs, Order.paymentMethod, read, allow",
+    "p, sales, operation, refund:request, allow",
+    "p, sales, operation, price:request, allow",
+)
+
+
+def test_a_reload_that_loses_grants_names_each_by_role(tmp_path: Path) -> None:
+    pdp = _policy_copy(tmp_path, "")
+    (tmp_path / "policy.csv").write_text(_without(*LOST))
+
+    with pytest.raises(PolicyInvalid) as refused:
+        pdp.reload(known_roles=ROLES)
+
+    assert refused.value.problems == [
+        "the new policy takes away 4 grant(s) it does not name in a `# removes:` line — "
+        "cs: Order.paymentMethod, refund:request; sales: price:request, refund:request"
+    ]
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        # one line, several grants, operations as well as fields
+        "# removes: cs refund:request, cs Order.paymentMethod, sales refund:request, "
+        "sales price:request\n",
+        # several lines add up; no space after the colon is read the same
+        "# removes:cs refund:request\n# removes: cs Order.paymentMethod\n"
+        "# Removes: sales refund:request,sales   price:request\n",
+    ],
+)
+def test_removes_lines_name_operations_and_fields_on_one_or_several_lines(
+    tmp_path: Path, declared: str
+) -> None:
+    pdp = _policy_copy(tmp_path, "")
+    (tmp_path / "policy.csv").write_text(declared + _without(*LOST))
+
+    assert pdp.reload(known_roles=ROLES) is True
+
+    assert not pdp.profile(["cs"]).can(Action.REFUND_REQUEST)
+    assert not pdp.profile(["sales"]).can(Action.PRICE_REQUEST)
+    assert pdp.profile(["cs"]).field_access("Order.paymentMethod") is FieldAccess.NONE
