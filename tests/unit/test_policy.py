@@ -420,3 +420,16 @@ def test_removes_lines_name_operations_and_fields_on_one_or_several_lines(
     assert not pdp.profile(["cs"]).can(Action.REFUND_REQUEST)
     assert not pdp.profile(["sales"]).can(Action.PRICE_REQUEST)
     assert pdp.profile(["cs"]).field_access("Order.paymentMethod") is FieldAccess.NONE
+
+
+def test_a_role_set_is_compiled_once_per_policy_version(tmp_path: Path) -> None:
+    """Requests read one compiled profile; compiling per request would cost a Casbin
+    enforcement per field."""
+    pdp = _policy_copy(tmp_path, "")
+    first = pdp.profile(["sales", "cs"])
+
+    assert pdp.profile(["cs", "sales"]) is first
+    policy = tmp_path / "policy.csv"
+    policy.write_text(policy.read_text() + "p, warehouse, Order.carrier, read, allow\n")
+    pdp.reload(known_roles=ROLES)
+    assert pdp.profile(["cs", "sales"]) is not first  # a new version compiles afresh
