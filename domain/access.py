@@ -434,12 +434,6 @@ class PolicyDecisionPoint:
             lines.append(f"{act}: " + (", ".join(["p", *rule]) if rule else "no matching line"))
         return Decision(coordinate, role, profile.field_access(coordinate), tuple(lines))
 
-    def roles(self) -> set[str]:
-        _, enforcer, _ = self._state
-        subjects = {p[0] for p in enforcer.get_policy()}
-        subjects |= {g[0] for g in enforcer.get_grouping_policy() if not g[0].startswith("~")}
-        return subjects
-
     def check(self, known_roles: Iterable[str]) -> list[str]:
         """Problems in the policy: unknown names, fields no role reads, masks without a mask."""
         return self._check(self._state, known_roles)

@@ -153,7 +153,22 @@ def test_explain_names_the_deciding_line() -> None:
     decision = PDP.explain("cs", "Order.grossMargin")
 
     assert decision.access is FieldAccess.NONE
-    assert "p, cs, Order.grossMargin, read, deny" in decision.lines[0]
+    assert decision.lines == (
+        "read: p, cs, Order.grossMargin, read, deny",
+        "read_masked: p, cs, Order.grossMargin, read_masked, deny",
+    )
+
+
+def test_explain_says_when_no_line_decides() -> None:
+    masked = PDP.explain("sales", "Customer.phone")
+    nothing = PDP.explain("warehouse", "Order.grossMargin")
+
+    assert masked.access is FieldAccess.MASKED
+    assert masked.lines == (
+        "read: no matching line",
+        "read_masked: p, customer_masked, Customer.phone, read_masked, allow",
+    )
+    assert nothing.lines == ("read: no matching line", "read_masked: no matching line")
 
 
 def test_reload_swaps_in_a_changed_policy_and_keeps_an_unchanged_one(tmp_path: Path) -> None:
