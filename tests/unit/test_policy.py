@@ -113,23 +113,27 @@ def _policy_copy(tmp_path: Path, extra: str) -> PolicyDecisionPoint:
 @pytest.mark.parametrize(
     ("line", "complaint"),
     [
-        ("p, cs, Order.grossMargn, read, allow", "names no existing Type.field"),
-        ("p, cs, Ordr.*, read, allow", "names no existing Type.field"),
-        ("p, cs, operation, order:delete, allow", "unknown action"),
-        ("p, cs, Order.total, write, allow", "unknown field action"),
-        ("p, cs, Order.total, read_masked, allow", "has no mask"),
-        ("p, salse, Order.total, read, allow", "neither a known role"),
-        ("p, cs, Order.total, read, maybe", "effect must be allow or deny"),
-        ("p, cs, Order, rows:some, allow", "unknown row scope"),
-        ("g, cs, no_such_group", "no_such_group grants nothing"),
+        ("p, cs, Order.grossMargn, read, allow", "{line}: names no existing Type.field"),
+        ("p, cs, Ordr.*, read, allow", "{line}: names no existing Type.field"),
+        ("p, cs, operation, order:delete, allow", "{line}: unknown action 'order:delete'"),
+        ("p, cs, Order.total, write, allow", "{line}: unknown field action 'write'"),
+        ("p, cs, Order.total, read_masked, allow", "{line}: Order.total has no mask"),
+        (
+            "p, salse, Order.total, read, allow",
+            "subject 'salse' is neither a known role nor a group any role uses",
+        ),
+        ("p, cs, Order.total, read, maybe", "{line}: effect must be allow or deny"),
+        ("p, cs, Order, rows:some, allow", "{line}: unknown row scope 'rows:some'"),
+        ("g, cs, no_such_group", "{line}: no_such_group grants nothing"),
     ],
 )
 def test_check_names_lines_with_typos(tmp_path: Path, line: str, complaint: str) -> None:
+    """Each problem names the line as written in policy.csv, so an editor can find it."""
     pdp = _policy_copy(tmp_path, line + "\n")
 
     problems = pdp.check(ROLES)
 
-    assert any(complaint in p for p in problems), problems
+    assert problems == [complaint.format(line=line)]
 
 
 def test_a_line_of_the_wrong_length_is_refused_when_loading(tmp_path: Path) -> None:
