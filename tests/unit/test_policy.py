@@ -452,3 +452,11 @@ def test_a_role_set_is_compiled_once_per_policy_version(tmp_path: Path) -> None:
     policy.write_text(policy.read_text() + "p, warehouse, Order.carrier, read, allow\n")
     pdp.reload(known_roles=ROLES)
     assert pdp.profile(["cs", "sales"]) is not first  # a new version compiles afresh
+
+
+def test_a_masked_wildcard_grant_masks_what_has_a_mask_and_is_no_problem(tmp_path: Path) -> None:
+    pdp = _policy_copy(tmp_path, "p, warehouse, Customer.*, read_masked, allow\n")
+
+    assert pdp.check(ROLES) == []
+    assert pdp.profile(["warehouse"]).field_access("Customer.phone") is FieldAccess.MASKED
+    assert pdp.profile(["warehouse"]).field_access("Customer.createdAt") is FieldAccess.NONE
