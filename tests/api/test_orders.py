@@ -176,7 +176,10 @@ async def test_a_page_of_orders_with_lines_and_customers_costs_a_constant_number
     # user (+ roles, channels), count, orders, lines, history, customers, addresses
     assert len(reads) <= 10, reads
     # and one audit event for the personal data returned: claim its number, insert it
-    assert len(budget) == 1  # the account's query budget: one upsert
+    # the account's query budget: one upsert returning last minute's count too (PostgreSQL);
+    # SQLite's RETURNING takes no subquery, so it reads last minute's count on its own
+    postgres = api.app.state.runtime.engine.dialect.name == "postgresql"
+    assert len(budget) == (1 if postgres else 2)
     assert len(large) - len(reads) - len(budget) == 2
 
 
