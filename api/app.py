@@ -328,6 +328,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             await runtime.drain(grace=settings.shutdown_grace_seconds)
             metrics.POOLS.engines.discard(runtime.engine)
             await runtime.engine.dispose()
+            for replica in runtime.replica_engines:
+                await replica.dispose()
 
     app = Starlette(
         routes=[

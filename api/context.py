@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
@@ -17,6 +19,7 @@ from strawberry.dataloader import DataLoader
 from api import metrics
 from api.errors import DENIAL_CODES, error_code
 from api.graphql.relay import row_id
+from api.outage import is_unavailable
 from domain import ratelimit
 from domain.access import AccessProfile
 from domain.actor import Actor, Origin
@@ -87,6 +90,8 @@ class RequestContext:
     # GraphQL resolves sibling fields concurrently, but one AsyncSession allows one operation at
     # a time: every resolver that touches the database holds this lock while it does.
     _db_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _replica_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _replica: AsyncSession | None = None
 
     def require_actor(self) -> Actor:
         if self.actor is None:
@@ -98,10 +103,65 @@ class RequestContext:
         return self.require_actor().access
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        """The request's session, for one resolver at a time."""
-        async with self._db_lock:
-            yield self.session
+    async def read(self, *, replica: bool = False) -> AsyncIterator[AsyncSession]:
+        """The request's session, for one resolver at a time.
+
+        With `replica=True` (read-only resolvers of queries) a streaming replica serves it when
+        one is configured, has replayed the caller's own last write, and answers; otherwise
+        the primary does. Resolvers that write (an audited read of the audit log) never ask."""
+        session = await self._replica_session() if replica else None
+        if session is None:
+            async with self._db_lock:
+                yield self.session
+        else:
+            async with self._replica_lock:
+                yield session
+
+    async def _replica_session(self) -> AsyncSession | None:
+        runtime = self.runtime
+        if not runtime.replicas or self.actor is None:
+            return None
+        async with self._replica_lock:
+            if self._replica is not None:
+                return self._replica
+            runtime.replica_turn = (runtime.replica_turn + 1) % len(runtime.replicas)
+            session = runtime.replicas[runtime.replica_turn]()
+            try:
+                lsn, until = runtime.written_at.get(self.actor.user_id or 0, (None, 0.0))
+                if lsn is not None and time.monotonic() < until:
+                    caught_up = await session.scalar(
+                        text(
+                            "SELECT pg_last_wal_replay_lsn() >= CAST(CAST(:lsn AS text) AS pg_lsn)"
+                        ),
+                        {"lsn": lsn},
+                    )
+                    if not caught_up:  # read your own writes: the primary has them
+                        await session.close()
+                        return None
+                    runtime.written_at.pop(self.actor.user_id or 0, None)
+            except Exception as exc:
+                await session.close()
+                if is_unavailable(exc) or isinstance(exc, OSError):
+                    runtime.outage.failed(exc, check="replica")
+                    return None
+                raise
+            self._replica = session
+            self.request.state.replica_session = session  # closed by the view
+            return session
+
+    async def _remember_write(self) -> None:
+        """After a committed write: where the primary's WAL stands, so this account's next
+        reads wait for a replica that has replayed it (or go to the primary)."""
+        if not self.runtime.replicas or self.actor is None:
+            return
+        try:
+            lsn = await self.session.scalar(text("SELECT pg_current_wal_lsn()::text"))
+            await self.session.commit()
+        except Exception as exc:  # the write stands; without its position, reads go primary
+            log.warning("could not read the WAL position after a write", exc_info=exc)
+            lsn = "FFFFFFFF/FFFFFFFF"
+        # A replica further behind than this is not waited for: the primary serves meanwhile.
+        self.runtime.written_at[self.actor.user_id or 0] = (lsn, time.monotonic() + 60)
 
     @asynccontextmanager
     async def write(
@@ -122,6 +182,7 @@ class RequestContext:
             try:
                 yield self.session
                 await self.session.commit()
+                await self._remember_write()
             except Exception as exc:
                 if isinstance(exc, DomainError) and exc.persist:
                     # e.g. a request voided because its order changed: the void stands.

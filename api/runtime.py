@@ -48,6 +48,16 @@ class Runtime:
     clock: Callable[[], dt.datetime] = utcnow
     # The per-account request budget in Redis (api/budget.py), when configured.
     budget: Any = None
+    # Streaming replicas for queries (DATABASE_REPLICA_URLS), and for read-your-writes the WAL
+    # position of each account's last committed write, which a replica must have replayed
+    # before it serves that account (api/context.py).
+    replicas: list[async_sessionmaker[AsyncSession]] = field(default_factory=list)
+    replica_engines: list[AsyncEngine] = field(default_factory=list)
+    written_at: dict[int, tuple[str, float]] = field(default_factory=dict)
+    replica_turn: int = 0
+
+    def __post_init__(self) -> None:
+        self.replicas = [session_factory(engine) for engine in self.replica_engines]
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -106,6 +116,19 @@ class Runtime:
                 ttl_seconds=settings.token_ttl_seconds,
             ),
             budget=_budget(settings),
+            replica_engines=[
+                create_engine(
+                    url,
+                    pool_pre_ping=True,
+                    **database_timeouts(
+                        url,
+                        connect=settings.db_connect_timeout_seconds,
+                        statement=settings.db_statement_timeout_seconds,
+                        pool=settings.db_pool_timeout_seconds,
+                    ),
+                )
+                for url in settings.replica_urls
+            ],
         )
 
 

@@ -111,6 +111,8 @@ class Settings:
     tracing: bool = False  # OpenTelemetry spans per operation and resolver (ORDERGATE_TRACING)
     # Where the per-account request budget is counted: the database, or a Redis URI.
     rate_limit_storage: str | None = field(default=None, repr=False)
+    # Streaming replicas that queries may read from (DATABASE_REPLICA_URLS); empty: none.
+    replica_urls: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def production(self) -> bool:
@@ -255,6 +257,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     return Settings(
         env=mode,
         database_url=database_url,
+        replica_urls=tuple(
+            normalise_database_url(u.strip())
+            for u in env.get("DATABASE_REPLICA_URLS", "").split(",")
+            if u.strip()
+        ),
         data_dir=data_dir,
         token_keys=token_keys,
         token_ttl_seconds=_int(env, "ORDERGATE_TOKEN_TTL_SECONDS", 900),

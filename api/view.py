@@ -117,6 +117,10 @@ class GraphQLView(GraphQL[RequestContext, None]):
                     response = error_response(
                         exc.status_code, "BAD_USER_INPUT", exc.reason, request_id
                     )
+                finally:
+                    replica = getattr(request.state, "replica_session", None)
+                    if replica is not None:
+                        await replica.close()
         except Exception as exc:  # authentication, the session, anything outside execution
             if is_unavailable(exc):
                 self.runtime.outage.failed(exc, request_id=request_id)

@@ -211,6 +211,8 @@ async def _api_for(settings: Settings) -> AsyncIterator[Api]:
     async with httpx.AsyncClient(transport=transport, base_url="http://ordergate.test") as client:
         yield Api(client, app, _SESSION_TOKENS)
     await app.state.runtime.engine.dispose()
+    for replica in app.state.runtime.replica_engines:
+        await replica.dispose()
     if app.state.runtime.budget is not None:  # without the lifespan, close what it would
         await app.state.runtime.budget.close()
 

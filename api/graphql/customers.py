@@ -36,7 +36,7 @@ class CustomerQueries:
     ) -> Connection[Customer] | None:
         ctx = info.context
         actor = ctx.require_actor()
-        async with ctx.read() as session:
+        async with ctx.read(replica=True) as session:
             page = await customers_service.list_customers(
                 session=session,
                 actor=actor,
@@ -55,7 +55,7 @@ class CustomerQueries:
     ) -> Customer | None:
         ctx = info.context
         actor = ctx.require_actor()
-        async with ctx.read() as session:
+        async with ctx.read(replica=True) as session:
             model = await customers_service.get_customer(
                 session=session, actor=actor, customer_id=parse_id(id, "customer")
             )

@@ -27,7 +27,7 @@ def customer_orders(
     if loader is None:
 
         async def load(customer_ids: Sequence[int]) -> list[list[Order]]:
-            async with ctx.read() as session:
+            async with ctx.read(replica=True) as session:
                 grouped = await orders_service.orders_of_customers(
                     session=session,
                     actor=ctx.require_actor(),

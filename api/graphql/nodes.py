@@ -41,7 +41,7 @@ class NodeQueries:
         access = actor.access
         # The object's own id first: whoever gets an object through `node` can read its id.
         access.require_full(f"{type_name}.id")
-        async with ctx.read() as session:
+        async with ctx.read(replica=True) as session:
             if type_name == "Order":
                 order = await orders_service.get_order(session=session, actor=actor, order_id=pk)
                 return Order.from_model(order, access)

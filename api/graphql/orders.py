@@ -92,7 +92,7 @@ class OrderQueries:
         ctx = info.context
         actor = ctx.require_actor()
         order_by = order_by or OrderOrder()
-        async with ctx.read() as session:
+        async with ctx.read(replica=True) as session:
             page = await orders_service.list_orders(
                 session=session,
                 actor=actor,
@@ -110,7 +110,7 @@ class OrderQueries:
     async def order(self, info: Info[RequestContext, None], id: strawberry.ID) -> Order | None:
         ctx = info.context
         actor = ctx.require_actor()
-        async with ctx.read() as session:
+        async with ctx.read(replica=True) as session:
             model = await orders_service.get_order(
                 session=session, actor=actor, order_id=parse_id(id, "order")
             )

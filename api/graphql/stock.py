@@ -38,7 +38,7 @@ class StockQueries:
     ) -> Connection[StockItem] | None:
         ctx = info.context
         actor = ctx.require_actor()
-        async with ctx.read() as session:
+        async with ctx.read(replica=True) as session:
             page = await stock_service.list_stock(
                 session=session,
                 actor=actor,
@@ -55,7 +55,7 @@ class StockQueries:
     ) -> StockItem | None:
         ctx = info.context
         actor = ctx.require_actor()
-        async with ctx.read() as session:
+        async with ctx.read(replica=True) as session:
             model = await stock_service.get_stock_item(
                 session=session, actor=actor, sku=sku, warehouse=warehouse
             )
