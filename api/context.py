@@ -127,6 +127,7 @@ class RequestContext:
             runtime.replica_turn = (runtime.replica_turn + 1) % len(runtime.replicas)
             session = runtime.replicas[runtime.replica_turn]()
             try:
+                await session.connection()  # a replica that does not answer is skipped here
                 lsn, until = runtime.written_at.get(self.actor.user_id or 0, (None, 0.0))
                 if lsn is not None and time.monotonic() < until:
                     caught_up = await session.scalar(

@@ -132,12 +132,20 @@ def start_cluster(stack: contextlib.ExitStack, data: Path) -> Cluster:
             pytest.skip("running as root without runuser: cannot start a throwaway cluster")
         shutil.chown(data, "postgres", "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
     subprocess.run(  # noqa: S603 - PostgreSQL's own tools on a directory of ours
         [*as_postgres, initdb, "-D", str(data / "db"), "-U", "postgres", "-A", "trust"],
         check=True,
         capture_output=True,
     )
+    return serve_cluster(stack, data, as_postgres, postgres)
+
+
+def serve_cluster(
+    stack: contextlib.ExitStack, data: Path, as_postgres: list[str], postgres: str
+) -> Cluster:
+    """Start PostgreSQL on the cluster in `data/db` (a fresh one, or a base backup) on a free
+    loopback port, and wait until it accepts connections."""
+    port = _free_port()
     log = stack.enter_context((data / "server.log").open("wb"))
     process = subprocess.Popen(  # noqa: S603
         [

@@ -18,7 +18,7 @@ from sqlalchemy import event, text
 
 from domain.db import create_engine
 from tests.conftest import _api_for, _migrate_in_thread, _seed, settings_for
-from tests.integration.test_failures import Cluster, _free_port, _pg_bin, start_cluster
+from tests.integration.test_failures import Cluster, _pg_bin, serve_cluster, start_cluster
 
 PG = os.environ.get("ORDERGATE_TEST_DATABASE_URL")
 pytestmark = pytest.mark.skipif(
@@ -57,30 +57,7 @@ def start_replica(stack: contextlib.ExitStack, data: Path, primary: Cluster) -> 
         check=True,
         capture_output=True,
     )
-    port = _free_port()
-    log = stack.enter_context((data / "server.log").open("wb"))
-    process = subprocess.Popen(  # noqa: S603
-        [
-            *as_postgres,
-            postgres,
-            "-D",
-            str(data / "db"),
-            "-p",
-            str(port),
-            "-k",
-            str(data),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    replica = Cluster(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", process)
-    stack.callback(replica.stop)
-    return replica
+    return serve_cluster(stack, data, as_postgres, postgres)
 
 
 async def _scalar(url: str, sql: str) -> object:
