@@ -21,7 +21,7 @@ async def authenticate(
     claims = runtime.tokens.verify(token.strip())
     # Roles come from the database, not the token, so a role change or a disabled account
     # takes effect on the next request rather than when the token expires.
-    user = await users_service.get_active_user(
+    user = await users_service.get_active_principal(
         session=session, user_id=int(claims["sub"]), generation=claims.get("gen", 0)
     )
     roles = frozenset(user.roles)
@@ -34,6 +34,7 @@ async def authenticate(
         origin=origin,
         person=user.person,
     )
-    # Start the request's own work in a fresh transaction.
-    await session.commit()
+    # The transaction that read the account stays open: the request's next step ends it (the
+    # budget commits what it spends; downloads and the refusal counter commit too), so a
+    # request costs no separate COMMIT for its authentication.
     return actor

@@ -23,6 +23,7 @@ from domain.customers.models import Customer
 from domain.db import utcnow
 from domain.errors import BadInput, Conflict, InvalidTransition, NotFound
 from domain.money import to_minor
+from domain.orders import views
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.rules import OrderStatus, allowed_next
 from domain.values import clean_text, is_int4
@@ -80,21 +81,6 @@ def _link_lines(orders: Sequence[Order]) -> None:
         if "lines" in order.__dict__:
             for line in order.lines:
                 set_committed_value(line, "order", order)
-
-
-def order_graph(include: frozenset[str]) -> list[Any]:
-    """Loader options for exactly the relations asked for."""
-    options: list[Any] = []
-    if "Order.lines" in include:
-        options.append(selectinload(Order.lines))
-    if "Order.statusHistory" in include:
-        options.append(selectinload(Order.status_history))
-    if "Order.customer" in include:
-        customer = selectinload(Order.customer)
-        if "Customer.addresses" in include:
-            customer = customer.selectinload(Customer.addresses)
-        options.append(customer)
-    return options
 
 
 def in_scope(actor: Actor) -> ColumnElement[bool] | None:
@@ -174,7 +160,7 @@ async def list_orders(
     after: str | None = None,
     include: frozenset[str] = EVERYTHING,
     want_total: bool = True,
-) -> pagination.Page[Order]:
+) -> pagination.Page[views.View]:
     """One page of orders. `include` names the relations to load with them (see
     `EVERYTHING`); the count runs only when `want_total`, and stops at the cap."""
     actor.access.require_full(SORT_REQUIRES[sort])
@@ -193,11 +179,9 @@ async def list_orders(
             pagination.after_condition(column, Order.id, key, row_id, desc=descending)
         )
     stmt = pagination.apply_order(stmt, column, Order.id, desc=descending)
-    stmt = stmt.limit(size + 1).options(*order_graph(include))
-    rows = list((await session.scalars(stmt)).all())
+    rows = await views.load_orders(session, stmt.limit(size + 1), include)
     has_next = len(rows) > size
     rows = rows[:size]
-    _link_lines(rows)
     key_of = (
         (lambda o: o.created_at) if sort is OrderSortField.CREATED_AT else (lambda o: o.total_minor)
     )
@@ -240,7 +224,7 @@ async def orders_of_customers(
     customer_ids: Sequence[int],
     limit: int,
     include: frozenset[str] = EVERYTHING,
-) -> dict[int, list[Order]]:
+) -> dict[int, list[views.View]]:
     """The latest `limit` orders of each customer, in the caller's scope, in one query that
     reads no more than `limit` orders per customer however many each has."""
     _require_readable(actor)
@@ -261,11 +245,9 @@ async def orders_of_customers(
         .join(ranked, ranked.c.id == Order.id)
         .where(ranked.c.rank <= limit)
         .order_by(Order.created_at.desc(), Order.id.desc())
-        .options(*order_graph(include))
     )
-    grouped: dict[int, list[Order]] = defaultdict(list)
-    found = (await session.scalars(stmt)).all()
-    _link_lines(found)
+    grouped: dict[int, list[Any]] = defaultdict(list)
+    found = await views.load_orders(session, stmt, include)
     for order in found:
         bucket = grouped[order.customer_id]  # type: ignore[index]
         if len(bucket) < limit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -185,6 +186,53 @@ async def get_active_user(*, session: AsyncSession, user_id: int, generation: ob
     if generation != user.token_generation:
         raise Unauthenticated("this session has ended (the account changed); log in again")
     return user
+
+
+@dataclass(frozen=True)
+class Principal:
+    """What a request needs of the account behind its token: read in one statement."""
+
+    id: int
+    username: str
+    roles: tuple[str, ...]
+    channels: tuple[str, ...]
+    person: str
+
+
+async def get_active_principal(
+    *, session: AsyncSession, user_id: int, generation: object = 0
+) -> Principal:
+    """`get_active_user`'s checks, for every authenticated request: the account, its roles and
+    its channels in one statement (outer joins; an account has a handful of each) instead of
+    three, and no ORM instances."""
+    rows = (
+        await session.execute(
+            select(
+                User.id,
+                User.username,
+                User.disabled,
+                User.token_generation,
+                User.employee_id,
+                UserRole.role,
+                UserChannel.channel_code,
+            )
+            .outerjoin(UserRole, UserRole.user_id == User.id)
+            .outerjoin(UserChannel, UserChannel.user_id == User.id)
+            .where(User.id == user_id)
+        )
+    ).all()
+    if not rows or rows[0].disabled:
+        raise Unauthenticated("the account behind this token is gone or disabled")
+    head = rows[0]
+    if generation != head.token_generation:
+        raise Unauthenticated("this session has ended (the account changed); log in again")
+    return Principal(
+        id=head.id,
+        username=head.username,
+        roles=tuple(sorted({r.role for r in rows if r.role is not None})),
+        channels=tuple(sorted({r.channel_code for r in rows if r.channel_code is not None})),
+        person=f"employee:{head.employee_id}" if head.employee_id else f"account:{head.id}",
+    )
 
 
 def end_sessions(user: User) -> None:
