@@ -11,10 +11,10 @@ bookkeeping. Anything that writes loads ORM instances as before.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, select
+from sqlalchemy import Result, Select, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Address, Customer
@@ -36,8 +36,9 @@ def _table(mapped: type) -> Table:
     return mapped.__table__  # type: ignore[attr-defined,no-any-return]
 
 
-def _views(rows: Iterable[Any]) -> list[View]:
-    return [View(row._asdict()) for row in rows]
+def _views(result: Result[Any]) -> list[View]:
+    keys = list(result.keys())  # once per result, not once per row as Row._asdict does
+    return [View(dict(zip(keys, row, strict=True))) for row in result]
 
 
 async def _children(
