@@ -12,6 +12,7 @@ from strawberry.types import Info
 from api.context import RequestContext
 from api.graphql.approvals import ApprovalRequest
 from api.graphql.exports import _shown
+from api.graphql.orders import relations_read
 from api.graphql.relay import Node, decode_global_id
 from api.graphql.types import ORDER_LINE, Customer, Order, OrderLine, StockItem
 from domain.approvals import service as approvals
@@ -43,7 +44,9 @@ class NodeQueries:
         access.require_full(f"{type_name}.id")
         async with ctx.read(replica=True) as session:
             if type_name == "Order":
-                order = await orders_service.get_order(session=session, actor=actor, order_id=pk)
+                order = await orders_service.get_order(
+                    session=session, actor=actor, order_id=pk, include=relations_read(actor)
+                )
                 return Order.from_model(order, access)
             if type_name == "OrderLine":
                 line = await orders_service.get_order_line(session=session, actor=actor, line_id=pk)

@@ -23,7 +23,7 @@ from domain.orders.service import OrderSortField as DomainSortField
 OrderSortField = strawberry.enum(DomainSortField, name="OrderSortField")
 
 
-def _relations(actor: Actor) -> frozenset[str]:
+def relations_read(actor: Actor) -> frozenset[str]:
     """The relations of each listed order that this operation will read: asked for by the
     selection (the access extension's read scope) and readable by the caller."""
     scope = READ_SCOPE.get()
@@ -102,7 +102,7 @@ class OrderQueries:
                 first=first,
                 after=after,
                 want_total=selects(info, "totalCount"),
-                include=_relations(actor),
+                include=relations_read(actor),
             )
         return Connection.from_page(page, lambda o: Order.from_model(o, actor.access))
 
@@ -112,7 +112,10 @@ class OrderQueries:
         actor = ctx.require_actor()
         async with ctx.read(replica=True) as session:
             model = await orders_service.get_order(
-                session=session, actor=actor, order_id=parse_id(id, "order")
+                session=session,
+                actor=actor,
+                order_id=parse_id(id, "order"),
+                include=relations_read(actor),
             )
         return Order.from_model(model, actor.access)
 
@@ -148,6 +151,7 @@ class OrderMutations:
                 to=to,
                 note=note,
                 expected_version=expected_version,
+                include=relations_read(actor),
             )
             result = Order.from_model(model, actor.access)
         return result

@@ -211,9 +211,9 @@ class Customer(Node):
         access = ctx.access
         if access.field_access("Customer.orders") is FieldAccess.NONE:
             return None
-        from api.graphql.orders import _relations
+        from api.graphql.orders import relations_read
 
-        found = await customer_orders(ctx, first, _relations(ctx.require_actor())).load(
+        found = await customer_orders(ctx, first, relations_read(ctx.require_actor())).load(
             self._model_id
         )
         return [Order.from_model(o, access) for o in found]

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import raiseload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -62,11 +62,6 @@ SORT_COLUMNS = {
     OrderSortField.TOTAL: Order.total_minor,
 }
 
-_ORDER_GRAPH = (
-    selectinload(Order.lines),
-    selectinload(Order.status_history),
-    selectinload(Order.customer).selectinload(Customer.addresses),
-)
 # What a caller may ask to be loaded with each order of a list (GraphQL coordinates, which the
 # delivery layer knows from the selection): nothing more is read.
 EVERYTHING = frozenset(
@@ -81,6 +76,22 @@ def _link_lines(orders: Sequence[Order]) -> None:
         if "lines" in order.__dict__:
             for line in order.lines:
                 set_committed_value(line, "order", order)
+
+
+def order_graph(include: frozenset[str]) -> list[Any]:
+    """ORM loader options for exactly the relations asked for (single orders; lists load
+    views, see `domain/orders/views.py`)."""
+    options: list[Any] = []
+    if "Order.lines" in include:
+        options.append(selectinload(Order.lines))
+    if "Order.statusHistory" in include:
+        options.append(selectinload(Order.status_history))
+    if "Order.customer" in include:
+        customer = selectinload(Order.customer)
+        if "Customer.addresses" in include:
+            customer = customer.selectinload(Customer.addresses)
+        options.append(customer)
+    return options
 
 
 def in_scope(actor: Actor) -> ColumnElement[bool] | None:
@@ -189,10 +200,20 @@ async def list_orders(
     return pagination.Page(rows, cursors, has_next, after is not None, total, capped)
 
 
-async def get_order(*, session: AsyncSession, actor: Actor, order_id: int) -> Order:
-    """One order in the caller's scope; out of scope is indistinguishable from missing."""
+async def get_order(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    order_id: int,
+    include: frozenset[str] = EVERYTHING,
+) -> Order:
+    """One order in the caller's scope; out of scope is indistinguishable from missing.
+    `include` names the relations to load with it (see `EVERYTHING`); reading one that was
+    not loaded fails loudly rather than loading it behind the caller's back."""
     _require_readable(actor)
-    stmt = _scoped(select(Order).where(Order.id == order_id), actor).options(*_ORDER_GRAPH)
+    stmt = _scoped(select(Order).where(Order.id == order_id), actor).options(
+        *order_graph(include), raiseload("*")
+    )
     order = await session.scalar(stmt)
     if order is None:
         raise NotFound("no such order")
@@ -263,12 +284,14 @@ async def transition(
     to: OrderStatus,
     note: str | None = None,
     expected_version: int | None = None,
+    include: frozenset[str] = EVERYTHING,
 ) -> Order:
-    """Move an order one step along its lifecycle, recording who did it and when."""
+    """Move an order one step along its lifecycle, recording who did it and when. `include`:
+    the relations the caller will read of the moved order (the rules need none of them)."""
     actor.access.require(Action.ORDER_TRANSITION)
     if note is not None:
         note = clean_text(note, what="note", max_length=MAX_NOTE) or None
-    order = await get_order(session=session, actor=actor, order_id=order_id)
+    order = await get_order(session=session, actor=actor, order_id=order_id, include=include)
     if expected_version is not None and expected_version != order.version:
         raise Conflict(
             f"order {order.number} is at version {order.version}, not {expected_version}",
@@ -282,16 +305,19 @@ async def transition(
         )
     number, before_status, before_version = order.number, order.status, order.version
     now = utcnow()
-    order.status_history.append(
-        OrderStatusChange(
-            from_status=order.status,
-            to_status=to,
-            actor_id=actor.user_id,
-            actor_username=actor.username,
-            at=now,
-            note=note,
-        )
+    change = OrderStatusChange(
+        order_id=order.id,
+        from_status=order.status,
+        to_status=to,
+        actor_id=actor.user_id,
+        actor_username=actor.username,
+        at=now,
+        note=note,
     )
+    if "status_history" in order.__dict__:  # loaded for the caller: keep it current
+        order.status_history.append(change)
+    else:
+        session.add(change)
     order.status = to
     order.updated_at = now
     if to is OrderStatus.PAID:
