@@ -102,5 +102,31 @@ def hash_of_row(prev_hash: str, values: list[Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + (_TEMPLATE % encoded).encode()).hexdigest()
 
 
+_SEQ = _SORTED.index("seq")
+_BEFORE_SEQ, _AFTER_SEQ = _TEMPLATE.split('"seq":%s')
+
+
+def digest_around_seq(event: Mapping[str, Any]) -> tuple[str, str]:
+    """An event's canonical JSON (as `event_digest_input` writes it) without its sequence
+    number, as the text before it and the text after it: for appenders that learn the number
+    only when their transaction commits (PostgreSQL's deferred seal, migration 0009), where
+    hash = SHA-256(prev_hash ‖ before ‖ str(seq) ‖ after). A unit test holds the two equal."""
+    encoded = []
+    for name in _SORTED:
+        if name == "seq":
+            continue
+        v = event[name]
+        if name == "at" and v.__class__ is not str:
+            v = format_time(v)
+        encoded.append(
+            "null" if v is None else str(v) if v.__class__ is int else encode_basestring(v)
+        )
+    head = _BEFORE_SEQ.count("%s")
+    return (
+        _BEFORE_SEQ % tuple(encoded[:head]) + '"seq":',
+        _AFTER_SEQ % tuple(encoded[head:]),
+    )
+
+
 SORTED_FIELDS = _SORTED
 AT_INDEX = _AT

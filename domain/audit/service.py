@@ -25,12 +25,13 @@ from domain.audit.chain import (
     SORTED_FIELDS,
     canonical_json,
     compute_hash,
+    digest_around_seq,
     format_time,
     hash_of_row,
     stored_time,
 )
 from domain.audit.keys import CheckpointKey
-from domain.audit.models import AuditCheckpoint, AuditEvent, AuditHead
+from domain.audit.models import AuditCheckpoint, AuditEvent, AuditHead, AuditPending
 from domain.db import utcnow
 from domain.errors import BadInput
 
@@ -78,6 +79,7 @@ _CLAIM_HEAD = (
     .returning(_HEAD.c.seq, _HEAD.c.hash)
 )
 _INSERT_EVENT = insert(AuditEvent.__table__)
+_QUEUE_EVENT = insert(AuditPending.__table__)
 _PENDING = "ordergate.audit.pending"
 
 # Called with the seconds each append took (the API feeds its metrics with it); the domain
@@ -130,11 +132,22 @@ async def record(
 
 @sa_event.listens_for(Session, "before_commit")
 def _append_pending(session: Session) -> None:
-    """Claim the head for every event the transaction recorded, chain them, insert them."""
+    """Chain every event the transaction recorded. PostgreSQL: queue them in audit_pending,
+    where a deferred trigger numbers, hashes and moves them while the commit runs, so the
+    head's lock never waits on the app (migration 0009). SQLite: claim the head, chain and
+    insert here (its write lock serialises writers anyway)."""
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
     started = time.perf_counter()
+    if session.get_bind().dialect.name == "postgresql":
+        rows = []
+        for event in pending:
+            head, tail = digest_around_seq(event)
+            rows.append({**event, "digest_head": head, "digest_tail": tail})
+        session.execute(_QUEUE_EVENT, rows)
+        _observe(started, len(rows))
+        return
     last_seq, prev_hash = session.execute(_CLAIM_HEAD, {"n": len(pending)}).one()
     rows = []
     for seq, event in enumerate(pending, start=last_seq - len(pending) + 1):
@@ -144,9 +157,13 @@ def _append_pending(session: Session) -> None:
         prev_hash = digest
     # The insert trigger moves audit_head.hash to each event's hash (see migration 0002).
     session.execute(_INSERT_EVENT, rows)
-    elapsed = (time.perf_counter() - started) / len(rows)
+    _observe(started, len(rows))
+
+
+def _observe(started: float, count: int) -> None:
+    elapsed = (time.perf_counter() - started) / count
     for observe in append_observers:
-        for _ in rows:
+        for _ in range(count):
             observe(elapsed)
 
 

@@ -347,3 +347,88 @@ async def test_an_open_transaction_does_not_hold_the_chain(
 
     assert result.ok, result.problems
     assert list(actions) == ["test.slow", "test.quick"]
+
+
+async def test_events_queued_for_commit_do_not_hold_the_head(
+    pg_database: str, key: CheckpointKey
+) -> None:
+    """PostgreSQL: a transaction's events are numbered and hashed inside its COMMIT (a
+    deferred trigger), so a transaction that has already queued them — and then waits, as an
+    app under load waits between statements — blocks no other appender. The queue is empty
+    afterwards, a rolled-back queue leaves nothing, and the chain verifies."""
+    # Waiting on the head's lock fails after 3 s instead of hanging the test.
+    engine = create_engine(pg_database, connect_args={"server_settings": {"lock_timeout": "3s"}})
+    try:
+        sessions = session_factory(engine)
+        async with sessions() as slow, sessions() as quick, sessions() as undone:
+            await audit.record(session=slow, who=WHO, action="test.slow")
+            await slow.run_sync(audit._append_pending)  # what its commit does first
+
+            await audit.record(session=undone, who=WHO, action="test.undone")
+            await undone.run_sync(audit._append_pending)
+            await undone.rollback()
+
+            async def append_quickly() -> None:
+                await audit.record(session=quick, who=WHO, action="test.quick")
+                await quick.commit()
+
+            await asyncio.wait_for(append_quickly(), timeout=10)
+            await slow.commit()
+
+            result = await audit.verify(session=quick, key=key)
+            actions = (
+                await quick.execute(
+                    text("SELECT action FROM audit_events ORDER BY seq DESC LIMIT 2")
+                )
+            ).scalars()
+            queued = await quick.scalar(text("SELECT count(*) FROM audit_pending"))
+            undone_count = await quick.scalar(
+                text("SELECT count(*) FROM audit_events WHERE action = 'test.undone'")
+            )
+    finally:
+        await engine.dispose()
+
+    assert result.ok, result.problems
+    assert list(actions) == ["test.slow", "test.quick"]
+    assert queued == 0
+    assert undone_count == 0
+
+
+async def test_concurrent_appenders_leave_one_gapless_chain(
+    any_database_url: str, key: CheckpointKey
+) -> None:
+    """Twenty transactions of three events each, committed at once: sixty new events,
+    numbered without gaps, each transaction's three adjacent and in its own order, and the
+    chain (with the head) verifies."""
+    engine = create_engine(any_database_url)
+    try:
+        sessions = session_factory(engine)
+        async with sessions() as probe:
+            start = await _base(probe)
+
+        async def transaction(t: int) -> None:
+            async with sessions() as session:
+                for i in range(3):
+                    await audit.record(
+                        session=session, who=WHO, action="test.burst", target_id=f"{t}:{i}"
+                    )
+                await session.commit()
+
+        await asyncio.gather(*(transaction(t) for t in range(20)))
+        async with sessions() as session:
+            rows = (
+                await session.execute(
+                    text("SELECT seq, target_id FROM audit_events WHERE seq > :s ORDER BY seq"),
+                    {"s": start},
+                )
+            ).all()
+            result = await audit.verify(session=session, key=key)
+    finally:
+        await engine.dispose()
+
+    assert result.ok, result.problems
+    assert [r.seq for r in rows] == list(range(start + 1, start + 61))
+    for first in range(0, 60, 3):
+        owners = [r.target_id.split(":") for r in rows[first : first + 3]]
+        assert len({t for t, _ in owners}) == 1, owners
+        assert [i for _, i in owners] == ["0", "1", "2"]
