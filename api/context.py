@@ -280,13 +280,23 @@ class RequestContext:
             except RateLimited:
                 metrics.RATE_LIMITED.labels(limit="account").inc()
                 raise
-        await self._spend(
-            key=f"queries:{self.require_actor().user_id}",
-            limit=self.runtime.settings.queries_per_account_per_minute,
-            what="requests for this account",
-            label="account",
-            now=now,
-        )
+        async with self._db_lock:
+            wrote = False
+            try:
+                wrote = await self.runtime.counters.hit(
+                    session=self.session,
+                    key=f"queries:{self.require_actor().user_id}",
+                    limit=self.runtime.settings.queries_per_account_per_minute,
+                    per=MINUTE,
+                    now=now,
+                    what="requests for this account",
+                )
+            except RateLimited:
+                metrics.RATE_LIMITED.labels(limit="account").inc()
+                raise
+            finally:
+                if wrote:  # written hits are committed at once, also when refused
+                    await self.session.commit()
 
     async def record(self, **event: Any) -> None:
         """Record an event that is not part of a mutation (reads), in its own transaction."""

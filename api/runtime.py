@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.auth.tokens import TokenService
 from api.outage import OutageLog
 from api.settings import Settings, checkpoint_key
+from domain import ratelimit
 from domain.access import PolicyDecisionPoint
 from domain.approvals.service import Deployment
 from domain.audit.keys import CheckpointKey
@@ -48,6 +49,8 @@ class Runtime:
     clock: Callable[[], dt.datetime] = utcnow
     # The per-account request budget in Redis (api/budget.py), when configured.
     budget: Any = None
+    # Otherwise (and while Redis is down) in the database, written in batches (ratelimit.py).
+    counters: ratelimit.BatchedCounter = field(default_factory=ratelimit.BatchedCounter)
     # Streaming replicas for queries (DATABASE_REPLICA_URLS), and for read-your-writes the WAL
     # position of each account's last committed write, which a replica must have replayed
     # before it serves that account (api/context.py).
@@ -87,6 +90,7 @@ class Runtime:
                 connect=settings.db_connect_timeout_seconds,
                 statement=settings.db_statement_timeout_seconds,
                 pool=settings.db_pool_timeout_seconds,
+                pool_size=settings.db_pool_size,
             ),
         )
         return cls(
@@ -125,6 +129,7 @@ class Runtime:
                         connect=settings.db_connect_timeout_seconds,
                         statement=settings.db_statement_timeout_seconds,
                         pool=settings.db_pool_timeout_seconds,
+                        pool_size=settings.db_pool_size,
                     ),
                 )
                 for url in settings.replica_urls

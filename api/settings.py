@@ -102,6 +102,7 @@ class Settings:
     db_connect_timeout_seconds: float
     db_statement_timeout_seconds: float
     db_pool_timeout_seconds: float
+    db_pool_size: int
     retry_after_seconds: int
     export_max_attempts: int
     export_retry_seconds: float
@@ -290,6 +291,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         db_connect_timeout_seconds=_float(env, "ORDERGATE_DB_CONNECT_TIMEOUT_SECONDS", 5),
         db_statement_timeout_seconds=_float(env, "ORDERGATE_DB_STATEMENT_TIMEOUT_SECONDS", 15),
         db_pool_timeout_seconds=_float(env, "ORDERGATE_DB_POOL_TIMEOUT_SECONDS", 10),
+        db_pool_size=_int(env, "ORDERGATE_DB_POOL_SIZE", 20),
         retry_after_seconds=_int(env, "ORDERGATE_RETRY_AFTER_SECONDS", 5),
         export_max_attempts=_int(env, "ORDERGATE_EXPORT_MAX_ATTEMPTS", 5),
         export_retry_seconds=_float(env, "ORDERGATE_EXPORT_RETRY_SECONDS", 30),

@@ -15,6 +15,9 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import selectinload
 from strawberry.asgi import GraphQL
 
+from domain.actor import Origin
+from domain.audit import service as audit
+from domain.audit.service import Subject
 from domain.db import create_engine, session_factory
 from domain.orders.models import Order as OrderRow
 
@@ -52,13 +55,17 @@ class Connection:
     edges: list[Edge]
 
 
+WHO = Subject(None, "plain", ("ops",), Origin(client_ip="127.0.0.1", peer_ip="127.0.0.1"))
+
+
 def _money(minor: int) -> str:
     return str(Decimal(minor) / 100)
 
 
 def create_app() -> GraphQL:
     url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+asyncpg://", 1)
-    sessions = session_factory(create_engine(url))
+    # The same pool as ordergate (domain/db.py database_timeouts): 20 kept, none opened beyond.
+    sessions = session_factory(create_engine(url, pool_size=20, max_overflow=0))
 
     @strawberry.type
     class Query:
@@ -103,10 +110,21 @@ def create_app() -> GraphQL:
     @strawberry.type
     class Mutation:
         @strawberry.mutation
-        async def transition_order(self, id: int, to: str) -> str:
+        async def transition_order(self, id: int, to: str, audited: bool = False) -> str:
             """The same update and history insert as ordergate's transitionOrder, without
-            policy, lifecycle rules, audit or limits."""
+            policy, lifecycle rules, audit or limits; with `audited`, plus the same audit
+            event through ordergate's chain (bench/write_path.py's audit on / off)."""
             async with sessions() as session:
+                if audited:
+                    await audit.record(
+                        session=session,
+                        who=WHO,
+                        action="order.transition",
+                        operation="transitionOrder",
+                        target_type="Order",
+                        target_id=id,
+                        details={"before": {"status": "PAID"}, "after": {"status": to}},
+                    )
                 moved = await session.execute(
                     text(
                         "UPDATE orders SET status = :to, version = version + 1, "

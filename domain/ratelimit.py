@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Integer, String, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -32,13 +33,9 @@ class RateCounter(Base):
     count: Mapped[int] = mapped_column(Integer)
 
 
-async def hit(
-    *, session: AsyncSession, key: str, limit: int, per: dt.timedelta, now: dt.datetime, what: str
-) -> int:
-    """Count one hit on `key`; raise RateLimited, with seconds to wait, past `limit` per window."""
-    seconds = int(per.total_seconds())
-    epoch = int(now.timestamp())
-    window = epoch // seconds
+async def add(*, session: AsyncSession, key: str, window: int, n: int = 1) -> tuple[int, int]:
+    """Add `n` hits to `key`'s counter for `window` in one atomic upsert; return the window's
+    new count and the previous window's count."""
     postgres = session.bind.dialect.name == "postgresql"
     insert = pg_insert if postgres else sqlite_insert
     table = RateCounter.__table__
@@ -48,9 +45,9 @@ async def hit(
         .where(table.c.key == key, table.c.window == window - 1)
         .scalar_subquery()
     )
-    stmt = insert(table).values(key=key, window=window, count=1)
+    stmt = insert(table).values(key=key, window=window, count=n)
     stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.key, table.c.window], set_={"count": table.c.count + 1}
+        index_elements=[table.c.key, table.c.window], set_={"count": table.c.count + n}
     )
     if postgres:
         # A counter is not worth waiting for the disk: losing the last hits in a crash only
@@ -62,7 +59,16 @@ async def hit(
         previous = await session.scalar(
             select(table.c.count).where(table.c.key == key, table.c.window == window - 1)
         )
-    previous = previous or 0
+    return count, previous or 0
+
+
+def judge(
+    *, count: int, previous: int, limit: int, per: dt.timedelta, now: dt.datetime, what: str
+) -> None:
+    """Raise RateLimited, with seconds to wait, when `count` hits in this window and
+    `previous` in the last are over `limit` on the sliding window."""
+    seconds = int(per.total_seconds())
+    window = int(now.timestamp()) // seconds
     elapsed = now.timestamp() / seconds - window  # how far into this window, 0 to 1
     if count > limit or count + previous * (1 - elapsed) > limit:
         if count > limit:  # this window alone is over: wait for the next one
@@ -71,7 +77,96 @@ async def hit(
             wait = ((1 - (limit - count) / previous) - elapsed) * seconds
         retry_after = max(1, math.ceil(wait))
         raise RateLimited(f"too many {what}; try again in {retry_after} s", retry_after=retry_after)
+
+
+async def hit(
+    *, session: AsyncSession, key: str, limit: int, per: dt.timedelta, now: dt.datetime, what: str
+) -> int:
+    """Count one hit on `key`; raise RateLimited, with seconds to wait, past `limit` per window."""
+    window = int(now.timestamp()) // int(per.total_seconds())
+    count, previous = await add(session=session, key=key, window=window)
+    judge(count=count, previous=previous, limit=limit, per=per, now=now, what=what)
     return count
+
+
+@dataclass
+class _Tally:
+    window: int
+    known: int = 0  # the window's count in the database at the last sync (ours included)
+    previous: int = 0  # the previous window's count, as of the last sync
+    pending: int = 0  # this process's hits since, not yet written
+    synced_at: float = -math.inf  # clock seconds
+
+
+class BatchedCounter:
+    """A per-process front for a hot database counter (the per-account request budget, hit
+    by every request): hits are counted here and written in one upsert per key at most every
+    `sync_seconds` (and at the first hit of each window), instead of an upsert and a commit per
+    request, which serialised one account's concurrent requests on its counter row.
+
+    Within one process the verdict is exact: the last count read back plus the hits since. Other
+    processes' hits are seen at the next sync, so across N processes an account can overrun its
+    budget by what the others spend in `sync_seconds`. Hits not yet written when a process
+    dies are forgiven (as an unsynchronised commit already was)."""
+
+    def __init__(self, *, sync_seconds: float = 1.0) -> None:
+        self.sync_seconds = sync_seconds
+        self._tallies: dict[str, _Tally] = {}
+
+    async def hit(
+        self,
+        *,
+        session: AsyncSession,
+        key: str,
+        limit: int,
+        per: dt.timedelta,
+        now: dt.datetime,
+        what: str,
+    ) -> bool:
+        """Count one hit and judge it (RateLimited past the budget); True when it wrote to
+        the session (the caller commits)."""
+        window = int(now.timestamp()) // int(per.total_seconds())
+        clock = now.timestamp()
+        tally = self._tallies.get(key)
+        wrote = False
+        if tally is not None and tally.window != window and tally.pending:
+            # The last window's unwritten hits go to that window: they weigh on this one's
+            # sliding limit.
+            n, tally.pending = tally.pending, 0
+            await add(session=session, key=key, window=tally.window, n=n)
+            wrote = True
+        if tally is None or tally.window != window:
+            if len(self._tallies) >= 10_000:  # one per active account; drop the idle ones
+                self.forget_before(window)
+            tally = self._tallies[key] = _Tally(window=window)
+        tally.pending += 1
+        if not (0 <= clock - tally.synced_at < self.sync_seconds):
+            n, tally.pending = tally.pending, 0
+            tally.synced_at = clock
+            try:
+                count, previous = await add(session=session, key=key, window=window, n=n)
+            except BaseException:
+                tally.pending += n  # not written: still ours to write
+                tally.synced_at = -math.inf
+                raise
+            wrote = True
+            # A concurrent sync of the same key may have read back a later count first.
+            tally.known = max(tally.known, count)
+            tally.previous = max(tally.previous, previous)
+        judge(
+            count=tally.known + tally.pending,
+            previous=tally.previous,
+            limit=limit,
+            per=per,
+            now=now,
+            what=what,
+        )
+        return wrote
+
+    def forget_before(self, window: int) -> None:
+        """Drop tallies of windows before `window` with nothing left to write (housekeeping)."""
+        for key in [k for k, t in self._tallies.items() if t.window < window and not t.pending]:
+            del self._tallies[key]
 
 
 def window_start(window: int, per: dt.timedelta) -> dt.datetime:
