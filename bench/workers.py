@@ -3,6 +3,8 @@
 `ordergate serve --workers 2` and `--workers 1` on the same PostgreSQL database, 32 clients
 reading the 50-order list as cs, interleaved. Prints req/s and the ratio, and the CPU the
 machine had left (for PostgreSQL and the load generator, which share it). Target >= 1.6x.
+The load comes from wrk when it is installed (`apt-get install wrk`): the async Python client
+takes much of a core of the two, which the second worker then cannot have.
 
     .venv/bin/python bench/workers.py [--seconds 5] [--rounds 3] [--clients 32]
 """
@@ -19,7 +21,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._live import base_env, database, load, login, ordergate, server
+from bench._live import (
+    base_env,
+    database,
+    load,
+    login,
+    ordergate,
+    server,
+    wrk_available,
+    wrk_load,
+)
 from bench.read_path import QUERY
 
 
@@ -29,6 +40,7 @@ def _cpu_idle() -> tuple[float, float]:
 
 
 async def main(seconds: float, rounds: int, clients: int) -> None:
+    use_wrk = wrk_available()
     with tempfile.TemporaryDirectory() as tmp, database(10_000, Path(tmp)) as url:
         env = base_env(url, Path(tmp))
         one_argv, one_port = ordergate(env, workers=1)
@@ -44,15 +56,29 @@ async def main(seconds: float, rounds: int, clients: int) -> None:
             for r in range(rounds):
                 for name in sides if r % 2 == 0 else reversed(list(sides)):
                     idle_before, total_before = _cpu_idle()
-                    rate, _ = await load(
-                        sides[name], payload, clients=clients, seconds=seconds, token=tokens[name]
-                    )
+                    if use_wrk:
+                        rate = wrk_load(
+                            sides[name],
+                            payload,
+                            clients=clients,
+                            seconds=seconds,
+                            token=tokens[name],
+                        )
+                    else:
+                        rate, _ = await load(
+                            sides[name],
+                            payload,
+                            clients=clients,
+                            seconds=seconds,
+                            token=tokens[name],
+                        )
                     idle_after, total_after = _cpu_idle()
                     rates[name].append(rate)
                     idle[name].append((idle_after - idle_before) / (total_after - total_before))
             print(
                 f"PostgreSQL, 10,000 orders; {clients} clients, 50-order list as cs; "
-                f"{os.cpu_count()} cores"
+                f"{os.cpu_count()} cores; load from "
+                + ("wrk (one thread)" if use_wrk else "the async Python client (no wrk found)")
             )
             for name in sides:
                 print(
