@@ -299,7 +299,10 @@ class RequestContext:
                     await self.session.commit()
 
     async def record(self, **event: Any) -> None:
-        """Record an event that is not part of a mutation (reads), in its own transaction."""
+        """Record an event that is not part of a mutation (reads), committed before this
+        returns, in a transaction shared with concurrent requests' events (group commit,
+        domain/audit/batcher.py). The request's own transaction ends first, so its connection
+        is back in the pool for the batch."""
         async with self._db_lock:
-            await audit.record(session=self.session, who=self.audit_subject, **event)
             await self.session.commit()
+        await self.runtime.audit_batch.record(who=self.audit_subject, **event)

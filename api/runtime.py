@@ -17,6 +17,7 @@ from api.settings import Settings, checkpoint_key
 from domain import ratelimit
 from domain.access import PolicyDecisionPoint
 from domain.approvals.service import Deployment
+from domain.audit.batcher import AuditBatcher
 from domain.audit.keys import CheckpointKey
 from domain.db import create_engine, database_timeouts, session_factory, utcnow
 from domain.exports.service import ExportSettings
@@ -61,6 +62,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.replicas = [session_factory(engine) for engine in self.replica_engines]
+        # Events recorded on their own (sensitive reads, refusals), committed in groups.
+        self.audit_batch = AuditBatcher(self.sessions)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(work)
