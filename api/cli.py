@@ -680,7 +680,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         else:
             # Each worker builds its app from the same environment (api.app:create_app); a
             # SIGHUP to this process restarts the workers, which reloads the policy too.
-            uvicorn.run("api.app:create_app", factory=True, workers=args.workers, **options)
+            # Each worker listens on its own socket where the system allows (api/supervisor.py).
+            from api import supervisor
+
+            if supervisor.reuse_port_supported():
+                config = uvicorn.Config(
+                    "api.app:create_app", factory=True, workers=args.workers, **options
+                )
+                supervisor.run(config)
+            else:
+                uvicorn.run("api.app:create_app", factory=True, workers=args.workers, **options)
         return 0
     if args.command == "migrate":
         from domain.migrations import run_migrations

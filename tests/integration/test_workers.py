@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,3 +98,66 @@ def test_two_workers_serve_and_one_leads_the_housekeeping(
 
     first, second = _leaders(log)
     assert second != first
+
+
+def _listeners(port: int) -> list[set[int]]:
+    """The processes holding each socket listening on `port` (one set per socket)."""
+    out = subprocess.run(  # noqa: S603
+        ["ss", "-Hltnp", f"sport = :{port}"],  # noqa: S607 - iproute2's ss, from PATH
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [{int(p) for p in re.findall(r"pid=(\d+)", line)} for line in out.splitlines()]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT balancing is checked on Linux")
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs iproute2's `ss` to list sockets")
+def test_each_worker_listens_on_its_own_socket_and_a_replacement_takes_it_over(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Workers sharing one socket let one of them take every kept-alive connection; with a
+    socket each, the kernel spreads connections across them. A killed worker's replacement
+    listens on the socket it left."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ORDERGATE_DATA_DIR": str(tmp_path),
+        "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS,
+    }
+    server = subprocess.Popen(  # noqa: S603 - our own server
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        _wait(healthy)
+        _wait(lambda: len(_listeners(port)) == 2 and all(_listeners(port)))
+        workers = set(_children(server.pid))
+        owners = [holders & workers for holders in _listeners(port)]
+        assert [len(o) for o in owners] == [1, 1], owners
+        assert owners[0] != owners[1]
+
+        [victim] = owners[0]
+        os.kill(victim, signal.SIGKILL)
+
+        def replaced() -> bool:
+            now = [holders & set(_children(server.pid)) for holders in _listeners(port)]
+            return len(now) == 2 and all(len(o) == 1 for o in now) and {victim} not in now
+
+        _wait(replaced)
+        _wait(healthy)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
