@@ -1,11 +1,12 @@
 """Imports every model so `Base.metadata` is complete (Alembic and tests rely on it)."""
 
 from domain.approvals.models import ApprovalRequest, ConsumedNonce, SigningKey
-from domain.audit.models import AuditCheckpoint, AuditEvent, AuditHead
+from domain.audit.models import AuditCheckpoint, AuditEvent, AuditHead, AuditPending
 from domain.catalog.models import Product, StockItem
 from domain.channels.models import Channel
 from domain.customers.models import Address, Customer
 from domain.db import Base
+from domain.events.models import OutboxEvent, OutboxHead
 from domain.exports.models import ExportRequest
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.ratelimit import RateCounter
@@ -17,6 +18,7 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
+    "AuditPending",
     "Base",
     "Channel",
     "ConsumedNonce",
@@ -25,6 +27,8 @@ __all__ = [
     "Order",
     "OrderLine",
     "OrderStatusChange",
+    "OutboxEvent",
+    "OutboxHead",
     "Product",
     "RateCounter",
     "SigningKey",

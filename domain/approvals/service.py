@@ -37,6 +37,7 @@ from domain.errors import (
     SeparationOfDuties,
     SignatureInvalid,
 )
+from domain.events import service as events
 from domain.money import format_amount, to_minor
 from domain.orders import service as orders_service
 from domain.orders.models import Order, OrderLine
@@ -473,6 +474,18 @@ async def approve(
     except (StaleDataError, IntegrityError):
         raise Conflict("the request or its order was decided concurrently") from None
     await _load_people(session, request)
+    price_change = request.kind is ApprovalKind.PRICE_CHANGE
+    events.publish(
+        session=session,
+        type=events.EventType.ORDER_PRICE_CHANGED
+        if price_change
+        else events.EventType.ORDER_REFUNDED,
+        aggregate_type="Order",
+        aggregate_id=order.id,
+        version=order.version,
+        at=now,
+        payload={"orderId": order.id, "approvalRequestId": request.id},
+    )
     await audit.record(
         session=session,
         who=actor,

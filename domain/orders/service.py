@@ -22,6 +22,7 @@ from domain.audit import service as audit
 from domain.customers.models import Customer
 from domain.db import utcnow
 from domain.errors import BadInput, Conflict, InvalidTransition, NotFound
+from domain.events import service as events
 from domain.money import to_minor
 from domain.orders import views
 from domain.orders.models import Order, OrderLine, OrderStatusChange
@@ -328,6 +329,15 @@ async def transition(
         await session.flush()
     except StaleDataError:
         raise Conflict(f"order {number} was changed concurrently; reload and retry") from None
+    events.publish(
+        session=session,
+        type=events.EventType.ORDER_STATUS_CHANGED,
+        aggregate_type="Order",
+        aggregate_id=order.id,
+        version=order.version,
+        at=now,
+        payload={"orderId": order.id, "from": str(before_status), "to": str(to)},
+    )
     await audit.record(
         session=session,
         who=actor,

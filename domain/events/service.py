@@ -1,0 +1,97 @@
+"""Publishing business changes through the transactional outbox.
+
+`publish` adds an event to the caller's transaction: it is written when that transaction
+commits and never otherwise, so a rolled-back change leaves no event and a committed one
+always has its event. Delivery (worker, webhooks, subscriptions) reads `outbox_events` in
+`seq` order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from domain.audit.chain import canonical_json
+from domain.db import utcnow
+from domain.events.models import OutboxEvent, OutboxHead
+
+_PENDING = "ordergate.events.pending"
+_TABLE = OutboxEvent.__table__
+_HEAD = OutboxHead.__table__
+_CLAIM = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(seq=_HEAD.c.seq + bindparam("n"))
+    .returning(_HEAD.c.seq)
+)
+
+
+class EventType(StrEnum):
+    ORDER_STATUS_CHANGED = "ORDER_STATUS_CHANGED"
+    ORDER_REFUNDED = "ORDER_REFUNDED"
+    ORDER_PRICE_CHANGED = "ORDER_PRICE_CHANGED"
+
+
+def publish(
+    *,
+    session: AsyncSession,
+    type: EventType,
+    aggregate_type: str,
+    aggregate_id: object,
+    version: int,
+    payload: Mapping[str, Any],
+    at: dt.datetime | None = None,
+) -> str:
+    """Add one event to the caller's transaction; returns its event id."""
+    event_id = str(uuid.uuid4())
+    session.sync_session.info.setdefault(_PENDING, []).append(
+        {
+            "event_id": event_id,
+            "type": str(type),
+            "aggregate_type": aggregate_type,
+            "aggregate_id": str(aggregate_id),
+            "version": version,
+            "at": at or utcnow(),
+            "payload": canonical_json(dict(payload)),
+        }
+    )
+    return event_id
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        # seq is given inside COMMIT by the deferred trigger (migration 0010).
+        session.execute(insert(_TABLE), [{**event, "seq": None} for event in pending])
+        return
+    last = session.execute(_CLAIM, {"n": len(pending)}).scalar_one()
+    first = last - len(pending) + 1
+    session.execute(
+        insert(_TABLE), [{**event, "seq": first + i} for i, event in enumerate(pending)]
+    )
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+async def events_after(
+    *, session: AsyncSession, after: int = 0, limit: int = 100
+) -> list[OutboxEvent]:
+    """Committed events with `seq` above `after`, in order."""
+    rows = await session.scalars(
+        select(OutboxEvent).where(OutboxEvent.seq > after).order_by(OutboxEvent.seq).limit(limit)
+    )
+    return list(rows.all())
