@@ -44,6 +44,7 @@ class Action(StrEnum):
     AUDIT_READ = "audit:read"
     REPORT_ACCESS = "report:access"
     USER_ADMIN = "user:admin"
+    WEBHOOK_MANAGE = "webhook:manage"
 
 
 class PolicyInvalid(Exception):

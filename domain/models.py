@@ -7,6 +7,7 @@ from domain.channels.models import Channel
 from domain.customers.models import Address, Customer
 from domain.db import Base
 from domain.events.models import OutboxEvent, OutboxHead
+from domain.events.webhooks import OutboxCursor, Webhook, WebhookDelivery
 from domain.exports.models import ExportRequest
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.ratelimit import RateCounter
@@ -27,6 +28,7 @@ __all__ = [
     "Order",
     "OrderLine",
     "OrderStatusChange",
+    "OutboxCursor",
     "OutboxEvent",
     "OutboxHead",
     "Product",
@@ -36,4 +38,6 @@ __all__ = [
     "User",
     "UserChannel",
     "UserRole",
+    "Webhook",
+    "WebhookDelivery",
 ]

@@ -157,6 +157,7 @@ def expected() -> dict[tuple[str, str], str]:
 OPERATIONS = {
     "order:transition": {"warehouse", "ops"},
     "order:ingest": {"integration"},
+    "webhook:manage": {"admin", "integration"},
     "price:request": {"sales"},
     "refund:request": {"cs", "sales", "finance"},
     "approval:sign": {"approver"},

@@ -1,0 +1,409 @@
+"""Webhooks: every committed order event, delivered to the URLs that asked for it.
+
+`fan_out` turns outbox events into one delivery per subscribed webhook, rendering the order as
+the webhook's registrant may see it (field policy, row scope: an order outside their scope is
+not delivered), and stores the exact body so every retry sends the same bytes. `deliver_due`
+POSTs the oldest pending delivery of each webhook (per-URL order), signed with HMAC-SHA256,
+holding a row lock on it (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several workers never send
+one delivery at once; a worker that dies mid-send releases it and it is sent again — consumers
+de-duplicate on the event id). SQLite, the one-process default, runs one worker. Failures back
+off exponentially with jitter; after GIVE_UP_AFTER (24 h) a delivery is FAILED and `redeliver`
+sends it again. A webhook that keeps failing is paused for a while (circuit breaker) so it
+cannot hold up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import json
+import random
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum, StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import ForeignKey, Integer, String, Text, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, aliased, mapped_column
+
+from domain.access import Action, PolicyDecisionPoint, RowScope
+from domain.actor import Actor
+from domain.audit import service as audit
+from domain.db import Base, UTCDateTime, utcnow
+from domain.errors import BadInput, NotFound
+from domain.events.models import OutboxEvent
+from domain.events.service import EventType
+from domain.orders.models import Order
+from domain.readers import READERS
+from domain.users.models import User
+from domain.values import clean_text
+
+GIVE_UP_AFTER = dt.timedelta(hours=24)
+FIRST_RETRY = dt.timedelta(seconds=10)
+LONGEST_RETRY = dt.timedelta(hours=1)
+BREAK_AFTER = 5  # consecutive failures
+PAUSE = dt.timedelta(minutes=5)
+TIMEOUT_SECONDS = 10
+_ORDER_FIELDS = tuple(c for c in READERS if c.startswith("Order."))
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[str] = mapped_column(Text)  # JSON list of event types
+    # The HMAC key, kept as given: it is a secret shared with the receiver, needed to sign.
+    secret: Mapped[str] = mapped_column(String(256))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id"), index=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)  # the exact bytes sent (UTF-8), signed as they are
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class OutboxCursor(Base):
+    """How far a consumer of the outbox has read (one row per consumer)."""
+
+    __tablename__ = "outbox_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# ---- registering ------------------------------------------------------------------------------
+
+
+def check_url(url: str, *, allow_private: bool) -> str:
+    """http(s) only; in production (`allow_private=False`) no loopback, private, link-local or
+    otherwise internal target, by literal address or by what the name resolves to (SSRF)."""
+    url = clean_text(url, what="url", max_length=2000)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput("a webhook URL must be http:// or https:// with a host")
+    if allow_private:
+        return url
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        raise BadInput("the webhook URL's host does not resolve") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise BadInput("webhook URLs may not point at internal addresses")
+    return url
+
+
+def _events(requested: Sequence[str]) -> list[str]:
+    known = {e.value for e in EventType}
+    chosen = sorted(set(requested))
+    if not chosen or not set(chosen) <= known:
+        raise BadInput(f"events must be one or more of {', '.join(sorted(known))}")
+    return chosen
+
+
+async def register(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    url: str,
+    events: Sequence[str],
+    secret: str,
+    allow_private: bool,
+) -> Webhook:
+    actor.access.require(Action.WEBHOOK_MANAGE)
+    url = check_url(url, allow_private=allow_private)
+    chosen = _events(events)
+    secret = clean_text(secret, what="secret", max_length=256)
+    if len(secret) < 16:
+        raise BadInput("a webhook secret needs at least 16 characters")
+    now = utcnow()
+    hook = Webhook(
+        url=url,
+        events=json.dumps(chosen),
+        secret=secret,
+        owner_id=actor.user_id,
+        created_at=now,
+        consecutive_failures=0,
+    )
+    session.add(hook)
+    await session.flush()
+    await audit.record(
+        session=session,
+        who=actor,
+        action="webhook.register",
+        operation="registerWebhook",
+        target_type="Webhook",
+        target_id=hook.id,
+        at=now,
+        details={"url": url, "events": chosen},
+    )
+    return hook
+
+
+async def redeliver(*, session: AsyncSession, actor: Actor, delivery_id: int) -> WebhookDelivery:
+    """Send a delivery again (FAILED, or DELIVERED and lost by the receiver): it becomes the
+    next one of its webhook, with a fresh 24 hours."""
+    actor.access.require(Action.WEBHOOK_MANAGE)
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.status == DeliveryStatus.PENDING:
+        raise NotFound("no such finished delivery")
+    now = utcnow()
+    delivery.status = DeliveryStatus.PENDING
+    delivery.attempts = 0
+    delivery.next_attempt_at = now
+    delivery.created_at = now
+    await audit.record(
+        session=session,
+        who=actor,
+        action="webhook.redeliver",
+        operation="redeliverWebhook",
+        target_type="WebhookDelivery",
+        target_id=delivery.id,
+        at=now,
+        details={"eventId": delivery.event_id},
+    )
+    return delivery
+
+
+# ---- fan-out ----------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+@dataclass
+class _Registrant:
+    actor_access: Any
+    channels: frozenset[str]
+
+    def sees(self, order: Order) -> bool:
+        scope = self.actor_access.order_rows
+        if scope is RowScope.ALL:
+            return True
+        return scope is RowScope.CHANNELS and order.channel_code in self.channels
+
+    def render(self, order: Order) -> dict[str, Any]:
+        access = self.actor_access
+        shown = {}
+        for coordinate in _ORDER_FIELDS:
+            value = access.present(coordinate, READERS[coordinate](order))
+            if value is not None:
+                shown[coordinate.split(".", 1)[1]] = _plain(value)
+        return shown
+
+
+async def _registrants(
+    session: AsyncSession, pdp: PolicyDecisionPoint, owner_ids: set[int]
+) -> dict[int, _Registrant]:
+    found = {}
+    for user in (await session.scalars(select(User).where(User.id.in_(owner_ids)))).all():
+        access = pdp.profile(user.roles) if not user.disabled else pdp.profile(())
+        found[user.id] = _Registrant(access, frozenset(user.channels))
+    return found
+
+
+async def fan_out(
+    *,
+    session: AsyncSession,
+    pdp: PolicyDecisionPoint,
+    now: dt.datetime | None = None,
+    limit: int = 500,
+) -> int:
+    """Turn the next committed events into deliveries; returns how many events were read.
+    The cursor row is locked while it moves, so two workers never fan one event out twice."""
+    # An update of the cursor row first: a row lock on PostgreSQL, the write lock on SQLite.
+    position = (
+        await session.execute(
+            update(OutboxCursor)
+            .where(OutboxCursor.name == "webhooks")
+            .values(seq=OutboxCursor.seq)
+            .returning(OutboxCursor.seq)
+        )
+    ).scalar_one()
+    found = list(
+        (
+            await session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.seq > position)
+                .order_by(OutboxEvent.seq)
+                .limit(limit)
+            )
+        ).all()
+    )
+    if not found:
+        return 0
+    hooks = list(
+        (await session.scalars(select(Webhook).where(Webhook.disabled_at.is_(None)))).all()
+    )
+    people = await _registrants(session, pdp, {h.owner_id for h in hooks})
+    order_ids = {int(e.aggregate_id) for e in found if e.aggregate_type == "Order"}
+    orders = {
+        o.id: o for o in (await session.scalars(select(Order).where(Order.id.in_(order_ids)))).all()
+    }
+    now = now or utcnow()
+    for event in found:
+        order = orders.get(int(event.aggregate_id)) if event.aggregate_type == "Order" else None
+        for hook in hooks:
+            person = people.get(hook.owner_id)
+            if event.type not in json.loads(hook.events) or person is None or order is None:
+                continue
+            if not person.sees(order):
+                continue
+            body = json.dumps(
+                {
+                    "id": event.event_id,
+                    "seq": event.seq,
+                    "type": event.type,
+                    "at": event.at.isoformat(),
+                    "order": person.render(order),
+                },
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            session.add(
+                WebhookDelivery(
+                    webhook_id=hook.id,
+                    event_id=event.event_id,
+                    seq=event.seq,
+                    body=body,
+                    status=DeliveryStatus.PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+    await session.execute(
+        update(OutboxCursor).where(OutboxCursor.name == "webhooks").values(seq=found[-1].seq)
+    )
+    return len(found)
+
+
+# ---- delivering -------------------------------------------------------------------------------
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """Exponential from 10 s, capped at an hour, with ±50% jitter."""
+    base = min(FIRST_RETRY * (2 ** max(0, attempts - 1)), LONGEST_RETRY)
+    return base * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not a secret
+
+
+async def deliver_due(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    now: dt.datetime | None = None,
+    limit: int = 20,
+) -> int:
+    """Send the oldest pending, due delivery of each webhook that is not paused; returns how
+    many were attempted. Row locks are held while sending."""
+    now = now or utcnow()
+    older = aliased(WebhookDelivery)
+    head = (
+        select(func.min(older.id))
+        .where(older.webhook_id == WebhookDelivery.webhook_id, older.status == "PENDING")
+        .scalar_subquery()
+    )
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(WebhookDelivery, Webhook)
+                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+                .where(
+                    WebhookDelivery.status == DeliveryStatus.PENDING,
+                    WebhookDelivery.id == head,
+                    WebhookDelivery.next_attempt_at <= now,
+                    Webhook.disabled_at.is_(None),
+                    (Webhook.paused_until.is_(None)) | (Webhook.paused_until <= now),
+                )
+                .order_by(WebhookDelivery.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True, of=WebhookDelivery)
+            )
+        ).all()
+        # Different webhooks at once (each its own head), so one slow receiver costs the batch
+        # at most one timeout.
+        await asyncio.gather(*(_attempt(http, delivery, hook, now) for delivery, hook in rows))
+        await session.commit()
+    return len(rows)
+
+
+async def _attempt(
+    http: httpx.AsyncClient, delivery: WebhookDelivery, hook: Webhook, now: dt.datetime
+) -> None:
+    body = delivery.body.encode()
+    delivery.attempts += 1
+    try:
+        response = await http.post(
+            hook.url,
+            content=body,
+            headers={
+                "content-type": "application/json",
+                "x-ordergate-event-id": delivery.event_id,
+                "x-ordergate-signature": signature(hook.secret, body),
+            },
+            timeout=TIMEOUT_SECONDS,
+            follow_redirects=False,
+        )
+        delivery.last_status = response.status_code
+        ok = 200 <= response.status_code < 300
+        delivery.last_error = None if ok else f"HTTP {response.status_code}"
+    except httpx.HTTPError as exc:
+        ok = False
+        delivery.last_status = None
+        delivery.last_error = f"{type(exc).__name__}: {exc}"[:500]
+    if ok:
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.delivered_at = now
+        hook.consecutive_failures = 0
+        hook.paused_until = None
+        return
+    hook.consecutive_failures += 1
+    if hook.consecutive_failures >= BREAK_AFTER:
+        hook.paused_until = now + PAUSE
+    if now - delivery.created_at >= GIVE_UP_AFTER:
+        delivery.status = DeliveryStatus.FAILED
+    else:
+        delivery.next_attempt_at = now + backoff(delivery.attempts)

@@ -1,0 +1,239 @@
+"""Webhook delivery (domain/events/webhooks.py) to a real HTTP receiver on loopback: signed,
+in order per URL, payloads as the registrant may see them, retried with backoff, FAILED after
+24 hours and sent again on request, and never sent twice at once by two workers."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from domain.actor import Actor
+from domain.db import utcnow
+from domain.errors import BadInput
+from domain.events import webhooks
+from domain.events.webhooks import DeliveryStatus, WebhookDelivery
+from domain.users.models import User
+from tests.conftest import Api
+
+SECRET = "s3cret-shared-with-the-receiver"
+MOVE = "mutation($id: ID!) { transitionOrder(id: $id, to: PICKING) { status } }"
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.statuses: list[int] = []  # answers to give, in turn; then 200
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                outer.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = outer.statuses.pop(0) if outer.statuses else 200
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def bodies(self) -> list[dict]:
+        return [json.loads(body) for _, body in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
+    thread.start()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+async def _actor(api: Api, username: str) -> Actor:
+    runtime = api.app.state.runtime
+    async with runtime.sessions() as session:
+        user = await session.scalar(select(User).where(User.username == username))
+        assert user is not None
+        roles = frozenset(user.roles)
+        return Actor(
+            user_id=user.id,
+            username=user.username,
+            roles=roles,
+            channels=frozenset(user.channels),
+            access=runtime.pdp.profile(roles),
+        )
+
+
+async def _register(api: Api, url: str, username: str = "demo-integration") -> int:
+    actor = await _actor(api, username)
+    async with api.app.state.runtime.sessions() as session:
+        hook = await webhooks.register(
+            session=session,
+            actor=actor,
+            url=url,
+            events=["ORDER_STATUS_CHANGED"],
+            secret=SECRET,
+            allow_private=True,
+        )
+        await session.commit()
+        return hook.id
+
+
+async def _move_paid_orders(api: Api, n: int) -> list[str]:
+    result = await api.gql(
+        "query($n: Int) { orders(first: $n, filter: {status: [PAID]}, "
+        "orderBy: {field: CREATED_AT, direction: ASC}) { edges { node { id number } } } }",
+        {"n": n},
+        as_="ops",
+    )
+    nodes = [e["node"] for e in result["data"]["orders"]["edges"]]
+    for node in nodes:
+        assert "errors" not in await api.gql(MOVE, {"id": node["id"]}, as_="ops")
+    return [node["number"] for node in nodes]
+
+
+async def _work(api: Api, now: dt.datetime | None = None) -> int:
+    runtime = api.app.state.runtime
+    async with runtime.sessions() as session:
+        await webhooks.fan_out(session=session, pdp=runtime.pdp, now=now)
+        await session.commit()
+    async with httpx.AsyncClient() as http:
+        return await webhooks.deliver_due(sessions=runtime.sessions, http=http, now=now)
+
+
+async def _deliveries(api: Api) -> list[WebhookDelivery]:
+    async with api.app.state.runtime.sessions() as session:
+        return list(
+            (await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))).all()
+        )
+
+
+async def test_events_arrive_signed_in_order_as_the_registrant_may_see_them(
+    any_api: Api, receiver: Receiver
+) -> None:
+    await _register(any_api, receiver.url)
+    numbers = await _move_paid_orders(any_api, 3)
+
+    for _ in range(3):  # one delivery per webhook per round: the next waits for the one before
+        await _work(any_api)
+
+    bodies = receiver.bodies()
+    assert [b["order"]["number"] for b in bodies] == numbers
+    assert [b["order"]["status"] for b in bodies] == ["PICKING"] * 3
+    assert [b["seq"] for b in bodies] == sorted(b["seq"] for b in bodies)
+    for headers, raw in receiver.received:
+        expected = hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+        assert headers["x-ordergate-signature"] == f"sha256={expected}"
+        assert headers["x-ordergate-event-id"] == json.loads(raw)["id"]
+    # integration reads the order's identity, not its money or its customer
+    assert "total" not in bodies[0]["order"]
+    assert "customerPhone" not in bodies[0]["order"]
+    assert [d.status for d in await _deliveries(any_api)] == ["DELIVERED"] * 3
+
+
+async def test_a_failing_receiver_is_retried_with_backoff_then_failed_then_redelivered(
+    any_api: Api, receiver: Receiver
+) -> None:
+    await _register(any_api, receiver.url)
+    await _move_paid_orders(any_api, 2)
+    receiver.statuses = [500]
+    now = utcnow()
+
+    assert await _work(any_api, now) == 1
+    first, _ = await _deliveries(any_api)
+    assert (first.status, first.attempts, first.last_status) == ("PENDING", 1, 500)
+    assert dt.timedelta(seconds=5) <= first.next_attempt_at - now <= dt.timedelta(seconds=15)
+    # not due yet, and the next event waits behind it (order per URL)
+    assert await _work(any_api, now + dt.timedelta(seconds=1)) == 0
+    assert len(receiver.received) == 1
+
+    receiver.statuses = [503]
+    await _work(any_api, now + dt.timedelta(hours=25))  # a day has passed: give up
+    first = (await _deliveries(any_api))[0]
+    assert first.status == DeliveryStatus.FAILED
+    assert first.attempts == 2
+
+    await _work(any_api, now + dt.timedelta(hours=25, seconds=1))  # the next one goes now
+    async with any_api.app.state.runtime.sessions() as session:
+        await webhooks.redeliver(
+            session=session, actor=await _actor(any_api, "demo-integration"), delivery_id=first.id
+        )
+        await session.commit()
+    await _work(any_api)
+
+    statuses = [d.status for d in await _deliveries(any_api)]
+    assert statuses == ["DELIVERED", "DELIVERED"]
+    sent = [raw for _, raw in receiver.received]
+    assert sent[0] == sent[1] == sent[-1]  # the same bytes, and so the same signature
+    assert len(sent) == 4
+
+
+async def test_only_account_that_may_manage_webhooks_registers_one(any_api: Api) -> None:
+    from domain.errors import Forbidden
+
+    with pytest.raises(Forbidden):
+        await _register(any_api, "http://127.0.0.1:9/hook", username="demo-cs")
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_private", "ok"),
+    [
+        ("https://93.184.216.34/hook", False, True),
+        ("http://127.0.0.1:8080/hook", False, False),
+        ("http://10.1.2.3/hook", False, False),
+        ("http://[::1]/hook", False, False),
+        ("http://169.254.169.254/latest/meta-data", False, False),
+        ("http://127.0.0.1:8080/hook", True, True),
+        ("ftp://example.com/hook", True, False),
+        ("file:///etc/passwd", True, False),
+        ("javascript:alert(1)", True, False),
+    ],
+)
+def test_webhook_urls_are_checked(url: str, allow_private: bool, ok: bool) -> None:
+    if ok:
+        assert webhooks.check_url(url, allow_private=allow_private) == url
+    else:
+        with pytest.raises(BadInput):
+            webhooks.check_url(url, allow_private=allow_private)
+
+
+async def test_two_workers_never_send_one_delivery_twice(pg_api: Api, receiver: Receiver) -> None:
+    for _ in range(3):
+        await _register(pg_api, receiver.url)
+    await _move_paid_orders(pg_api, 10)
+    runtime = pg_api.app.state.runtime
+    async with runtime.sessions() as session:
+        await webhooks.fan_out(session=session, pdp=runtime.pdp)
+        await session.commit()
+
+    async def worker() -> None:
+        async with httpx.AsyncClient() as http:
+            for _ in range(15):
+                await webhooks.deliver_due(sessions=runtime.sessions, http=http)
+
+    await asyncio.gather(worker(), worker())
+
+    sent = [
+        (json.loads(raw)["id"], headers["content-length"]) for headers, raw in receiver.received
+    ]
+    assert len(sent) == 30
+    by_event: dict[str, int] = {}
+    for event_id, _ in sent:
+        by_event[event_id] = by_event.get(event_id, 0) + 1
+    assert set(by_event.values()) == {3}  # each event once to each of the three webhooks
+    assert [d.status for d in await _deliveries(pg_api)] == ["DELIVERED"] * 30
