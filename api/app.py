@@ -10,6 +10,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -116,6 +117,10 @@ async def _every(seconds: float, job: Callable[[], Awaitable[None]], what: str) 
             await job()
         except Exception:
             log.exception(f"{what} failed; will try again")
+
+
+async def _quietly(work: Awaitable[object]) -> None:
+    await work
 
 
 async def _expire_requests(runtime: Runtime) -> None:
@@ -258,6 +263,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         configure_logging()
         loop = asyncio.get_running_loop()
         background: set[asyncio.Task[None]] = set()
+        worker_http: httpx.AsyncClient | None = None
 
         def on_sighup() -> None:
             task = loop.create_task(_reload_policy(runtime, "SIGHUP"))
@@ -312,6 +318,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                     )
                 )
             )
+        if settings.worker_in_server:
+            # Development: this server delivers events itself (the leader only), so `make run`
+            # is one command; production runs `ordergate worker` processes instead.
+            from api.worker import deliver_round
+
+            http = worker_http = httpx.AsyncClient()
+            background.add(
+                asyncio.create_task(
+                    _every(1, led(lambda: _quietly(deliver_round(runtime, http))), "webhooks")
+                )
+            )
         # Claim the lease at start, so the leader is known (and logged) from the first minute.
         with contextlib.suppress(Exception):
             await lease.held()
@@ -323,6 +340,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await lease.release()
+            if worker_http is not None:
+                await worker_http.aclose()
             if runtime.budget is not None:
                 await runtime.budget.close()
             await runtime.drain(grace=settings.shutdown_grace_seconds)

@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
         help="serve although the database is not at the migration head (/readyz says not ready)",
     )
 
+    worker = sub.add_parser(
+        "worker", help="deliver order events to webhooks (run one or more beside `serve`)"
+    )
+    worker.add_argument("--once", action="store_true", help="one round, then exit")
     sub.add_parser("migrate", help="apply database migrations")
     demo = sub.add_parser("demo", help="load demo data (idempotent)")
     demo.add_argument(
@@ -690,6 +694,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 supervisor.run(config)
             else:
                 uvicorn.run("api.app:create_app", factory=True, workers=args.workers, **options)
+        return 0
+    if args.command == "worker":
+        from api import worker as worker_process
+        from api.logging import configure_logging
+
+        configure_logging()
+        asyncio.run(worker_process.run(settings, once=args.once))
         return 0
     if args.command == "migrate":
         from domain.migrations import run_migrations

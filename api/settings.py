@@ -103,6 +103,7 @@ class Settings:
     db_statement_timeout_seconds: float
     db_pool_timeout_seconds: float
     db_pool_size: int
+    worker_in_server: bool
     retry_after_seconds: int
     export_max_attempts: int
     export_retry_seconds: float
@@ -292,6 +293,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         db_statement_timeout_seconds=_float(env, "ORDERGATE_DB_STATEMENT_TIMEOUT_SECONDS", 15),
         db_pool_timeout_seconds=_float(env, "ORDERGATE_DB_POOL_TIMEOUT_SECONDS", 10),
         db_pool_size=_int(env, "ORDERGATE_DB_POOL_SIZE", 20),
+        # Development: `serve` delivers events itself; production runs `ordergate worker`.
+        worker_in_server=env.get(
+            "ORDERGATE_WORKER_IN_SERVER", "0" if mode == "production" else "1"
+        ).strip()
+        == "1",
         retry_after_seconds=_int(env, "ORDERGATE_RETRY_AFTER_SECONDS", 5),
         export_max_attempts=_int(env, "ORDERGATE_EXPORT_MAX_ATTEMPTS", 5),
         export_retry_seconds=_float(env, "ORDERGATE_EXPORT_RETRY_SECONDS", 30),

@@ -9,7 +9,12 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,7 +28,7 @@ from domain.errors import BadInput
 from domain.events import webhooks
 from domain.events.webhooks import DeliveryStatus, WebhookDelivery
 from domain.users.models import User
-from tests.conftest import Api
+from tests.conftest import TOKEN_KEYS, Api
 
 SECRET = "s3cret-shared-with-the-receiver"
 MOVE = "mutation($id: ID!) { transitionOrder(id: $id, to: PICKING) { status } }"
@@ -33,12 +38,16 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.statuses: list[int] = []  # answers to give, in turn; then 200
+        self.hold_first = threading.Event()  # set: the first request waits until released
+        self.release = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 outer.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                if outer.hold_first.is_set() and len(outer.received) == 1:
+                    outer.release.wait(60)
                 status = outer.statuses.pop(0) if outer.statuses else 200
                 self.send_response(status)
                 self.send_header("content-length", "0")
@@ -60,6 +69,7 @@ def receiver() -> Iterator[Receiver]:
     thread = threading.Thread(target=r.server.serve_forever, daemon=True)
     thread.start()
     yield r
+    r.release.set()
     r.server.shutdown()
     r.server.server_close()
 
@@ -237,3 +247,72 @@ async def test_two_workers_never_send_one_delivery_twice(pg_api: Api, receiver: 
         by_event[event_id] = by_event.get(event_id, 0) + 1
     assert set(by_event.values()) == {3}  # each event once to each of the three webhooks
     assert [d.status for d in await _deliveries(pg_api)] == ["DELIVERED"] * 30
+
+
+async def test_a_worker_killed_mid_delivery_loses_nothing(any_api: Api, receiver: Receiver) -> None:
+    """A real `ordergate worker` is SIGKILLed while a receiver holds its first delivery; the
+    next worker sends that one again (same event id) and the rest: at least once, nothing lost."""
+    settings = any_api.app.state.runtime.settings
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "ORDERGATE_DATA_DIR": str(settings.data_dir),
+        "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS,
+    }
+    await _register(any_api, receiver.url)
+    numbers = await _move_paid_orders(any_api, 3)
+
+    async def until(condition, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        # Polls what another thread and process change: there is no event to wait on.
+        while not condition() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        assert condition(), "timed out"
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    receiver.hold_first.set()
+    first = start()
+    try:
+        await until(lambda: bool(receiver.received))
+        first.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(first.wait, 10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    receiver.release.set()
+    receiver.hold_first.clear()
+
+    second = start()
+    try:
+        await until(lambda: len({b["id"] for b in receiver.bodies()}) == 3)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(second.wait, 30)
+
+    ids = [b["id"] for b in receiver.bodies()]
+    assert sorted({b["order"]["number"] for b in receiver.bodies()}) == sorted(numbers)
+    assert ids[0] == ids[1]  # the one in flight when the worker died, sent again
+    assert len(set(ids)) == 3
+    assert second.returncode == 0  # SIGTERM: a clean stop
+
+
+async def test_serve_delivers_by_itself_in_development(any_api: Api, receiver: Receiver) -> None:
+    """`make run` is one command: outside production the server runs the worker's rounds."""
+    from tests.integration.test_live_server import _serve
+
+    settings = any_api.app.state.runtime.settings
+    await _register(any_api, receiver.url)
+    with _serve(settings.database_url, settings.data_dir, settings.policy_dir, "0"):
+        numbers = await _move_paid_orders(any_api, 2)
+        deadline = time.monotonic() + 30
+        while len(receiver.received) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+    assert [b["order"]["number"] for b in receiver.bodies()] == numbers

@@ -1,0 +1,60 @@
+"""`ordergate worker`: delivers order events to webhooks, in a process of its own.
+
+One round: fan the next committed outbox events out into deliveries, then send what is due.
+Several workers may run against one PostgreSQL database (the fan-out cursor is row-locked and
+deliveries are claimed with SKIP LOCKED); a worker killed mid-round loses nothing: what it had
+not committed is sent again by the next round of any worker (consumers de-duplicate on the
+event id). In development `serve` runs the same rounds itself (ORDERGATE_WORKER_IN_SERVER), so
+`make run` needs one command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import httpx
+
+from api.runtime import Runtime
+from api.settings import Settings
+from domain.events import webhooks
+
+log = logging.getLogger("ordergate.worker")
+IDLE_SECONDS = 0.5
+
+
+async def deliver_round(runtime: Runtime, http: httpx.AsyncClient) -> int:
+    """One round; returns how much it did (events read plus deliveries attempted)."""
+    async with runtime.sessions() as session:
+        read = await webhooks.fan_out(session=session, pdp=runtime.pdp)
+        await session.commit()
+    sent = await webhooks.deliver_due(sessions=runtime.sessions, http=http)
+    return read + sent
+
+
+async def run(settings: Settings, *, once: bool = False) -> None:
+    runtime = Runtime.build(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    log.info("worker started", extra={"once": once})
+    try:
+        async with httpx.AsyncClient() as http:
+            while not stop.is_set():
+                try:
+                    done = await deliver_round(runtime, http)
+                except Exception:
+                    log.exception("worker round failed; will try again")
+                    done = 0
+                if once:
+                    break
+                if not done:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
+    finally:
+        await runtime.engine.dispose()
+        log.info("worker stopped")
