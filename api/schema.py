@@ -27,6 +27,7 @@ from api.graphql.scalars import SCALARS
 from api.graphql.stock import StockQueries
 from api.graphql.users import UserMutations, UserQueries
 from api.graphql.viewer import ViewerQueries
+from api.graphql.webhooks import WebhookMutations, WebhookQueries
 
 
 @strawberry.type
@@ -41,12 +42,20 @@ class Query(
     AuditQueries,
     ReportQueries,
     UserQueries,
+    WebhookQueries,
 ):
     pass
 
 
 @strawberry.type
-class Mutation(AuthMutations, OrderMutations, ApprovalMutations, ExportMutations, UserMutations):
+class Mutation(
+    AuthMutations,
+    OrderMutations,
+    ApprovalMutations,
+    ExportMutations,
+    UserMutations,
+    WebhookMutations,
+):
     pass
 
 

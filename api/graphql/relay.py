@@ -87,7 +87,9 @@ NODE_TYPES = {
     "ApprovalRequest": "approval request",
     "ExportRequest": "export request",
 }
-_KIND = {what: type_name for type_name, what in NODE_TYPES.items()}
+# Types with global IDs that are not fetched through `node(id:)` (operational records).
+ID_TYPES = {**NODE_TYPES, "Webhook": "webhook", "WebhookDelivery": "webhook delivery"}
+_KIND = {what: type_name for type_name, what in ID_TYPES.items()}
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{4,64}={0,2}")
 
 
@@ -96,8 +98,9 @@ def global_id(type_name: str, pk: int) -> strawberry.ID:
     return strawberry.ID(str(GlobalID(type_name, str(pk))))
 
 
-def decode_global_id(value: str) -> tuple[str, int] | None:
-    """A global ID we issued, as (type name, primary key); None for anything else."""
+def decode_global_id(value: str, known: dict[str, str] = NODE_TYPES) -> tuple[str, int] | None:
+    """A global ID we issued for one of the `known` types (by default those `node(id:)`
+    serves), as (type name, primary key); None for anything else."""
     text = str(value)
     if _BASE64.fullmatch(text) is None:
         return None
@@ -106,10 +109,10 @@ def decode_global_id(value: str) -> tuple[str, int] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     type_name, sep, pk = decoded.partition(":")
-    if not sep or type_name not in NODE_TYPES:
+    if not sep or type_name not in known:
         return None
     try:
-        return type_name, parse_int_id(pk, what=NODE_TYPES[type_name])
+        return type_name, parse_int_id(pk, what=known[type_name])
     except BadInput:
         return None
 
@@ -122,9 +125,11 @@ def parse_id(value: strawberry.ID, what: str) -> int:
     (`"42"`) are still accepted for the types that had them."""
     text = str(value)
     type_name = _KIND.get(what)
-    if type_name is None or (text.isascii() and text.isdigit()):
+    if type_name is None or (
+        text.isascii() and text.isdigit() and type_name in NODE_TYPES  # the deprecated form
+    ):
         return parse_int_id(text, what=what)
-    found = decode_global_id(text)
+    found = decode_global_id(text, ID_TYPES)
     if found is None or found[0] != type_name:
         raise BadInput(f"{text[:40]!r} is not a valid {what} id")
     return found[1]
@@ -133,7 +138,7 @@ def parse_id(value: strawberry.ID, what: str) -> int:
 def row_id(target_id: object) -> object:
     """An audited target as the row's id, whether the client sent a global ID or the
     deprecated bare integer, so one row has one name in the audit log and its reports."""
-    found = decode_global_id(target_id) if isinstance(target_id, str) else None
+    found = decode_global_id(target_id, ID_TYPES) if isinstance(target_id, str) else None
     return str(found[1]) if found is not None else target_id
 
 

@@ -172,6 +172,41 @@ async def register(
     return hook
 
 
+async def list_webhooks(*, session: AsyncSession, actor: Actor) -> list[Webhook]:
+    actor.access.require(Action.WEBHOOK_MANAGE)
+    return list((await session.scalars(select(Webhook).order_by(Webhook.id))).all())
+
+
+def deliveries_query(actor: Actor, status: DeliveryStatus | None) -> Any:
+    actor.access.require(Action.WEBHOOK_MANAGE)
+    stmt = select(WebhookDelivery)
+    if status is not None:
+        stmt = stmt.where(WebhookDelivery.status == status)
+    return stmt
+
+
+async def disable(*, session: AsyncSession, actor: Actor, webhook_id: int) -> Webhook:
+    """Stop a webhook: nothing more is delivered to it (pending deliveries stay, unsent)."""
+    actor.access.require(Action.WEBHOOK_MANAGE)
+    hook = await session.get(Webhook, webhook_id)
+    if hook is None:
+        raise NotFound("no such webhook")
+    now = utcnow()
+    if hook.disabled_at is None:
+        hook.disabled_at = now
+    await audit.record(
+        session=session,
+        who=actor,
+        action="webhook.disable",
+        operation="disableWebhook",
+        target_type="Webhook",
+        target_id=hook.id,
+        at=now,
+        details={"url": hook.url},
+    )
+    return hook
+
+
 async def redeliver(*, session: AsyncSession, actor: Actor, delivery_id: int) -> WebhookDelivery:
     """Send a delivery again (FAILED, or DELIVERED and lost by the receiver): it becomes the
     next one of its webhook, with a fresh 24 hours."""
