@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 
@@ -19,19 +20,43 @@ import httpx
 
 from api.runtime import Runtime
 from api.settings import Settings
+from domain.audit import service as audit
 from domain.events import webhooks
+from domain.jobs.scheduler import Job, run_due
 
 log = logging.getLogger("ordergate.worker")
 IDLE_SECONDS = 0.5
 
 
+def scheduled_jobs(runtime: Runtime) -> list[Job]:
+    """The jobs this deployment runs at a time of day, each in a named zone."""
+
+    async def daily_checkpoint(_slot: dt.datetime) -> None:
+        # A signed statement of the audit chain's head at the start of each business day.
+        async with runtime.sessions() as session:
+            await audit.create_checkpoint(session=session, key=runtime.checkpoint_key)
+            await session.commit()
+
+    return [
+        Job(
+            name="audit.daily-checkpoint",
+            at=dt.time(0, 0),
+            zone=runtime.settings.timezone.key,
+            run=daily_checkpoint,
+        )
+    ]
+
+
 async def deliver_round(runtime: Runtime, http: httpx.AsyncClient) -> int:
-    """One round; returns how much it did (events read plus deliveries attempted)."""
+    """One round: due scheduled jobs, then events; returns how much it did."""
+    ran = await run_due(
+        sessions=runtime.sessions, jobs=scheduled_jobs(runtime), now=runtime.clock()
+    )
     async with runtime.sessions() as session:
         read = await webhooks.fan_out(session=session, pdp=runtime.pdp)
         await session.commit()
     sent = await webhooks.deliver_due(sessions=runtime.sessions, http=http)
-    return read + sent
+    return len(ran) + read + sent
 
 
 async def run(settings: Settings, *, once: bool = False) -> None:

@@ -9,6 +9,7 @@ from domain.db import Base
 from domain.events.models import OutboxEvent, OutboxHead
 from domain.events.webhooks import OutboxCursor, Webhook, WebhookDelivery
 from domain.exports.models import ExportRequest
+from domain.jobs.scheduler import JobRun
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.ratelimit import RateCounter
 from domain.users.models import User, UserChannel, UserRole
@@ -25,6 +26,7 @@ __all__ = [
     "ConsumedNonce",
     "Customer",
     "ExportRequest",
+    "JobRun",
     "Order",
     "OrderLine",
     "OrderStatusChange",

@@ -1,0 +1,110 @@
+"""Scheduled jobs name their time zone, fire at that zone's local time (the seed's 00:00
+incident), and run once per slot however many workers look, with the run recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from domain.db import NaiveDatetimeError, create_engine, session_factory
+from domain.jobs.scheduler import Job, JobRun, ScheduleInvalid, run_due
+
+UTC = dt.UTC
+
+
+@pytest.fixture
+async def sessions(any_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(any_database_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+def _sync(runs: list[dt.datetime], zone: str = "Asia/Shanghai", fail: bool = False) -> Job:
+    async def run(slot: dt.datetime) -> None:
+        await asyncio.sleep(0.05)  # long enough for a second worker to look meanwhile
+        runs.append(slot)
+        if fail:
+            raise RuntimeError("channel API answered 502")
+
+    return Job(name="channel.sync", at=dt.time(0, 0), zone=zone, run=run)
+
+
+async def test_midnight_in_shanghai_fires_at_1600_utc_the_day_before(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    runs: list[dt.datetime] = []
+    job = _sync(runs)
+    before = dt.datetime(2026, 11, 26, 15, 59, 59, tzinfo=UTC)  # 23:59:59 in Shanghai
+    at = dt.datetime(2026, 11, 26, 16, 0, 5, tzinfo=UTC)  # 00:00:05 on the 27th in Shanghai
+
+    assert await run_due(sessions=sessions, jobs=[job], now=before) == []
+    assert await run_due(sessions=sessions, jobs=[job], now=at) == ["channel.sync"]
+    assert runs == [dt.datetime(2026, 11, 26, 16, 0, tzinfo=UTC)]
+    # the same slot never again, and the run is on record
+    assert await run_due(sessions=sessions, jobs=[job], now=at + dt.timedelta(hours=1)) == []
+    async with sessions() as session:
+        [record] = (await session.scalars(select(JobRun))).all()
+    assert record.outcome == "SUCCEEDED"
+    assert record.slot == dt.datetime(2026, 11, 26, 16, 0, tzinfo=UTC)
+    assert record.finished_at is not None
+
+
+async def test_two_workers_run_one_slot_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+    runs: list[dt.datetime] = []
+    job = _sync(runs)
+    at = dt.datetime(2026, 11, 26, 16, 0, 5, tzinfo=UTC)
+
+    done = await asyncio.gather(*(run_due(sessions=sessions, jobs=[job], now=at) for _ in range(4)))
+
+    assert len(runs) == 1
+    assert sorted(len(d) for d in done) == [0, 0, 0, 1]
+
+
+async def test_a_failed_run_is_recorded_and_not_repeated_in_its_slot(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    runs: list[dt.datetime] = []
+    job = _sync(runs, fail=True)
+    at = dt.datetime(2026, 11, 26, 16, 0, 5, tzinfo=UTC)
+
+    await run_due(sessions=sessions, jobs=[job], now=at)
+    await run_due(sessions=sessions, jobs=[job], now=at + dt.timedelta(minutes=1))
+
+    async with sessions() as session:
+        [record] = (await session.scalars(select(JobRun))).all()
+    assert len(runs) == 1
+    assert record.outcome == "FAILED"
+    assert "502" in (record.error or "")
+
+
+@pytest.mark.parametrize("zone", ["", "Mars/Olympus_Mons", "UTC+8"])
+def test_a_schedule_without_a_real_zone_refuses_to_exist(zone: str) -> None:
+    with pytest.raises(ScheduleInvalid):
+        _sync([], zone=zone)
+
+
+def test_a_time_of_day_with_an_offset_is_refused() -> None:
+    async def run(_slot: dt.datetime) -> None:
+        return None
+
+    with pytest.raises(ScheduleInvalid):
+        Job(name="x", at=dt.time(0, 0, tzinfo=UTC), zone="Asia/Shanghai", run=run)
+
+
+def test_a_naive_now_is_refused() -> None:
+    with pytest.raises(NaiveDatetimeError):
+        _sync([]).last_slot(dt.datetime(2026, 11, 26, 16, 0))  # noqa: DTZ001 - the point
+
+
+def test_slots_follow_daylight_saving_in_zones_that_have_it() -> None:
+    job = _sync([], zone="Europe/Berlin")
+    winter = job.last_slot(dt.datetime(2026, 1, 15, 12, 0, tzinfo=UTC))
+    summer = job.last_slot(dt.datetime(2026, 7, 15, 12, 0, tzinfo=UTC))
+
+    assert winter == dt.datetime(2026, 1, 14, 23, 0, tzinfo=UTC)
+    assert summer == dt.datetime(2026, 7, 14, 22, 0, tzinfo=UTC)
