@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import json
 import random
 import socket
@@ -30,9 +31,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import ForeignKey, Integer, String, Text, func, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, aliased, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.access import Action, PolicyDecisionPoint, RowScope
 from domain.actor import Actor
@@ -78,9 +79,11 @@ class Webhook(Base):
 
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
+    # A webhook's queue in order: what each round reads.
+    __table_args__ = (Index("ix_webhook_deliveries_queue", "webhook_id", "status", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id"), index=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id"))
     event_id: Mapped[str] = mapped_column(String(36))
     seq: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)  # the exact bytes sent (UTF-8), signed as they are
@@ -315,6 +318,7 @@ async def fan_out(
         o.id: o for o in (await session.scalars(select(Order).where(Order.id.in_(order_ids)))).all()
     }
     now = now or utcnow()
+    rows: list[dict[str, Any]] = []
     for event in found:
         order = orders.get(int(event.aggregate_id)) if event.aggregate_type == "Order" else None
         for hook in hooks:
@@ -334,18 +338,20 @@ async def fan_out(
                 ensure_ascii=False,
                 separators=(",", ":"),
             )
-            session.add(
-                WebhookDelivery(
-                    webhook_id=hook.id,
-                    event_id=event.event_id,
-                    seq=event.seq,
-                    body=body,
-                    status=DeliveryStatus.PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
+            rows.append(
+                {
+                    "webhook_id": hook.id,
+                    "event_id": event.event_id,
+                    "seq": event.seq,
+                    "body": body,
+                    "status": DeliveryStatus.PENDING.value,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
             )
+    if rows:
+        await session.execute(insert(WebhookDelivery.__table__), rows)
     await session.execute(
         update(OutboxCursor).where(OutboxCursor.name == "webhooks").values(seq=found[-1].seq)
     )
@@ -370,39 +376,63 @@ async def deliver_due(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
     now: dt.datetime | None = None,
-    limit: int = 20,
+    webhooks_per_round: int = 20,
+    per_webhook: int = 50,
 ) -> int:
-    """Send the oldest pending, due delivery of each webhook that is not paused; returns how
-    many were attempted. Row locks are held while sending."""
+    """Send what is due, in order per webhook; returns how many were attempted.
+
+    Each worker claims whole webhooks for the round (their rows, `FOR UPDATE SKIP LOCKED` on
+    PostgreSQL), so one URL is served by one worker at a time and its deliveries go in order:
+    up to `per_webhook` of them, stopping at the first that fails or is not due yet (a retry
+    waiting holds back the ones behind it). Webhooks are served concurrently, so a slow
+    receiver costs the round at most one timeout."""
     now = now or utcnow()
-    older = aliased(WebhookDelivery)
-    head = (
-        select(func.min(older.id))
-        .where(older.webhook_id == WebhookDelivery.webhook_id, older.status == "PENDING")
-        .scalar_subquery()
-    )
     async with sessions() as session:
-        rows = (
-            await session.execute(
-                select(WebhookDelivery, Webhook)
-                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-                .where(
-                    WebhookDelivery.status == DeliveryStatus.PENDING,
-                    WebhookDelivery.id == head,
-                    WebhookDelivery.next_attempt_at <= now,
-                    Webhook.disabled_at.is_(None),
-                    (Webhook.paused_until.is_(None)) | (Webhook.paused_until <= now),
+        hooks = list(
+            (
+                await session.scalars(
+                    select(Webhook)
+                    .where(
+                        Webhook.disabled_at.is_(None),
+                        (Webhook.paused_until.is_(None)) | (Webhook.paused_until <= now),
+                    )
+                    .order_by(Webhook.id)
+                    .limit(webhooks_per_round)
+                    .with_for_update(skip_locked=True)
                 )
-                .order_by(WebhookDelivery.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True, of=WebhookDelivery)
-            )
-        ).all()
-        # Different webhooks at once (each its own head), so one slow receiver costs the batch
-        # at most one timeout.
-        await asyncio.gather(*(_attempt(http, delivery, hook, now) for delivery, hook in rows))
+            ).all()
+        )
+        batches = []
+        for hook in hooks:
+            queued = (
+                await session.scalars(
+                    select(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.webhook_id == hook.id,
+                        WebhookDelivery.status == DeliveryStatus.PENDING,
+                    )
+                    .order_by(WebhookDelivery.id)
+                    .limit(per_webhook)
+                )
+            ).all()
+            due = list(itertools.takewhile(lambda d: d.next_attempt_at <= now, queued))
+            if due:
+                batches.append((hook, due))
+        attempted = await asyncio.gather(
+            *(_in_order(http, hook, due, now) for hook, due in batches)
+        )
         await session.commit()
-    return len(rows)
+    return sum(attempted)
+
+
+async def _in_order(
+    http: httpx.AsyncClient, hook: Webhook, due: list[WebhookDelivery], now: dt.datetime
+) -> int:
+    for n, delivery in enumerate(due, start=1):
+        await _attempt(http, delivery, hook, now)
+        if delivery.status != DeliveryStatus.DELIVERED:
+            return n
+    return len(due)
 
 
 async def _attempt(

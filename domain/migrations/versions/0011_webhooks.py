@@ -52,7 +52,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries'))
     )
     op.create_index(op.f('ix_webhook_deliveries_status'), 'webhook_deliveries', ['status'])
-    op.create_index(op.f('ix_webhook_deliveries_webhook_id'), 'webhook_deliveries', ['webhook_id'])
+    op.create_index('ix_webhook_deliveries_queue', 'webhook_deliveries', ['webhook_id', 'status', 'id'])
 
 
 def downgrade() -> None:
