@@ -51,33 +51,41 @@ def _wait(condition, seconds: float = 60) -> None:
     pytest.fail("timed out")
 
 
+def _start_two_workers(database_url: str, tmp_path: Path, port: int, sink) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ORDERGATE_DATA_DIR": str(tmp_path),
+        "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS,
+    }
+    return subprocess.Popen(  # noqa: S603 - our own server
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=sink,
+        start_new_session=True,
+    )
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_two_workers_serve_and_one_leads_the_housekeeping(
     any_database_url: str, tmp_path: Path
 ) -> None:
     port = _free_port()
     log = tmp_path / "server.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": any_database_url,
-        "ORDERGATE_DATA_DIR": str(tmp_path),
-        "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS,
-    }
     with log.open("wb") as sink:
-        server = subprocess.Popen(  # noqa: S603 - our own server
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "2"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-            start_new_session=True,
-        )
+        server = _start_two_workers(any_database_url, tmp_path, port, sink)
         base = f"http://127.0.0.1:{port}"
         try:
 
             def healthy() -> bool:
-                try:
-                    return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-                except httpx.TransportError:
-                    return False
+                return _healthy(base)
 
             _wait(healthy)
             workers = _children(server.pid)
@@ -120,27 +128,12 @@ def test_each_worker_listens_on_its_own_socket_and_a_replacement_takes_it_over(
     socket each, the kernel spreads connections across them. A killed worker's replacement
     listens on the socket it left."""
     port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "ORDERGATE_DATA_DIR": str(tmp_path),
-        "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS,
-    }
-    server = subprocess.Popen(  # noqa: S603 - our own server
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = _start_two_workers(database_url, tmp_path, port, subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
 
         def healthy() -> bool:
-            try:
-                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
+            return _healthy(base)
 
         _wait(healthy)
         _wait(lambda: len(_listeners(port)) == 2 and all(_listeners(port)))
