@@ -3,7 +3,14 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.audit.chain import FIELDS, canonical_json, event_digest_input, format_time, stored_time
+from domain.audit.chain import (
+    FIELDS,
+    canonical_json,
+    digest_around_seq,
+    event_digest_input,
+    format_time,
+    stored_time,
+)
 
 text = st.one_of(st.none(), st.text(max_size=40))
 events = st.fixed_dictionaries(
@@ -21,6 +28,15 @@ def test_the_fast_digest_input_is_exactly_the_canonical_json(event: dict) -> Non
     expected = canonical_json({**event, "at": format_time(event["at"])}).encode()
 
     assert event_digest_input(event) == expected
+
+
+@given(events)
+def test_the_halves_around_seq_make_the_digest_input_the_database_seal_hashes(event: dict) -> None:
+    """PostgreSQL's seal (migration 0009) hashes prev ‖ before ‖ seq ‖ after; it must be the
+    same bytes the app and `verify` hash."""
+    before, after = digest_around_seq({k: v for k, v in event.items() if k != "seq"})
+
+    assert (before + str(event["seq"]) + after).encode() == event_digest_input(event)
 
 
 def test_times_are_written_in_utc_with_microseconds() -> None:
