@@ -321,12 +321,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if settings.worker_in_server:
             # Development: this server delivers events itself (the leader only), so `make run`
             # is one command; production runs `ordergate worker` processes instead.
-            from api.worker import deliver_round
+            from api.worker import deliver_round, scheduled_jobs
 
+            jobs = scheduled_jobs(runtime)  # ScheduleInvalid here: the server does not start
             http = worker_http = httpx.AsyncClient()
             background.add(
                 asyncio.create_task(
-                    _every(1, led(lambda: _quietly(deliver_round(runtime, http))), "webhooks")
+                    _every(1, led(lambda: _quietly(deliver_round(runtime, http, jobs))), "webhooks")
                 )
             )
         # Claim the lease at start, so the leader is known (and logged) from the first minute.

@@ -47,11 +47,10 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
     ]
 
 
-async def deliver_round(runtime: Runtime, http: httpx.AsyncClient) -> int:
-    """One round: due scheduled jobs, then events; returns how much it did."""
-    ran = await run_due(
-        sessions=runtime.sessions, jobs=scheduled_jobs(runtime), now=runtime.clock()
-    )
+async def deliver_round(runtime: Runtime, http: httpx.AsyncClient, jobs: list[Job]) -> int:
+    """One round: due scheduled jobs, then events; returns how much it did. `jobs` are built
+    once, at start, so a schedule without a valid zone stops the worker from starting."""
+    ran = await run_due(sessions=runtime.sessions, jobs=jobs, now=runtime.clock())
     async with runtime.sessions() as session:
         read = await webhooks.fan_out(session=session, pdp=runtime.pdp)
         await session.commit()
@@ -61,6 +60,7 @@ async def deliver_round(runtime: Runtime, http: httpx.AsyncClient) -> int:
 
 async def run(settings: Settings, *, once: bool = False) -> None:
     runtime = Runtime.build(settings)
+    jobs = scheduled_jobs(runtime)  # ScheduleInvalid here: the worker does not start
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -71,7 +71,7 @@ async def run(settings: Settings, *, once: bool = False) -> None:
         async with httpx.AsyncClient() as http:
             while not stop.is_set():
                 try:
-                    done = await deliver_round(runtime, http)
+                    done = await deliver_round(runtime, http, jobs)
                 except Exception:
                     log.exception("worker round failed; will try again")
                     done = 0

@@ -108,3 +108,28 @@ def test_slots_follow_daylight_saving_in_zones_that_have_it() -> None:
 
     assert winter == dt.datetime(2026, 1, 14, 23, 0, tzinfo=UTC)
     assert summer == dt.datetime(2026, 7, 14, 22, 0, tzinfo=UTC)
+
+
+async def test_a_worker_with_a_zoneless_schedule_refuses_to_start(
+    database_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The schedule is checked once, at start: the worker stops there instead of failing
+    every round."""
+    from api import worker
+    from tests.conftest import settings_for
+
+    def zoneless(_runtime: object) -> list[Job]:
+        return [_sync([], zone="")]
+
+    monkeypatch.setattr(worker, "scheduled_jobs", zoneless)
+    rounds: list[int] = []
+
+    async def counted(*_args: object) -> int:
+        rounds.append(1)
+        return 0
+
+    monkeypatch.setattr(worker, "deliver_round", counted)
+
+    with pytest.raises(ScheduleInvalid):
+        await worker.run(settings_for(database_url, tmp_path), once=True)
+    assert rounds == []
