@@ -36,8 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.access import Action, PolicyDecisionPoint, RowScope
-from domain.actor import Actor
+from domain.actor import Actor, Origin
 from domain.audit import service as audit
+from domain.audit.service import Subject
 from domain.db import Base, UTCDateTime, utcnow
 from domain.errors import BadInput, NotFound
 from domain.events.models import OutboxEvent
@@ -53,6 +54,7 @@ LONGEST_RETRY = dt.timedelta(hours=1)
 BREAK_AFTER = 5  # consecutive failures
 PAUSE = dt.timedelta(minutes=5)
 TIMEOUT_SECONDS = 10
+WORKER_ORIGIN = Origin(client_ip="local", peer_ip="local", user_agent="ordergate-worker")
 _ORDER_FIELDS = tuple(c for c in READERS if c.startswith("Order."))
 
 
@@ -421,8 +423,53 @@ async def deliver_due(
         attempted = await asyncio.gather(
             *(_in_order(http, hook, due, now) for hook, due in batches)
         )
+        await _record_deliveries(session, batches, now)
         await session.commit()
     return sum(attempted)
+
+
+async def _record_deliveries(
+    session: AsyncSession, batches: list[tuple[Webhook, list[WebhookDelivery]]], now: dt.datetime
+) -> None:
+    """What left the building, in the audit chain with the deliveries' own commit: one record
+    per webhook per round, in the name of the account that registered it (the events are
+    audited as deliveries; rendering them read nothing on anyone's behalf)."""
+    sent = [
+        (hook, [d for d in due if d.status == DeliveryStatus.DELIVERED and d.delivered_at == now])
+        for hook, due in batches
+    ]
+    sent = [(hook, delivered) for hook, delivered in sent if delivered]
+    if not sent:
+        return
+    owners = {
+        u.id: u
+        for u in (
+            await session.scalars(select(User).where(User.id.in_({h.owner_id for h, _ in sent})))
+        ).all()
+    }
+    for hook, delivered in sent:
+        owner = owners.get(hook.owner_id)
+        await audit.record(
+            session=session,
+            who=Subject(
+                hook.owner_id,
+                owner.username if owner else None,
+                sorted(owner.roles) if owner else (),
+                WORKER_ORIGIN,
+            ),
+            action="webhook.delivered",
+            operation="webhookDelivery",
+            target_type="Webhook",
+            target_id=hook.id,
+            details={
+                "url": hook.url,
+                "deliveries": len(delivered),
+                "fromSeq": delivered[0].seq,
+                "toSeq": delivered[-1].seq,
+                "eventIds": [d.event_id for d in delivered][:50],
+            },
+            at=now,
+        )
 
 
 async def _in_order(

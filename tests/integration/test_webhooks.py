@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import select
 
 from domain.actor import Actor
+from domain.audit.models import AuditEvent
 from domain.db import utcnow
 from domain.errors import BadInput
 from domain.events import webhooks
@@ -154,6 +155,30 @@ async def test_events_arrive_signed_in_order_as_the_registrant_may_see_them(
     assert "total" not in bodies[0]["order"]
     assert "customerPhone" not in bodies[0]["order"]
     assert [d.status for d in await _deliveries(any_api)] == ["DELIVERED"] * 3
+
+
+async def test_deliveries_are_in_the_audit_chain_under_the_registrant(
+    any_api: Api, receiver: Receiver
+) -> None:
+    await _register(any_api, receiver.url)
+    await _move_paid_orders(any_api, 2)
+    await _work(any_api)
+
+    async with any_api.app.state.runtime.sessions() as session:
+        records = (
+            await session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "webhook.delivered")
+            )
+        ).all()
+    seqs = [b["seq"] for b in receiver.bodies()]
+    assert len(seqs) == 2
+    [record] = records
+    details = json.loads(record.details)
+    assert record.username == "demo-integration"
+    assert record.target_type == "Webhook"
+    assert details["deliveries"] == 2
+    assert (details["fromSeq"], details["toSeq"]) == (seqs[0], seqs[-1])
+    assert details["eventIds"] == [b["id"] for b in receiver.bodies()]
 
 
 async def test_a_failing_receiver_is_retried_with_backoff_then_failed_then_redelivered(
