@@ -22,13 +22,26 @@ from tests.integration.test_live_server import _free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+
+
 def _compose_app_environment() -> dict[str, str]:
-    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
-    assert set(compose["services"]) == {"app", "db"}
+    compose = _compose()
+    assert set(compose["services"]) == {"app", "worker", "db"}
     app = compose["services"]["app"]
     assert app["depends_on"]["db"]["condition"] == "service_healthy"
     assert set(app["secrets"]) == {"token_keys", "audit_key"}
     return {k: str(v) for k, v in app["environment"].items()}
+
+
+def test_the_worker_service_runs_ordergate_worker_with_the_apps_configuration() -> None:
+    services = _compose()["services"]
+    worker = services["worker"]
+    assert worker["command"] == ["ordergate", "worker"]
+    assert worker["environment"] == services["app"]["environment"]
+    assert worker["secrets"] == services["app"]["secrets"]
+    assert worker["depends_on"]["app"]["condition"] == "service_healthy"
 
 
 def _dockerfile_command() -> list[str]:
@@ -99,6 +112,15 @@ def test_the_container_configuration_starts_in_production_mode(
             pytest.fail("the production server did not become ready")
         page = httpx.get(f"{base}/graphql", headers={"accept": "text/html"}, timeout=5)
         anonymous = httpx.post(f"{base}/graphql", json={"query": "{ viewer { username } }"})
+        # The worker service's command, in the same environment: one round, then exit.
+        worker = subprocess.run(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "api.cli", "worker", "--once"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         _, stderr = server.communicate(timeout=30)
@@ -107,3 +129,4 @@ def test_the_container_configuration_starts_in_production_mode(
     assert "og-login" not in page.text  # no GraphiQL in production
     assert anonymous.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert b'"mode": "production"' in stderr
+    assert worker.returncode == 0, worker.stderr
