@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from api import metrics
@@ -30,7 +30,7 @@ from api.middleware import EdgeMiddleware
 from api.runtime import Runtime
 from api.schema import build_schema
 from api.settings import Settings, load_settings
-from api.view import GRAPHIQL_DIR, GraphQLView
+from api.view import GRAPHIQL_DIR, LOCAL_ORIGINS, GraphQLView
 from domain import ratelimit
 from domain.access import ROLES, PolicyInvalid
 from domain.actor import SYSTEM_ORIGIN, Origin
@@ -45,7 +45,6 @@ log = logging.getLogger("ordergate.app")
 
 
 SERVER = Subject(None, "ordergate-server", (), SYSTEM_ORIGIN)
-LOCAL_ORIGINS = r"http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?"
 
 
 async def _audit(runtime: Runtime, **event: Any) -> None:
@@ -345,6 +344,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 await worker_http.aclose()
             if runtime.budget is not None:
                 await runtime.budget.close()
+            await runtime.feed.close()
             await runtime.drain(grace=settings.shutdown_grace_seconds)
             metrics.POOLS.engines.discard(runtime.engine)
             await runtime.engine.dispose()
@@ -354,6 +354,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = Starlette(
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
+            # `orderEvents` subscriptions, over graphql-transport-ws.
+            WebSocketRoute("/graphql", view),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),

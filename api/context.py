@@ -78,7 +78,7 @@ async def record_failure(
 
 @dataclass
 class RequestContext:
-    request: Request
+    request: Request  # a WebSocket for subscriptions
     runtime: Runtime
     session: AsyncSession
     origin: Origin
@@ -90,6 +90,13 @@ class RequestContext:
     # GraphQL resolves sibling fields concurrently, but one AsyncSession allows one operation at
     # a time: every resolver that touches the database holds this lock while it does.
     _db_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # A websocket's (api/view.py): the `connection_init` payload, the Authorization value it
+    # authenticated with and when that token expires (Unix time); and per subscription, the
+    # governed fields it asks for (api/graphql/extension.py).
+    connection_params: Any = None
+    token_header: str | None = None
+    token_expires: float | None = None
+    read_scope: Any = None
     _replica_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _replica: AsyncSession | None = None
 

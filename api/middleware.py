@@ -57,7 +57,7 @@ class EdgeMiddleware:
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -68,6 +68,11 @@ class EdgeMiddleware:
         client_ip = resolve_client_ip(peer, forwarded, self.settings.trusted_proxies)
         state = scope.setdefault("state", {})
         state.update(request_id=request_id, client_ip=client_ip, peer_ip=peer, trace_id=trace_id)
+        if scope["type"] == "websocket":
+            # A subscription socket: the same request id and client IP for its audit events;
+            # its messages are not HTTP responses, so there is nothing to cap or decorate.
+            await self.app(scope, receive, send)
+            return
         status = {"code": 500}
         limit = self.settings.max_body_bytes
 

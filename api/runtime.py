@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth.tokens import TokenService
+from api.feed import EventFeed
 from api.outage import OutageLog
 from api.settings import Settings, checkpoint_key
 from domain import ratelimit
@@ -64,6 +65,8 @@ class Runtime:
         self.replicas = [session_factory(engine) for engine in self.replica_engines]
         # Events recorded on their own (sensitive reads, refusals), committed in groups.
         self.audit_batch = AuditBatcher(self.sessions)
+        # Wakes `orderEvents` subscribers when events commit (api/feed.py).
+        self.feed = EventFeed(self.sessions, interval=self.settings.event_poll_seconds)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(work)

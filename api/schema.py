@@ -16,6 +16,7 @@ from api.graphql.audit import AuditQueries
 from api.graphql.auth import AuthMutations
 from api.graphql.customers import CustomerQueries
 from api.graphql.docs import describe
+from api.graphql.events import EventQueries, EventSubscriptions
 from api.graphql.exports import ExportMutations, ExportQueries
 from api.graphql.extension import AccessControl
 from api.graphql.inputs import InputGuard
@@ -43,6 +44,7 @@ class Query(
     ReportQueries,
     UserQueries,
     WebhookQueries,
+    EventQueries,
 ):
     pass
 
@@ -56,6 +58,11 @@ class Mutation(
     UserMutations,
     WebhookMutations,
 ):
+    pass
+
+
+@strawberry.type
+class Subscription(EventSubscriptions):
     pass
 
 
@@ -82,6 +89,7 @@ def build_schema(
     schema = Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[ErrorCode],
         # Input checks and limits first: a refused query costs no authorization work and no
         # database round trip.

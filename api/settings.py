@@ -115,6 +115,10 @@ class Settings:
     rate_limit_storage: str | None = field(default=None, repr=False)
     # Streaming replicas that queries may read from (DATABASE_REPLICA_URLS); empty: none.
     replica_urls: tuple[str, ...] = field(default=(), repr=False)
+    # `orderEvents` subscriptions: how often the process looks for new events, and how often
+    # a subscriber's account is checked again (disabled, logged out, roles changed).
+    event_poll_seconds: float = 0.2
+    subscription_recheck_seconds: float = 30.0
 
     @property
     def production(self) -> bool:
@@ -307,4 +311,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         tracing=_tracing(env),
         rate_limit_storage=_rate_limit_storage(env),
         queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),
+        event_poll_seconds=_float(env, "ORDERGATE_EVENT_POLL_SECONDS", 0.2),
+        subscription_recheck_seconds=_float(env, "ORDERGATE_SUBSCRIPTION_RECHECK_SECONDS", 30),
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +13,15 @@ from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry import UNSET
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from api.auth.authenticate import authenticate
+from api.auth.authenticate import authenticate, authenticate_claims
 from api.context import RequestContext, origin_of
 from api.errors import format_error
 from api.outage import is_unavailable
@@ -31,6 +37,9 @@ GRAPHIQL_CSP = (
     "font-src 'self' data:; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+# In development a front-end dev server on any local port may call the API (CORS) and open
+# its subscription socket.
+LOCAL_ORIGINS = r"http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?"
 log = logging.getLogger("ordergate.errors")
 
 
@@ -81,8 +90,25 @@ class GraphQLView(GraphQL[RequestContext, None]):
             schema,
             graphql_ide=None if runtime.settings.production else "graphiql",
             allow_queries_via_get=True,
+            # Subscriptions: the graphql-transport-ws protocol only (the contract's), a client
+            # that has not sent `connection_init` within 10 s is closed (4408), and one
+            # connection carries at most 10 operations.
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=dt.timedelta(seconds=10),
+            max_subscriptions_per_connection=10,
+            # A browser page may open a socket from this server's own origin and from the
+            # front-end origins allowed for CORS (cross-site websocket hijacking otherwise).
+            allowed_origins=runtime.settings.cors_origins,
         )
         self.runtime = runtime
+        self._local_origins = (
+            re.compile(LOCAL_ORIGINS) if runtime.settings.env == "development" else None
+        )
+
+    def is_websocket_origin_allowed(self, request: Any, origin: str) -> bool:
+        if self._local_origins is not None and self._local_origins.fullmatch(origin):
+            return True
+        return super().is_websocket_origin_allowed(request, origin)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """ordergate's GraphiQL page (api/static/graphiql): assets from the package, log-in
@@ -91,6 +117,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
         return HTMLResponse(page, headers={"content-security-policy": GRAPHIQL_CSP})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._socket(WebSocket(scope, receive, send))
+            return
         if scope["type"] != "http":
             await Response(status_code=404)(scope, receive, send)
             return
@@ -133,6 +162,56 @@ class GraphQLView(GraphQL[RequestContext, None]):
             response.status_code = 503
             response.headers["retry-after"] = str(self.runtime.settings.retry_after_seconds)
         return response
+
+    async def _socket(self, socket: WebSocket) -> None:
+        """One subscription socket: a context of its own, authenticated by the
+        `connection_init` message (`on_ws_connect`). Its session holds a connection only
+        while a statement or a batch of events is being read."""
+        session = self.runtime.sessions()
+        ctx = RequestContext(
+            request=socket,  # type: ignore[arg-type]
+            runtime=self.runtime,
+            session=session,
+            origin=origin_of(socket),  # type: ignore[arg-type]
+        )
+        try:
+            await self.run(socket, context=ctx)
+        finally:
+            await session.close()
+
+    async def on_ws_connect(self, context: RequestContext) -> Any:  # type: ignore[override]
+        """`connection_init` carries the same bearer token as HTTP requests:
+        `{"Authorization": "Bearer <accessToken>"}`. Without a valid one the socket is closed
+        (4403) before any operation runs."""
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        header = params.get("Authorization", params.get("authorization"))
+        if not isinstance(header, str):
+            raise ConnectionRejectionError(
+                {"code": "UNAUTHENTICATED", "message": 'send {"Authorization": "Bearer …"}'}
+            )
+        try:
+            actor, claims = await authenticate_claims(
+                header, session=context.session, runtime=self.runtime, origin=context.origin
+            )
+            await context.session.commit()
+        except Unauthenticated as exc:
+            await context.session.rollback()
+            raise ConnectionRejectionError(
+                {"code": "UNAUTHENTICATED", "message": exc.message}
+            ) from None
+        except Exception as exc:
+            await context.session.rollback()
+            if not is_unavailable(exc):
+                raise
+            self.runtime.outage.failed(exc, request_id=context.origin.request_id)
+            raise ConnectionRejectionError(
+                {"code": "UNAVAILABLE", "message": "the database is not answering"}
+            ) from None
+        context.actor = actor
+        context.token_header = header
+        context.token_expires = float(claims["exp"])
+        context.request.scope["state"]["username"] = actor.username
+        return UNSET  # a plain `connection_ack`
 
     def unavailable(self, request_id: str) -> Response:
         response = error_response(

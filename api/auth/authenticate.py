@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.runtime import Runtime
@@ -13,6 +15,16 @@ from domain.users import service as users_service
 async def authenticate(
     header: str | None, *, session: AsyncSession, runtime: Runtime, origin: Origin
 ) -> Actor:
+    actor, _claims = await authenticate_claims(
+        header, session=session, runtime=runtime, origin=origin
+    )
+    return actor
+
+
+async def authenticate_claims(
+    header: str | None, *, session: AsyncSession, runtime: Runtime, origin: Origin
+) -> tuple[Actor, dict[str, Any]]:
+    """The actor and the verified token's claims (a websocket watches `exp`)."""
     if not header:
         raise Unauthenticated("log in first")
     scheme, _, token = header.partition(" ")
@@ -37,4 +49,4 @@ async def authenticate(
     # The transaction that read the account stays open: the request's next step ends it (the
     # budget commits what it spends; downloads and the refusal counter commit too), so a
     # request costs no separate COMMIT for its authentication.
-    return actor
+    return actor, claims

@@ -33,6 +33,10 @@ DESCRIPTIONS: dict[str, str] = {
         "Every change. Each runs in one transaction with its audit event; a refused or "
         "failed mutation changes nothing and is audited too."
     ),
+    "Subscription": (
+        "Live streams over graphql-transport-ws at /graphql, authenticated by the bearer "
+        "token in `connection_init`."
+    ),
     "Query.viewer": "The signed-in account: roles, channels, permitted operations and fields.",
     "Query.node(id)": "A global ID from any object's `id`.",
     "Query.orders(first)": FIRST,

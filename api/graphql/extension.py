@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, OperationType
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionResult as StrawberryResult
 
 from api.context import RequestContext
+from api.errors import format_error
 from api.graphql.coordinates import (
     paths_of,
     requested,
@@ -20,7 +23,17 @@ from domain.audit.service import Outcome
 from domain.errors import RateLimited
 
 GOVERNED = frozenset(COORDINATES)
+# graphql-core's results (HTTP execution) and strawberry's (each result of a stream).
+RESULTS = (ExecutionResult, StrawberryResult)
 ANONYMOUS_FIELDS = frozenset({"login"})
+
+
+def _refuse(execution: Any, operation: Any, error: GraphQLError) -> None:
+    """Answer with `error` instead of executing. A subscription is refused by raising: its
+    stream does not consult a result set before execution."""
+    if operation.operation is OperationType.SUBSCRIPTION:
+        raise error
+    execution.result = ExecutionResult(data=None, errors=[error])
 
 
 class AccessControl(SchemaExtension):
@@ -41,6 +54,18 @@ class AccessControl(SchemaExtension):
         if operation is None or execution.result is not None:  # refused by a limit already
             yield
             return
+        on_socket = ctx.request.scope["type"] == "websocket"
+        if on_socket != (operation.operation is OperationType.SUBSCRIPTION):
+            message = (
+                "send queries and mutations over HTTP: the websocket carries subscriptions"
+                if on_socket
+                else "subscriptions are served over graphql-transport-ws at /graphql"
+            )
+            _refuse(
+                execution, operation, GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+            )
+            yield
+            return
 
         if ctx.actor is None:
             fields = set(root_fields(operation))
@@ -55,7 +80,7 @@ class AccessControl(SchemaExtension):
                 except RateLimited as exc:
                     error = GraphQLError(exc.message, original_error=exc)
                     refusals = 0
-                execution.result = ExecutionResult(data=None, errors=[error])
+                _refuse(execution, operation, error)
                 # The first refusal from an address in a minute is recorded; the others are
                 # counted and recorded as one summary when the minute ends (api/app.py), so
                 # nobody can flood the audit chain without logging in.
@@ -75,9 +100,7 @@ class AccessControl(SchemaExtension):
         try:
             await ctx.spend_query_budget(ctx.runtime.clock())
         except RateLimited as exc:
-            execution.result = ExecutionResult(
-                data=None, errors=[GraphQLError(exc.message, original_error=exc)]
-            )
+            _refuse(execution, operation, GraphQLError(exc.message, original_error=exc))
             yield
             return
         access = ctx.actor.access.fields
@@ -88,6 +111,13 @@ class AccessControl(SchemaExtension):
         # Through an interface, a field of a type the object is not cannot be denied: the
         # object's own type decides (a `node(id:)` lookup checks its type's id first).
         scope = ReadScope(asked=frozenset(asked | (via_interface & GOVERNED)))
+        if operation.operation is OperationType.SUBSCRIPTION:
+            # Each event is rendered with this scope by the subscription's resolver, and
+            # audited there as a delivery; denied fields are reported on every result
+            # (`on_stream_result`).
+            ctx.read_scope = scope
+            yield
+            return
         token = READ_SCOPE.set(scope)
         try:
             yield
@@ -112,8 +142,29 @@ class AccessControl(SchemaExtension):
                     **(client_label if execution.operation_name else {}),
                 },
             )
-        result = execution.result
-        if ctx.denied_fields and isinstance(result, ExecutionResult):
+        self._report_denied(execution.result)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        """Each result of a subscription: the FORBIDDEN errors of the fields it may not read,
+        and every error with its contract code, as over HTTP."""
+        self._report_denied(result)
+        if isinstance(result, RESULTS) and result.errors:
+            ctx: RequestContext = self.execution_context.context
+            request_id = ctx.origin.request_id or ""
+            formatted = [format_error(e, request_id=request_id) for e in result.errors]
+            result.errors = [
+                GraphQLError(f["message"], path=e.path, extensions=f["extensions"], nodes=e.nodes)
+                for e, f in zip(result.errors, formatted, strict=True)
+            ]
+        yield
+
+    def _report_denied(self, result: Any) -> None:
+        execution = self.execution_context
+        ctx: RequestContext = execution.context
+        document = execution.graphql_document
+        operation = selected_operation(document, execution.operation_name) if document else None
+        schema = execution.schema._schema
+        if operation is not None and ctx.denied_fields and isinstance(result, RESULTS):
             # One error per place the field stands in the response, with its `path` (GraphQL
             # spec), so a client can attach it to its row; a denied field that stands nowhere
             # (an empty list) still gets one error, without a path.
