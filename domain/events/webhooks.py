@@ -389,6 +389,18 @@ async def deliver_due(
     waiting holds back the ones behind it). Webhooks are served concurrently, so a slow
     receiver costs the round at most one timeout."""
     now = now or utcnow()
+    # A webhook's head of line: its oldest pending delivery. Only webhooks whose head is due
+    # are claimed, the longest-waiting first, so webhooks with nothing to send never take a
+    # round's places and a busy one cannot starve the others.
+    head = (
+        select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
+        .where(
+            WebhookDelivery.webhook_id == Webhook.id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        .order_by(WebhookDelivery.id)
+        .limit(1)
+    )
     async with sessions() as session:
         hooks = list(
             (
@@ -397,10 +409,12 @@ async def deliver_due(
                     .where(
                         Webhook.disabled_at.is_(None),
                         (Webhook.paused_until.is_(None)) | (Webhook.paused_until <= now),
+                        head.with_only_columns(WebhookDelivery.next_attempt_at).scalar_subquery()
+                        <= now,
                     )
-                    .order_by(Webhook.id)
+                    .order_by(head.with_only_columns(WebhookDelivery.id).scalar_subquery())
                     .limit(webhooks_per_round)
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(of=Webhook, skip_locked=True)
                 )
             ).all()
         )

@@ -113,7 +113,7 @@ def test_the_container_configuration_starts_in_production_mode(
         page = httpx.get(f"{base}/graphql", headers={"accept": "text/html"}, timeout=5)
         anonymous = httpx.post(f"{base}/graphql", json={"query": "{ viewer { username } }"})
         # The worker service's command, in the same environment: one round, then exit.
-        worker = subprocess.run(  # noqa: S603 - our own CLI
+        worker = subprocess.run(
             [sys.executable, "-m", "api.cli", "worker", "--once"],
             env=env,
             capture_output=True,

@@ -90,14 +90,19 @@ async def _actor(api: Api, username: str) -> Actor:
         )
 
 
-async def _register(api: Api, url: str, username: str = "demo-integration") -> int:
+async def _register(
+    api: Api,
+    url: str,
+    username: str = "demo-integration",
+    events: tuple[str, ...] = ("ORDER_STATUS_CHANGED",),
+) -> int:
     actor = await _actor(api, username)
     async with api.app.state.runtime.sessions() as session:
         hook = await webhooks.register(
             session=session,
             actor=actor,
             url=url,
-            events=["ORDER_STATUS_CHANGED"],
+            events=list(events),
             secret=SECRET,
             allow_private=True,
         )
@@ -155,6 +160,23 @@ async def test_events_arrive_signed_in_order_as_the_registrant_may_see_them(
     assert "total" not in bodies[0]["order"]
     assert "customerPhone" not in bodies[0]["order"]
     assert [d.status for d in await _deliveries(any_api)] == ["DELIVERED"] * 3
+
+
+async def test_webhooks_with_nothing_to_send_do_not_take_a_rounds_places(
+    any_api: Api, receiver: Receiver
+) -> None:
+    """A round claims at most 20 webhooks; those are the ones with a delivery due, oldest
+    first, not the first 20 registered (which here never receive a status change)."""
+    for _ in range(20):
+        await _register(any_api, receiver.url, events=("ORDER_REFUNDED",))
+    for _ in range(5):
+        await _register(any_api, receiver.url)
+    await _move_paid_orders(any_api, 1)
+
+    sent = await _work(any_api)
+
+    assert sent == 5
+    assert len(receiver.bodies()) == 5
 
 
 async def test_deliveries_are_in_the_audit_chain_under_the_registrant(
