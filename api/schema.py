@@ -20,6 +20,7 @@ from api.graphql.events import EventQueries, EventSubscriptions
 from api.graphql.exports import ExportMutations, ExportQueries
 from api.graphql.extension import AccessControl
 from api.graphql.inputs import InputGuard
+from api.graphql.intake import IntakeMutations
 from api.graphql.limits import Limits, QueryLimits
 from api.graphql.nodes import NodeQueries
 from api.graphql.orders import OrderMutations, OrderQueries
@@ -57,6 +58,7 @@ class Mutation(
     ExportMutations,
     UserMutations,
     WebhookMutations,
+    IntakeMutations,
 ):
     pass
 

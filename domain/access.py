@@ -78,6 +78,8 @@ RESOURCES: Mapping[str, tuple[str, ...]] = {
         "currency",
         "createdAt",
         "updatedAt",
+        "businessDay",
+        "escalatedAt",
         "version",
         "subtotal",
         "shippingFee",

@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -85,6 +86,9 @@ DEMO_PREFIX = "DEMO-"
 DEMO_LOADER = Subject(None, "ordergate-demo", (), SYSTEM_ORIGIN)
 # Demo sales staff see two channels, to show row scope.
 SALES_CHANNELS = ("TAOBAO", "JD")
+# The demo's business timezone (the default of ORDERGATE_TIMEZONE) and escalation threshold.
+DEMO_TIMEZONE = ZoneInfo("Asia/Shanghai")
+ESCALATE_AFTER = dt.timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -244,6 +248,7 @@ async def load_demo(
             internal_note="客户要求周末送达" if rng.random() < 0.1 else None,
             created_at=created,
             updated_at=created,
+            business_day=created.astimezone(DEMO_TIMEZONE).date(),
             lines=lines,
         )
         history = _history(status, created, now, rng)
@@ -255,6 +260,10 @@ async def load_demo(
             order.tracking_number = f"{order.carrier[:2]}{rng.randrange(10**12):012d}"
         if history:
             order.updated_at = history[-1].at
+        if status in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID):
+            # Waiting more than two hours without reaching PICKING: escalated, as the intake's
+            # escalation rule would have done.
+            order.escalated_at = created + ESCALATE_AFTER
         session.add(order)
     await session.flush()
     return DemoResult(orders, tuple(created_users))
@@ -415,6 +424,7 @@ async def load_bulk(
                     "version": len(history),
                     "created_at": created,
                     "updated_at": history[-1].at,
+                    "business_day": created.astimezone(DEMO_TIMEZONE).date(),
                 }
             )
             history_rows += [

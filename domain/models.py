@@ -11,6 +11,7 @@ from domain.events.webhooks import OutboxCursor, Webhook, WebhookDelivery
 from domain.exports.models import ExportRequest
 from domain.jobs.scheduler import JobRun
 from domain.orders.models import Order, OrderLine, OrderStatusChange
+from domain.orders.picking import PickingLine, PickingList
 from domain.ratelimit import RateCounter
 from domain.users.models import User, UserChannel, UserRole
 
@@ -33,6 +34,8 @@ __all__ = [
     "OutboxCursor",
     "OutboxEvent",
     "OutboxHead",
+    "PickingLine",
+    "PickingList",
     "Product",
     "RateCounter",
     "SigningKey",

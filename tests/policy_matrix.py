@@ -32,6 +32,8 @@ Order.status                        -     F     F     F     F     F     F     F 
 Order.currency                      -     F     F     F     F     F     F     F     F     F
 Order.createdAt                     -     F     F     F     F     F     F     F     F     F
 Order.updatedAt                     -     F     F     F     F     F     F     F     F     F
+Order.businessDay                   -     F     F     F     F     F     F     F     F     F
+Order.escalatedAt                   -     F     F     F     F     F     F     F     F     F
 Order.version                       -     F     F     F     F     F     F     F     F     F
 Order.subtotal                      -     F     F     -     -     F     F     F     -     -
 Order.shippingFee                   -     F     F     -     -     F     F     F     -     -

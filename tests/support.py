@@ -18,7 +18,8 @@ fragment CustomerFields on Customer {
   orders(first: 1) { __typename }
 }
 fragment OrderFields on Order {
-  __typename id number channel externalId status currency createdAt updatedAt version
+  __typename id number channel externalId status currency createdAt updatedAt businessDay
+  escalatedAt version
   subtotal shippingFee discount total refundedAmount grossMargin customerName customerPhone
   paymentMethod paymentTransactionId carrier trackingNumber internalNote
   customer { ...CustomerFields }

@@ -136,6 +136,13 @@ DESCRIPTIONS: dict[str, str] = {
     "Order.currency": 'ISO 4217 code of every amount on the order, e.g. "CNY".',
     "Order.createdAt": f"When the order was placed ({TIME}).",
     "Order.updatedAt": f"When the order last changed ({TIME}).",
+    "Order.businessDay": (
+        "The day the order was placed in the business timezone (ORDERGATE_TIMEZONE), which "
+        "daily queues and reconciliation go by; null for orders from before the intake."
+    ),
+    "Order.escalatedAt": (
+        "When the order was escalated to the manual channel for waiting too long; null if never."
+    ),
     "Order.version": "Grows with every change; pass it as `expectedVersion` to avoid lost updates.",
     "Order.subtotal": "Sum of the line totals, in the order's currency.",
     "Order.shippingFee": "Shipping charged to the customer, in the order's currency.",
@@ -380,6 +387,50 @@ DESCRIPTIONS: dict[str, str] = {
     "WebhookInput.url": "http(s) URL; internal addresses are refused in production.",
     "WebhookInput.events": "One or more event types.",
     "WebhookInput.secret": "Key for the HMAC-SHA256 signature header; never shown again.",
+    "OrderEventType.ORDER_CREATED": "An order arrived (channel intake).",
+    "OrderEventType.PICKING_LIST_CREATED": (
+        "A paid order got its picking list; the payload names the list and its warehouse."
+    ),
+    # ---- channel intake
+    "Mutation.ingestOrders(channel)": "The channel the orders come from.",
+    "IngestResult.results": "One per input order, in input order.",
+    "IngestOrderResult.externalId": "The channel's id of the order, as sent.",
+    "IngestOrderResult.outcome": "What became of it.",
+    "IngestOrderResult.message": "Why it was rejected, in words.",
+    "IngestOutcome.CREATED": "A new order was created.",
+    "IngestOutcome.REPLAYED": "Same content sent before: the original order, nothing written.",
+    "IngestOutcome.UPDATED": "A later channel status moved the order on.",
+    "IngestOutcome.REJECTED": "Not taken; `code` says why. The rest of the batch still lands.",
+    "ChannelOrderInput.externalId": "The channel's order id; with the channel, the key.",
+    "ChannelOrderInput.status": (
+        "The channel's status: PENDING_PAYMENT, PAID, SHIPPED (with carrier and tracking), "
+        "COMPLETED or CANCELLED."
+    ),
+    "ChannelOrderInput.currency": "ISO 4217 code; CNY.",
+    "ChannelOrderInput.buyer": "Linked to an existing customer by phone or email, or created.",
+    "ChannelOrderInput.shippingAddress": "Where the parcel goes.",
+    "ChannelOrderInput.lines": "At least one; SKUs must exist in the catalogue.",
+    "ChannelOrderInput.paidAt": "When it was paid (ISO 8601 with a UTC offset), if paid.",
+    "ChannelOrderInput.shippingFee": "Charged to the buyer.",
+    "ChannelOrderInput.discount": "Taken off the total.",
+    "ChannelOrderInput.paymentMethod": "e.g. ALIPAY, WECHAT_PAY.",
+    "ChannelOrderInput.paymentTransactionId": "The payment provider's transaction id.",
+    "ChannelOrderInput.campaign": "The promotion the order came through, if any.",
+    "ChannelOrderInput.carrier": "The carrier, once shipped.",
+    "ChannelOrderInput.trackingNumber": "The carrier's tracking number, once shipped.",
+    "ChannelBuyerInput.name": "As the channel shows it.",
+    "ChannelBuyerInput.phone": "Any format; matched normalised (digits, without +86).",
+    "ChannelBuyerInput.email": "Matched case-insensitively.",
+    "AddressInput.recipient": "Who receives the parcel.",
+    "AddressInput.phone": "The recipient's phone.",
+    "AddressInput.province": "Province or municipality.",
+    "AddressInput.city": "City.",
+    "AddressInput.district": "District or county.",
+    "AddressInput.street": "Street, building and room.",
+    "AddressInput.postalCode": "Postal code, if known.",
+    "ChannelOrderLineInput.sku": "A catalogue SKU.",
+    "ChannelOrderLineInput.quantity": "1 to 100,000.",
+    "ChannelOrderLineInput.unitPrice": "Price per unit the buyer paid, in the order's currency.",
 }
 
 

@@ -135,6 +135,8 @@ class Order(Node):
     currency: str | None
     created_at: dt.datetime | None
     updated_at: dt.datetime | None
+    business_day: dt.date | None
+    escalated_at: dt.datetime | None
     version: int | None
     subtotal: Money | None
     shipping_fee: Money | None
@@ -171,6 +173,8 @@ ORDER = Projection.of(
     currency=read("Order.currency"),
     created_at=read("Order.createdAt"),
     updated_at=read("Order.updatedAt"),
+    business_day=read("Order.businessDay"),
+    escalated_at=read("Order.escalatedAt"),
     version=read("Order.version"),
     subtotal=read("Order.subtotal"),
     shipping_fee=read("Order.shippingFee"),

@@ -20,9 +20,11 @@ from domain.events.service import EventType
 
 @strawberry.enum(description="What happened to an order, as events name it.")
 class OrderEventType(Enum):
+    ORDER_CREATED = "ORDER_CREATED"
     ORDER_STATUS_CHANGED = "ORDER_STATUS_CHANGED"
     ORDER_PRICE_CHANGED = "ORDER_PRICE_CHANGED"
     ORDER_REFUNDED = "ORDER_REFUNDED"
+    PICKING_LIST_CREATED = "PICKING_LIST_CREATED"
 
 
 assert {e.value for e in OrderEventType} == {e.value for e in EventType}

@@ -35,9 +35,11 @@ _CLAIM = (
 
 
 class EventType(StrEnum):
+    ORDER_CREATED = "ORDER_CREATED"
     ORDER_STATUS_CHANGED = "ORDER_STATUS_CHANGED"
     ORDER_REFUNDED = "ORDER_REFUNDED"
     ORDER_PRICE_CHANGED = "ORDER_PRICE_CHANGED"
+    PICKING_LIST_CREATED = "PICKING_LIST_CREATED"
 
 
 def publish(
@@ -64,6 +66,18 @@ def publish(
         }
     )
     return event_id
+
+
+def pending_mark(session: AsyncSession) -> int:
+    """How many events the transaction holds so far: pass it to `forget_since` when a
+    savepoint rolls back, so the events published inside it go too."""
+    return len(session.sync_session.info.get(_PENDING, ()))
+
+
+def forget_since(session: AsyncSession, mark: int) -> None:
+    pending = session.sync_session.info.get(_PENDING)
+    if pending is not None:
+        del pending[mark:]
 
 
 @sa_event.listens_for(Session, "before_commit")

@@ -243,7 +243,7 @@ async def redeliver(*, session: AsyncSession, actor: Actor, delivery_id: int) ->
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, dt.datetime):
+    if isinstance(value, dt.date):  # dates and datetimes
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value

@@ -4,6 +4,7 @@ import datetime as dt
 
 from sqlalchemy import (
     CheckConstraint,
+    Date,
     Enum,
     ForeignKey,
     Index,
@@ -43,6 +44,7 @@ class Order(Base):
         Index("ix_orders_channel_created_at_id", "channel_code", "created_at", "id"),
         Index("ix_orders_customer_created_at_id", "customer_id", "created_at", "id"),
         Index("ix_orders_customer_phone", "customer_phone"),
+        Index("ix_orders_channel_business_day", "channel_code", "business_day"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -81,6 +83,14 @@ class Order(Base):
     internal_note: Mapped[str | None] = mapped_column(Text)
 
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The day the order was created on, in the business timezone (not UTC's day): what daily
+    # queues, reports and reconciliation go by. Set by the intake; older rows may lack it.
+    business_day: Mapped[dt.date | None] = mapped_column(Date)
+    # When the order was escalated to the manual channel for waiting too long (set once).
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The SHA-256 of what a channel may never change about an ingested order (lines, money,
+    # buyer, address, creation time): a resubmission with another digest is a conflict.
+    intake_digest: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

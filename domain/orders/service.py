@@ -24,7 +24,7 @@ from domain.db import utcnow
 from domain.errors import BadInput, Conflict, InvalidTransition, NotFound
 from domain.events import service as events
 from domain.money import to_minor
-from domain.orders import views
+from domain.orders import picking, views
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.rules import OrderStatus, allowed_next
 from domain.values import clean_text, is_int4
@@ -338,6 +338,8 @@ async def transition(
         at=now,
         payload={"orderId": order.id, "from": str(before_status), "to": str(to)},
     )
+    if to is OrderStatus.PAID:  # paid: the warehouse gets its picking list, once
+        await picking.open_for(session=session, order=order, at=now)
     await audit.record(
         session=session,
         who=actor,

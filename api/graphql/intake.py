@@ -1,0 +1,176 @@
+"""Channel intake over GraphQL: `ingestOrders` for holders of `order:ingest` (channel service
+accounts). The rules live in `domain/intake/service.py`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.context import RequestContext
+from api.graphql.orders import relations_read
+from api.graphql.scalars import Money
+from api.graphql.types import Channel, Order, OrderStatus
+from domain.intake import service as intake
+from domain.orders import views
+from domain.orders.models import Order as OrderModel
+
+
+@strawberry.enum(description="What became of one ingested order.")
+class IngestOutcome(Enum):
+    CREATED = "CREATED"
+    REPLAYED = "REPLAYED"
+    UPDATED = "UPDATED"
+    REJECTED = "REJECTED"
+
+
+assert {o.value for o in IngestOutcome} == {o.value for o in intake.Outcome}
+
+
+@strawberry.input(description="The buyer as the channel knows them.")
+class ChannelBuyerInput:
+    name: str
+    phone: str | None = None
+    email: str | None = None
+
+
+@strawberry.input(description="A postal address.")
+class AddressInput:
+    recipient: str
+    phone: str
+    province: str
+    city: str
+    district: str
+    street: str
+    postal_code: str | None = None
+
+
+@strawberry.input(description="One line of a channel's order.")
+class ChannelOrderLineInput:
+    sku: str
+    quantity: int
+    unit_price: Money
+
+
+@strawberry.input(description="An order as a channel sends it; keyed by (channel, externalId).")
+class ChannelOrderInput:
+    external_id: str
+    status: OrderStatus
+    created_at: str = strawberry.field(
+        description=(
+            "ISO 8601 with a UTC offset (channels often send UTC). A naive time rejects this "
+            "order only, not the batch."
+        )
+    )
+    currency: str
+    buyer: ChannelBuyerInput
+    shipping_address: AddressInput
+    lines: list[ChannelOrderLineInput]
+    paid_at: str | None = None
+    shipping_fee: Money = strawberry.field(default=Money(Decimal("0")))
+    discount: Money = strawberry.field(default=Money(Decimal("0")))
+    payment_method: str | None = None
+    payment_transaction_id: str | None = None
+    campaign: str | None = None
+    carrier: str | None = None
+    tracking_number: str | None = None
+
+    def to_domain(self) -> intake.ChannelOrder:
+        a = self.shipping_address
+        return intake.ChannelOrder(
+            external_id=self.external_id,
+            status=intake.OrderStatus(self.status),
+            created_at=self.created_at,  # parsed per order by the intake
+            paid_at=self.paid_at,
+            currency=self.currency,
+            buyer=intake.Buyer(self.buyer.name, self.buyer.phone, self.buyer.email),
+            shipping_address=intake.ShippingAddress(
+                a.recipient, a.phone, a.province, a.city, a.district, a.street, a.postal_code
+            ),
+            lines=[intake.Line(li.sku, li.quantity, f"{li.unit_price:f}") for li in self.lines],
+            shipping_fee=f"{self.shipping_fee:f}",
+            discount=f"{self.discount:f}",
+            payment_method=self.payment_method,
+            payment_transaction_id=self.payment_transaction_id,
+            campaign=self.campaign,
+            carrier=self.carrier,
+            tracking_number=self.tracking_number,
+        )
+
+
+@strawberry.type(description="One ingested order's outcome, in input order.")
+class IngestOrderResult:
+    external_id: str
+    outcome: IngestOutcome
+    order: Order | None = strawberry.field(
+        description="The order (created, replayed or updated); null when rejected."
+    )
+    code: str | None = strawberry.field(description="Why it was rejected: a contract code.")
+    message: str | None
+
+
+@strawberry.type(description="What became of each order of an `ingestOrders` batch.")
+class IngestResult:
+    results: list[IngestOrderResult]
+
+
+@strawberry.type
+class IntakeMutations:
+    @strawberry.mutation(
+        description=(
+            f"Land up to {intake.MAX_BATCH} orders from one channel, idempotently per "
+            "(channel, externalId). One bad order is REJECTED with its code; the rest land."
+        )
+    )
+    async def ingest_orders(
+        self,
+        info: Info[RequestContext, None],
+        channel: Channel,
+        orders: Annotated[
+            list[ChannelOrderInput], strawberry.argument(description="In the channel's order.")
+        ],
+    ) -> IngestResult:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.write(
+            action="order.ingest",
+            operation="ingestOrders",
+            target_type="Channel",
+            target_id=channel.value,
+        ) as session:
+            results = await intake.ingest(
+                session=session,
+                actor=actor,
+                channel=channel.value,
+                orders=[source.to_domain() for source in orders],
+                timezone=ctx.runtime.settings.timezone,
+            )
+            ids = [r.order.id for r in results if r.order is not None]
+            found = (
+                await views.load_orders(
+                    session, select(OrderModel).where(OrderModel.id.in_(ids)), relations_read(actor)
+                )
+                if ids
+                else []
+            )
+            loaded = {o.id: o for o in found}
+        return IngestResult(
+            results=[
+                IngestOrderResult(
+                    external_id=r.external_id,
+                    outcome=IngestOutcome(r.outcome.value),
+                    order=(
+                        Order.from_model(loaded[r.order.id], actor.access)
+                        if r.order is not None and r.order.id in loaded
+                        else None
+                    ),
+                    code=r.code,
+                    message=r.message,
+                )
+                for r in results
+            ]
+        )
