@@ -24,6 +24,7 @@ from api.graphql.intake import IntakeMutations
 from api.graphql.limits import Limits, QueryLimits
 from api.graphql.nodes import NodeQueries
 from api.graphql.orders import OrderMutations, OrderQueries
+from api.graphql.picking import PickingQueries
 from api.graphql.reports import ReportQueries
 from api.graphql.scalars import SCALARS
 from api.graphql.stock import StockQueries
@@ -46,6 +47,7 @@ class Query(
     UserQueries,
     WebhookQueries,
     EventQueries,
+    PickingQueries,
 ):
     pass
 

@@ -35,6 +35,7 @@ class Action(StrEnum):
 
     ORDER_TRANSITION = "order:transition"
     ORDER_INGEST = "order:ingest"
+    PICKING_READ = "picking:read"
     PRICE_REQUEST = "price:request"
     REFUND_REQUEST = "refund:request"
     APPROVAL_SIGN = "approval:sign"

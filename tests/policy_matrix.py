@@ -159,6 +159,7 @@ def expected() -> dict[tuple[str, str], str]:
 OPERATIONS = {
     "order:transition": {"warehouse", "ops"},
     "order:ingest": {"integration"},
+    "picking:read": {"warehouse", "ops"},
     "webhook:manage": {"admin", "integration"},
     "price:request": {"sales"},
     "refund:request": {"cs", "sales", "finance"},

@@ -391,6 +391,24 @@ DESCRIPTIONS: dict[str, str] = {
     "OrderEventType.PICKING_LIST_CREATED": (
         "A paid order got its picking list; the payload names the list and its warehouse."
     ),
+    # ---- picking lists
+    "Query.pickingLists(warehouse)": "Only this warehouse's lists (e.g. SH-01).",
+    "Query.pickingLists(status)": "Only lists in this status.",
+    "Query.pickingLists(first)": FIRST,
+    "Query.pickingLists(after)": AFTER,
+    "Query.pickingList(id)": "The picking list's global ID.",
+    "PickingList.id": "Global ID.",
+    "PickingList.number": "PK- and the order's number.",
+    "PickingList.warehouse": "The warehouse that picks it: the one holding most of the lines.",
+    "PickingList.status": "Where it stands.",
+    "PickingList.lines": "What to pick.",
+    "PickingList.createdAt": f"When the order became PAID ({TIME}).",
+    "PickingListStatus.OPEN": "To be picked.",
+    "PickingListStatus.PICKED": "Picked.",
+    "PickingListStatus.CANCELLED": "The order was cancelled before picking.",
+    "PickingLine.sku": "The SKU.",
+    "PickingLine.productName": "The product's name when the order was placed.",
+    "PickingLine.quantity": "How many.",
     # ---- channel intake
     "Mutation.ingestOrders(channel)": "The channel the orders come from.",
     "IngestResult.results": "One per input order, in input order.",

@@ -88,7 +88,12 @@ NODE_TYPES = {
     "ExportRequest": "export request",
 }
 # Types with global IDs that are not fetched through `node(id:)` (operational records).
-ID_TYPES = {**NODE_TYPES, "Webhook": "webhook", "WebhookDelivery": "webhook delivery"}
+ID_TYPES = {
+    **NODE_TYPES,
+    "Webhook": "webhook",
+    "WebhookDelivery": "webhook delivery",
+    "PickingList": "picking list",
+}
 _KIND = {what: type_name for type_name, what in ID_TYPES.items()}
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{4,64}={0,2}")
 

@@ -438,6 +438,8 @@ async def _advance(
     )
     if order.status in (OrderStatus.PAID, OrderStatus.PICKING):
         await picking.open_for(session=session, order=order, at=now)
+    elif order.status is OrderStatus.CANCELLED:
+        await picking.cancel_for(session=session, order_id=order.id)
     return True
 
 

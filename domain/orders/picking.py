@@ -9,16 +9,23 @@ moving between warehouses. An event (`PICKING_LIST_CREATED`) tells the warehouse
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, func, select
+from sqlalchemy import ForeignKey, Index, Integer, Select, String, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from domain.access import Action
+from domain.actor import Actor
 from domain.catalog.models import StockItem
 from domain.db import Base, UTCDateTime, utcnow
+from domain.errors import NotFound
 from domain.events import service as events
+from domain.orders import views
 from domain.orders.models import Order, OrderLine
+from domain.values import clean_text
 
 DEFAULT_WAREHOUSE = "SH-01"
 
@@ -115,3 +122,75 @@ async def open_for(*, session: AsyncSession, order: Order, at: dt.datetime) -> P
         payload={"orderId": order.id, "pickingListId": picking.id, "warehouse": warehouse},
     )
     return picking
+
+
+async def cancel_for(*, session: AsyncSession, order_id: int) -> None:
+    """An order cancelled before it was picked: its open list is cancelled too."""
+    await session.execute(
+        update(PickingList)
+        .where(PickingList.order_id == order_id, PickingList.status == PickingStatus.OPEN.value)
+        .values(status=PickingStatus.CANCELLED.value)
+    )
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Found:
+    picking: PickingList
+    lines: list[PickingLine]
+    order: Any  # a read-only view of the order (domain/orders/views.py)
+
+
+def lists_query(
+    *, actor: Actor, warehouse: str | None, status: PickingStatus | None
+) -> Select[Any]:
+    """Picking lists the caller may read (`picking:read`, and the order's row scope)."""
+    from domain.orders.service import in_scope
+
+    actor.access.require(Action.PICKING_READ)
+    stmt = select(PickingList).join(Order, Order.id == PickingList.order_id)
+    if warehouse is not None:
+        stmt = stmt.where(
+            PickingList.warehouse == clean_text(warehouse, what="warehouse", max_length=32)
+        )
+    if status is not None:
+        stmt = stmt.where(PickingList.status == status.value)
+    scope = in_scope(actor)
+    return stmt if scope is None else stmt.where(scope)
+
+
+async def with_contents(
+    *, session: AsyncSession, lists: list[PickingList], include: frozenset[str]
+) -> list[Found]:
+    """The lists with their lines and orders (one statement each)."""
+    if not lists:
+        return []
+    ids = [p.id for p in lists]
+    lines: dict[int, list[PickingLine]] = {i: [] for i in ids}
+    for line in (
+        await session.scalars(
+            select(PickingLine).where(PickingLine.picking_list_id.in_(ids)).order_by(PickingLine.id)
+        )
+    ).all():
+        lines[line.picking_list_id].append(line)
+    orders = {
+        o.id: o
+        for o in await views.load_orders(
+            session, select(Order).where(Order.id.in_({p.order_id for p in lists})), include
+        )
+    }
+    return [Found(p, lines[p.id], orders.get(p.order_id)) for p in lists]
+
+
+async def get(
+    *, session: AsyncSession, actor: Actor, picking_id: int, include: frozenset[str]
+) -> Found:
+    found = await session.scalar(
+        lists_query(actor=actor, warehouse=None, status=None).where(PickingList.id == picking_id)
+    )
+    if found is None:
+        raise NotFound("no such picking list")
+    [result] = await with_contents(session=session, lists=[found], include=include)
+    return result

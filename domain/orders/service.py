@@ -340,6 +340,8 @@ async def transition(
     )
     if to is OrderStatus.PAID:  # paid: the warehouse gets its picking list, once
         await picking.open_for(session=session, order=order, at=now)
+    elif to is OrderStatus.CANCELLED:
+        await picking.cancel_for(session=session, order_id=order.id)
     await audit.record(
         session=session,
         who=actor,
