@@ -36,6 +36,7 @@ class RedisBudget:
         self.storage = storage_from_string(storage_uri(uri))
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)
         self.item = RateLimitItemPerMinute(per_minute)
+        self._items = {per_minute: self.item}
         self._failing_since: float | None = None
 
     async def close(self) -> None:
@@ -45,13 +46,16 @@ class RedisBudget:
             self.storage.bridge.get_connection().connection_pool.disconnect()
         await asyncio.sleep(0.01)  # let the closing transports finish on the loop
 
-    async def spend(self, account: str) -> bool | None:
-        """True when within budget, RateLimited past it, None when Redis did not answer (the
-        caller then counts in the database)."""
+    async def spend(self, account: str, per_minute: int | None = None) -> bool | None:
+        """True when within budget (`per_minute`, else the default), RateLimited past it, None
+        when Redis did not answer (the caller then counts in the database)."""
+        item = self.item
+        if per_minute is not None:
+            item = self._items.setdefault(per_minute, RateLimitItemPerMinute(per_minute))
         try:
-            allowed = await self.limiter.hit(self.item, "ordergate-queries", account)
+            allowed = await self.limiter.hit(item, "ordergate-queries", account)
             if not allowed:
-                stats = await self.limiter.get_window_stats(self.item, "ordergate-queries", account)
+                stats = await self.limiter.get_window_stats(item, "ordergate-queries", account)
         except Exception as exc:  # any storage error: degrade to the database, say so once
             now = time.monotonic()
             if self._failing_since is None or now - self._failing_since > 30:

@@ -282,7 +282,9 @@ class RequestContext:
         budget = self.runtime.budget
         if budget is not None:
             try:
-                if await budget.spend(str(self.require_actor().user_id)):
+                actor = self.require_actor()
+                per_minute = self.runtime.settings.budget_for(actor.roles)
+                if await budget.spend(str(actor.user_id), per_minute):
                     return
             except RateLimited:
                 metrics.RATE_LIMITED.labels(limit="account").inc()
@@ -293,7 +295,7 @@ class RequestContext:
                 wrote = await self.runtime.counters.hit(
                     session=self.session,
                     key=f"queries:{self.require_actor().user_id}",
-                    limit=self.runtime.settings.queries_per_account_per_minute,
+                    limit=self.runtime.settings.budget_for(self.require_actor().roles),
                     per=MINUTE,
                     now=now,
                     what="requests for this account",

@@ -10,7 +10,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from domain.access import POLICY_DIR
+from domain.access import POLICY_DIR, ROLES
 from domain.audit.keys import CheckpointKey
 from domain.reports.access import ReportSettings
 
@@ -118,7 +118,15 @@ class Settings:
     # `orderEvents` subscriptions: how often the process looks for new events, and how often
     # a subscriber's account is checked again (disabled, logged out, roles changed).
     event_poll_seconds: float = 0.2
+    # Per-role request budgets per minute that replace the per-account one for accounts holding
+    # the role (the highest applies): a channel feed is not an interactive user.
+    role_budgets: tuple[tuple[str, int], ...] = (("integration", 60_000),)
     subscription_recheck_seconds: float = 30.0
+
+    def budget_for(self, roles: frozenset[str] | set[str]) -> int:
+        """Requests per minute for an account with these roles."""
+        special = [n for role, n in self.role_budgets if role in roles]
+        return max(special) if special else self.queries_per_account_per_minute
 
     @property
     def production(self) -> bool:
@@ -137,6 +145,20 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _role_budgets(env: dict[str, str]) -> tuple[tuple[str, int], ...]:
+    """`ORDERGATE_QUERIES_PER_MINUTE_BY_ROLE=integration=60000,ops=1200`; empty: none."""
+    name = "ORDERGATE_QUERIES_PER_MINUTE_BY_ROLE"
+    raw = env.get(name, "integration=60000")
+    found = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        role, sep, amount = part.partition("=")
+        role = role.strip()
+        if not sep or role not in ROLES or not amount.strip().isdigit():
+            raise SettingsError(f"{name}: {part!r} is not role=requests-per-minute")
+        found.append((role, int(amount)))
+    return tuple(found)
 
 
 def _float(env: dict[str, str], name: str, default: float) -> float:
@@ -312,5 +334,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         rate_limit_storage=_rate_limit_storage(env),
         queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),
         event_poll_seconds=_float(env, "ORDERGATE_EVENT_POLL_SECONDS", 0.2),
+        role_budgets=_role_budgets(env),
         subscription_recheck_seconds=_float(env, "ORDERGATE_SUBSCRIPTION_RECHECK_SECONDS", 30),
     )

@@ -12,6 +12,7 @@ from graphql import GraphQLSchema
 
 from api.graphql.limits import introspection_budget
 from api.schema import build_schema
+from api.settings import SettingsError
 from domain.audit.keys import CheckpointKey
 from domain.db import utcnow
 from tests.conftest import DEMO_PASSWORD, Api, _api_for, errors_of, settings_for
@@ -159,6 +160,36 @@ async def test_query_budget_per_account(
 
         assert (errors_of(results[-1]) == [("RATE_LIMITED", None)]) is limited
         assert "errors" not in other  # budgets are per account
+
+
+async def test_integration_accounts_have_their_own_larger_budget(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A channel feed sends far more than a person: ORDERGATE_QUERIES_PER_MINUTE_BY_ROLE gives
+    `integration` its own budget, and everyone else keeps the per-account one."""
+    async for api in _with(
+        database_url,
+        tmp_path,
+        ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE="5",
+        ORDERGATE_QUERIES_PER_MINUTE_BY_ROLE="integration=8",
+    ):
+        feed = [await api.gql("{ viewer { username } }", as_="integration") for _ in range(9)]
+        person = [await api.gql("{ viewer { username } }", as_="cs") for _ in range(6)]
+
+        assert [errors_of(r) for r in feed[:8]] == [[]] * 8
+        assert errors_of(feed[8]) == [("RATE_LIMITED", None)]
+        assert [errors_of(r) for r in person[:5]] == [[]] * 5
+        assert errors_of(person[5]) == [("RATE_LIMITED", None)]
+
+
+@pytest.mark.parametrize(
+    "value", ["integration", "nobody=5", "integration=lots", "integration=5,cs"]
+)
+def test_role_budgets_that_do_not_parse_stop_startup(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError, match="ORDERGATE_QUERIES_PER_MINUTE_BY_ROLE"):
+        settings_for(
+            "sqlite+aiosqlite:///x.db", tmp_path, ORDERGATE_QUERIES_PER_MINUTE_BY_ROLE=value
+        )
 
 
 @pytest.mark.parametrize(("first", "code"), [(100, None), (101, "BAD_USER_INPUT")])

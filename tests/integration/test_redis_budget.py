@@ -59,6 +59,23 @@ async def test_two_app_processes_share_one_budget_in_redis(
     assert "errors" not in other  # budgets are per account
 
 
+async def test_the_integration_roles_budget_applies_in_redis_too(
+    database_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    settings = settings_for(
+        database_url,
+        tmp_path,
+        ORDERGATE_RATE_LIMIT_STORAGE=redis_url,
+        ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE="5",
+        ORDERGATE_QUERIES_PER_MINUTE_BY_ROLE="integration=8",
+    )
+    async for api in _api_for(settings):
+        answers = [errors_of(await api.gql(VIEWER, as_="integration")) for _ in range(9)]
+
+    assert answers[:8] == [[]] * 8
+    assert answers[8] == [("RATE_LIMITED", None)]
+
+
 async def test_without_redis_the_budget_falls_back_to_the_database(
     database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
