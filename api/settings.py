@@ -118,6 +118,8 @@ class Settings:
     # `orderEvents` subscriptions: how often the process looks for new events, and how often
     # a subscriber's account is checked again (disabled, logged out, roles changed).
     event_poll_seconds: float = 0.2
+    # An order not at PICKING this long after it was created is escalated (domain/intake).
+    escalate_after_minutes: int = 120
     # Per-role request budgets per minute that replace the per-account one for accounts holding
     # the role (the highest applies): a channel feed is not an interactive user.
     role_budgets: tuple[tuple[str, int], ...] = (("integration", 60_000),)
@@ -335,5 +337,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),
         event_poll_seconds=_float(env, "ORDERGATE_EVENT_POLL_SECONDS", 0.2),
         role_budgets=_role_budgets(env),
+        escalate_after_minutes=_int(env, "ORDERGATE_ESCALATE_AFTER_MINUTES", 120),
         subscription_recheck_seconds=_float(env, "ORDERGATE_SUBSCRIPTION_RECHECK_SECONDS", 30),
     )

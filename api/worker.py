@@ -22,6 +22,7 @@ from api.runtime import Runtime
 from api.settings import Settings
 from domain.audit import service as audit
 from domain.events import webhooks
+from domain.intake import escalation
 from domain.jobs.scheduler import Job, run_due
 
 log = logging.getLogger("ordergate.worker")
@@ -37,13 +38,30 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             await audit.create_checkpoint(session=session, key=runtime.checkpoint_key)
             await session.commit()
 
+    async def escalate(slot: dt.datetime) -> None:
+        async with runtime.sessions() as session:
+            await escalation.escalate_waiting(
+                session=session,
+                now=slot,
+                after=dt.timedelta(minutes=runtime.settings.escalate_after_minutes),
+            )
+            await session.commit()
+
     return [
         Job(
             name="audit.daily-checkpoint",
             at=dt.time(0, 0),
             zone=runtime.settings.timezone.key,
             run=daily_checkpoint,
-        )
+        ),
+        # Every minute, so an order is escalated within a minute of crossing the threshold.
+        Job(
+            name="orders.escalate",
+            at=dt.time(0, 0),
+            zone=runtime.settings.timezone.key,
+            every=dt.timedelta(minutes=1),
+            run=escalate,
+        ),
     ]
 
 

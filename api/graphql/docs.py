@@ -391,6 +391,9 @@ DESCRIPTIONS: dict[str, str] = {
     "OrderEventType.PICKING_LIST_CREATED": (
         "A paid order got its picking list; the payload names the list and its warehouse."
     ),
+    "OrderEventType.ORDER_ESCALATED": (
+        "An order waited longer than the escalation threshold without reaching PICKING."
+    ),
     # ---- picking lists
     "Query.pickingLists(warehouse)": "Only this warehouse's lists (e.g. SH-01).",
     "Query.pickingLists(status)": "Only lists in this status.",

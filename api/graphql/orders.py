@@ -58,6 +58,9 @@ class OrderFilter:
     )
     min_total: Money | None = None
     max_total: Money | None = None
+    escalated: bool | None = strawberry.field(
+        default=None, description="Only escalated orders (true) or only the others (false)."
+    )
 
     def to_domain(self) -> DomainOrderFilter:
         return DomainOrderFilter(
@@ -69,6 +72,7 @@ class OrderFilter:
             customer_phone=self.customer_phone,
             min_total=str(self.min_total) if self.min_total is not None else None,
             max_total=str(self.max_total) if self.max_total is not None else None,
+            escalated=self.escalated,
         )
 
 

@@ -25,6 +25,7 @@ class OrderEventType(Enum):
     ORDER_PRICE_CHANGED = "ORDER_PRICE_CHANGED"
     ORDER_REFUNDED = "ORDER_REFUNDED"
     PICKING_LIST_CREATED = "PICKING_LIST_CREATED"
+    ORDER_ESCALATED = "ORDER_ESCALATED"
 
 
 assert {e.value for e in OrderEventType} == {e.value for e in EventType}

@@ -54,14 +54,21 @@ class JobRun(Base):
 
 @dataclass(frozen=True)
 class Job:
-    """`run` at local time `at` every day in `zone` (an IANA name such as Asia/Shanghai)."""
+    """`run` at local time `at` every day in `zone` (an IANA name such as Asia/Shanghai), or,
+    with `every`, at each multiple of that interval from local midnight in `zone` (only the
+    latest slot runs: an interval job catches up by doing its work once)."""
 
     name: str
     at: dt.time
     zone: str
     run: Callable[[dt.datetime], Awaitable[None]] = field(compare=False)
+    every: dt.timedelta | None = None
 
     def __post_init__(self) -> None:
+        if self.every is not None and not (
+            dt.timedelta(seconds=1) <= self.every <= dt.timedelta(days=1)
+        ):
+            raise ScheduleInvalid(f"job {self.name!r}: every is between 1 s and a day")
         if not self.zone:
             raise ScheduleInvalid(f"job {self.name!r} has no time zone; name one explicitly")
         try:
@@ -76,6 +83,9 @@ class Job:
         now = _aware(now)
         zone = ZoneInfo(self.zone)
         local_day = now.astimezone(zone).date()
+        if self.every is not None:
+            midnight = dt.datetime.combine(local_day, dt.time(0), tzinfo=zone).astimezone(dt.UTC)
+            return midnight + ((now - midnight) // self.every) * self.every
         for day in (local_day, local_day - dt.timedelta(days=1)):
             slot = dt.datetime.combine(day, self.at, tzinfo=zone).astimezone(dt.UTC)
             if slot <= now:
@@ -92,7 +102,7 @@ async def run_due(
     ran = []
     for job in jobs:
         slot = job.last_slot(now)
-        if now - slot > CATCH_UP:
+        if now - slot > (job.every or CATCH_UP):
             continue
         async with sessions() as session:
             if await session.scalar(

@@ -47,6 +47,7 @@ class OrderFilter:
     customer_phone: str | None = None
     min_total: str | None = None
     max_total: str | None = None
+    escalated: bool | None = None
 
 
 # Which field a caller must read in full to use a filter or sort key: an argument on a field
@@ -56,6 +57,7 @@ FILTER_REQUIRES = {
     "customer_phone": "Order.customerPhone",
     "min_total": "Order.total",
     "max_total": "Order.total",
+    "escalated": "Order.escalatedAt",
 }
 SORT_REQUIRES = {OrderSortField.CREATED_AT: "Order.createdAt", OrderSortField.TOTAL: "Order.total"}
 SORT_COLUMNS = {
@@ -122,6 +124,10 @@ def _filtered(stmt: Select[Any], actor: Actor, flt: OrderFilter) -> Select[Any]:
         raise BadInput("createdFrom is after createdTo")
     if flt.statuses:
         stmt = stmt.where(Order.status.in_(list(flt.statuses)))
+    if flt.escalated is not None:
+        stmt = stmt.where(
+            Order.escalated_at.is_not(None) if flt.escalated else Order.escalated_at.is_(None)
+        )
     if flt.channels:
         stmt = stmt.where(Order.channel_code.in_(list(flt.channels)))
     if flt.created_from is not None:

@@ -133,3 +133,37 @@ async def test_a_worker_with_a_zoneless_schedule_refuses_to_start(
     with pytest.raises(ScheduleInvalid):
         await worker.run(settings_for(database_url, tmp_path), once=True)
     assert rounds == []
+
+
+@pytest.mark.parametrize("every", [dt.timedelta(0), dt.timedelta(days=2)])
+def test_an_interval_outside_a_second_to_a_day_is_refused(every: dt.timedelta) -> None:
+    async def run(_slot: dt.datetime) -> None:
+        return None
+
+    with pytest.raises(ScheduleInvalid):
+        Job(name="x", at=dt.time(0, 0), zone="Asia/Shanghai", run=run, every=every)
+
+
+async def test_an_interval_job_runs_each_slot_once_and_only_the_latest(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    runs: list[dt.datetime] = []
+
+    async def run(slot: dt.datetime) -> None:
+        runs.append(slot)
+
+    job = Job(
+        name="every.minute",
+        at=dt.time(0, 0),
+        zone="Asia/Shanghai",
+        run=run,
+        every=dt.timedelta(minutes=1),
+    )
+    at = dt.datetime(2026, 11, 26, 2, 3, 30, tzinfo=UTC)
+    for now in (at, at + dt.timedelta(seconds=20), at + dt.timedelta(minutes=5)):
+        await run_due(sessions=sessions, jobs=[job], now=now)
+
+    assert runs == [
+        dt.datetime(2026, 11, 26, 2, 3, tzinfo=UTC),
+        dt.datetime(2026, 11, 26, 2, 8, tzinfo=UTC),  # the missed minutes are not replayed
+    ]

@@ -1,0 +1,114 @@
+"""Orders that wait more than two hours without reaching PICKING are escalated within a minute
+of crossing, once, with an event — run by the scheduler with a frozen clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from api.worker import scheduled_jobs
+from domain.db import utcnow
+from domain.events.models import OutboxEvent
+from domain.jobs.scheduler import Job, run_due
+from tests.api.test_intake import channel_order, ingest
+from tests.conftest import Api, db_id, errors_of
+
+ESCALATED = """query($e: Boolean) { orders(first: 100, filter: {escalated: $e}) {
+  edges { node { id status escalatedAt } } } }"""
+
+
+def _iso(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).isoformat()
+
+
+def _escalation_job(api: Api) -> Job:
+    [job] = [j for j in scheduled_jobs(api.app.state.runtime) if j.name == "orders.escalate"]
+    return job
+
+
+async def _run(api: Api, now: dt.datetime) -> list[str]:
+    runtime = api.app.state.runtime
+    return await run_due(sessions=runtime.sessions, jobs=[_escalation_job(api)], now=now)
+
+
+async def _escalated(api: Api) -> dict[str, str]:
+    found = await api.gql(ESCALATED, {"e": True}, as_="ops")
+    return {e["node"]["id"]: e["node"]["escalatedAt"] for e in found["data"]["orders"]["edges"]}
+
+
+async def test_an_order_is_escalated_within_a_minute_of_crossing_two_hours(any_api: Api) -> None:
+    api = any_api
+    now = utcnow().replace(second=0, microsecond=0) - dt.timedelta(minutes=10)
+    created = now - dt.timedelta(hours=2, seconds=-30)  # crosses 2 h at now + 30 s
+    [order] = await ingest(api, [channel_order("TB-E-1", createdAt=_iso(created))])
+
+    await _run(api, now + dt.timedelta(seconds=45))  # slot `now`: not two hours yet
+    before = await _escalated(api)
+    await _run(api, now + dt.timedelta(minutes=1, seconds=5))  # slot now + 1 min
+    after = await _escalated(api)
+
+    assert order["order"]["id"] not in before
+    escalated_at = dt.datetime.fromisoformat(after[order["order"]["id"]])
+    assert escalated_at == now + dt.timedelta(minutes=1)
+    assert (
+        dt.timedelta(0)
+        < escalated_at - (created + dt.timedelta(hours=2))
+        <= dt.timedelta(minutes=1)
+    )
+
+
+async def test_only_orders_short_of_picking_are_escalated_and_only_once(any_api: Api) -> None:
+    api = any_api
+    now = utcnow().replace(second=0, microsecond=0)
+    old = _iso(now - dt.timedelta(hours=3))
+    recent = _iso(now - dt.timedelta(hours=1, minutes=50))
+    paid, unpaid, young, picking = await ingest(
+        api,
+        [
+            channel_order("TB-E-2", createdAt=old),
+            channel_order("TB-E-3", createdAt=old, status="PENDING_PAYMENT", paidAt=None),
+            channel_order("TB-E-4", createdAt=recent),
+            channel_order("TB-E-5", createdAt=old),
+        ],
+    )
+    await api.gql(
+        "mutation($id: ID!) { transitionOrder(id: $id, to: PICKING) { status } }",
+        {"id": picking["order"]["id"]},
+        as_="ops",
+    )
+
+    await _run(api, now + dt.timedelta(seconds=5))
+    first = await _escalated(api)
+    await _run(api, now + dt.timedelta(minutes=5, seconds=5))
+    second = await _escalated(api)
+    not_escalated = await api.gql(ESCALATED, {"e": False}, as_="ops")
+
+    assert paid["order"]["id"] in first
+    assert unpaid["order"]["id"] in first
+    assert young["order"]["id"] not in first
+    assert picking["order"]["id"] not in first
+    assert second[paid["order"]["id"]] == first[paid["order"]["id"]]  # set once
+    others = {e["node"]["id"] for e in not_escalated["data"]["orders"]["edges"]}
+    assert picking["order"]["id"] in others
+    async with api.app.state.runtime.sessions() as session:
+        escalations = (
+            await session.scalars(
+                select(OutboxEvent.aggregate_id).where(OutboxEvent.type == "ORDER_ESCALATED")
+            )
+        ).all()
+    assert sorted(escalations) == sorted(str(db_id(o["order"]["id"])) for o in (paid, unpaid))
+
+
+async def test_the_escalation_filter_needs_the_field_in_full(api: Api) -> None:
+    result = await api.gql(ESCALATED, {"e": True}, as_="admin")
+    assert ("FORBIDDEN", "Order.escalatedAt") in errors_of(result)
+
+
+def test_the_escalation_job_runs_every_minute_in_the_business_timezone(api: Api) -> None:
+    job = _escalation_job(api)
+    assert job.every == dt.timedelta(minutes=1)
+    assert job.zone == "Asia/Shanghai"
+    assert job.last_slot(dt.datetime(2026, 11, 26, 2, 3, 59, tzinfo=dt.UTC)) == dt.datetime(
+        2026, 11, 26, 2, 3, tzinfo=dt.UTC
+    )
