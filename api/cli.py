@@ -113,6 +113,17 @@ def _parser() -> argparse.ArgumentParser:
     access.add_argument("--through-seq", type=int, help="reproduce a report: audit events up to N")
     access.add_argument("--output", type=Path, help="file to write (default: stdout)")
 
+    reconcile = sub.add_parser(
+        "reconcile", help="compare a channel's business day with its snapshot (CSV to stdout)"
+    )
+    reconcile.add_argument("--channel", required=True, help="TAOBAO, JD, PINDUODUO or WEB")
+    reconcile.add_argument("--day", required=True, help="the business day, like 2026-11-25")
+    reconcile.add_argument(
+        "--snapshot",
+        type=Path,
+        help="the channel's view first: CSV with externalId,status,total,updatedAt",
+    )
+
     keys = sub.add_parser("keys", help="production secrets").add_subparsers(
         dest="keys_command", required=True
     )
@@ -323,6 +334,75 @@ async def _demo(settings: Settings, orders: int | None = None) -> None:
         where = settings.data_dir / "demo-password"
         new = " (new)" if generated else ""
         print(f"their password{new}: {password}   (kept in {where}, mode 0600)")
+
+
+async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    """`ordergate reconcile`: the operator on the server acts as the channel's integration
+    (submitting) and as operations (reading); both are audited under `cli:<user>`."""
+    import csv
+    import datetime as dt
+
+    from domain.actor import Actor
+    from domain.channels.models import DEFAULT_CHANNELS
+    from domain.intake import reconciliation
+
+    if args.channel not in DEFAULT_CHANNELS:
+        print(f"ordergate: unknown channel {printable(args.channel)!r}", file=sys.stderr)
+        return 2
+    try:
+        day = dt.date.fromisoformat(args.day)
+    except ValueError:
+        print("ordergate: --day is a date like 2026-11-25", file=sys.stderr)
+        return 2
+    roles = frozenset({"integration", "ops"})
+    subject = _cli_subject()
+    actor = Actor(
+        user_id=None,
+        username=subject.username or "cli",
+        roles=roles,
+        channels=frozenset(),
+        access=PolicyDecisionPoint(settings.policy_dir).profile(roles),
+        origin=SYSTEM_ORIGIN,
+    )
+    rows = []
+    if args.snapshot is not None:
+        with args.snapshot.open(encoding="utf-8-sig", newline="") as handle:
+            for line in csv.DictReader(handle):
+                try:
+                    rows.append(
+                        reconciliation.ChannelView(
+                            external_id=line["externalId"],
+                            status=reconciliation.OrderStatus(line["status"]),
+                            total=line["total"],
+                            updated_at=dt.datetime.fromisoformat(line["updatedAt"]),
+                        )
+                    )
+                except (KeyError, ValueError) as exc:
+                    print(f"ordergate: {args.snapshot}: bad row {printable(exc)}", file=sys.stderr)
+                    return 2
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            for start in range(0, len(rows), reconciliation.MAX_ROWS):
+                await reconciliation.submit(
+                    session=session,
+                    actor=actor,
+                    channel=args.channel,
+                    business_day=day,
+                    rows=rows[start : start + reconciliation.MAX_ROWS],
+                )
+            report = await reconciliation.reconcile(
+                session=session, actor=actor, channel=args.channel, business_day=day
+            )
+            await session.commit()
+    except DomainError as exc:
+        print(f"ordergate: {printable(exc.message)}", file=sys.stderr)
+        return 2
+    finally:
+        await engine.dispose()
+    sys.stdout.write(reconciliation.report_csv(report))
+    print(f"{len(report.differences)} difference(s)", file=sys.stderr)
+    return 1 if report.differences else 0
 
 
 async def _report(settings: Settings, args: argparse.Namespace) -> int:
@@ -727,6 +807,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_report(settings, args))
     if args.command == "sign":
         return asyncio.run(_sign(settings, args))
+    if args.command == "reconcile":
+        return asyncio.run(_reconcile(settings, args))
     if args.command == "policy":
         pdp = PolicyDecisionPoint(settings.policy_dir)
         if args.policy_command == "explain":

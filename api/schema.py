@@ -25,6 +25,7 @@ from api.graphql.limits import Limits, QueryLimits
 from api.graphql.nodes import NodeQueries
 from api.graphql.orders import OrderMutations, OrderQueries
 from api.graphql.picking import PickingQueries
+from api.graphql.reconciliation import ReconciliationMutations, ReconciliationQueries
 from api.graphql.reports import ReportQueries
 from api.graphql.scalars import SCALARS
 from api.graphql.stock import StockQueries
@@ -48,6 +49,7 @@ class Query(
     WebhookQueries,
     EventQueries,
     PickingQueries,
+    ReconciliationQueries,
 ):
     pass
 
@@ -61,6 +63,7 @@ class Mutation(
     UserMutations,
     WebhookMutations,
     IntakeMutations,
+    ReconciliationMutations,
 ):
     pass
 

@@ -22,7 +22,7 @@ from api.runtime import Runtime
 from api.settings import Settings
 from domain.audit import service as audit
 from domain.events import webhooks
-from domain.intake import escalation
+from domain.intake import escalation, reconciliation
 from domain.jobs.scheduler import Job, run_due
 
 log = logging.getLogger("ordergate.worker")
@@ -47,7 +47,20 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             )
             await session.commit()
 
+    async def reconcile_yesterday(slot: dt.datetime) -> None:
+        day = slot.astimezone(runtime.settings.timezone).date() - dt.timedelta(days=1)
+        async with runtime.sessions() as session:
+            await reconciliation.reconcile_day(session=session, business_day=day, now=slot)
+            await session.commit()
+
     return [
+        # The previous business day, for every channel that sent its snapshot of it.
+        Job(
+            name="channels.reconcile",
+            at=dt.time(0, 30),
+            zone=runtime.settings.timezone.key,
+            run=reconcile_yesterday,
+        ),
         Job(
             name="audit.daily-checkpoint",
             at=dt.time(0, 0),

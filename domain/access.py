@@ -36,6 +36,7 @@ class Action(StrEnum):
     ORDER_TRANSITION = "order:transition"
     ORDER_INGEST = "order:ingest"
     PICKING_READ = "picking:read"
+    CHANNEL_RECONCILE = "channel:reconcile"
     PRICE_REQUEST = "price:request"
     REFUND_REQUEST = "refund:request"
     APPROVAL_SIGN = "approval:sign"

@@ -9,6 +9,7 @@ from domain.db import Base
 from domain.events.models import OutboxEvent, OutboxHead
 from domain.events.webhooks import OutboxCursor, Webhook, WebhookDelivery
 from domain.exports.models import ExportRequest
+from domain.intake.reconciliation import SnapshotRow
 from domain.jobs.scheduler import JobRun
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.picking import PickingLine, PickingList
@@ -39,6 +40,7 @@ __all__ = [
     "Product",
     "RateCounter",
     "SigningKey",
+    "SnapshotRow",
     "StockItem",
     "User",
     "UserChannel",

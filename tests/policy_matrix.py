@@ -160,6 +160,7 @@ OPERATIONS = {
     "order:transition": {"warehouse", "ops"},
     "order:ingest": {"integration"},
     "picking:read": {"warehouse", "ops"},
+    "channel:reconcile": {"integration", "ops"},
     "webhook:manage": {"admin", "integration"},
     "price:request": {"sales"},
     "refund:request": {"cs", "sales", "finance"},

@@ -394,6 +394,36 @@ DESCRIPTIONS: dict[str, str] = {
     "OrderEventType.ORDER_ESCALATED": (
         "An order waited longer than the escalation threshold without reaching PICKING."
     ),
+    # ---- reconciliation
+    "Query.channelReconciliation(channel)": "The channel.",
+    "Query.channelReconciliation(businessDay)": "The day, in the business timezone.",
+    "Mutation.submitChannelSnapshot(channel)": "The channel whose view this is.",
+    "Mutation.submitChannelSnapshot(businessDay)": "The day, in the business timezone.",
+    "ChannelSnapshotOrderInput.externalId": "The channel's order id.",
+    "ChannelSnapshotOrderInput.status": "The order's status as the channel has it.",
+    "ChannelSnapshotOrderInput.total": "The order's total as the channel has it.",
+    "ChannelSnapshotOrderInput.updatedAt": f"When the channel last changed it ({TIME}).",
+    "ChannelSnapshot.channel": "The channel.",
+    "ChannelSnapshot.businessDay": "The day.",
+    "ChannelSnapshot.rows": "How many orders the day's snapshot holds now.",
+    "ChannelReconciliation.channel": "The channel.",
+    "ChannelReconciliation.businessDay": "The day compared.",
+    "ChannelReconciliation.generatedAt": f"When this comparison was made ({TIME}).",
+    "ChannelReconciliation.snapshotRows": "How many orders the channel's snapshot holds.",
+    "ChannelReconciliation.differences": "Every difference, by external id.",
+    "ChannelReconciliation.csv": (
+        "The differences as CSV (UTF-8 with a BOM; cells that look like formulas neutralised)."
+    ),
+    "ReconciliationDifference.externalId": "The channel's order id.",
+    "ReconciliationDifference.kind": "How they differ.",
+    "ReconciliationDifference.internalStatus": "Our status; null if we do not have it.",
+    "ReconciliationDifference.channelStatus": "The channel's status; null if it does not.",
+    "ReconciliationDifference.internalTotal": "Our total; null if we do not have it.",
+    "ReconciliationDifference.channelTotal": "The channel's total; null if it does not.",
+    "ReconciliationKind.MISSING_INTERNALLY": "The channel has it; we have no such order.",
+    "ReconciliationKind.MISSING_IN_CHANNEL": "We have it on that day; the channel does not.",
+    "ReconciliationKind.STATUS_MISMATCH": "The statuses differ (our PICKING is its PAID).",
+    "ReconciliationKind.AMOUNT_MISMATCH": "The totals differ.",
     # ---- picking lists
     "Query.pickingLists(warehouse)": "Only this warehouse's lists (e.g. SH-01).",
     "Query.pickingLists(status)": "Only lists in this status.",
