@@ -3,6 +3,7 @@ business day; `integration` and `ops` read the differences (domain/intake/reconc
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from enum import Enum
 from typing import Annotated
@@ -13,6 +14,7 @@ from strawberry.types import Info
 from api.context import RequestContext
 from api.graphql.scalars import Money
 from api.graphql.types import Channel, OrderStatus
+from domain.access import AccessProfile
 from domain.intake import reconciliation
 
 
@@ -62,7 +64,21 @@ class ChannelReconciliation:
     csv: str
 
     @classmethod
-    def of(cls, report: reconciliation.Report) -> ChannelReconciliation:
+    def of(cls, report: reconciliation.Report, access: AccessProfile) -> ChannelReconciliation:
+        # Our side of each difference is shown as the caller's field policy shows the order's
+        # status and total (integration does not read our totals; operations do), in the list
+        # and in the CSV alike.
+        report = dataclasses.replace(
+            report,
+            differences=[
+                dataclasses.replace(
+                    d,
+                    internal_status=access.present("Order.status", d.internal_status),
+                    internal_total=access.present("Order.total", d.internal_total),
+                )
+                for d in report.differences
+            ],
+        )
         return cls(
             channel=Channel(report.channel),
             business_day=report.business_day,
@@ -97,7 +113,7 @@ class ReconciliationQueries:
                 channel=channel.value,
                 business_day=business_day,
             )
-        return ChannelReconciliation.of(report)
+        return ChannelReconciliation.of(report, ctx.require_actor().access)
 
 
 @strawberry.type

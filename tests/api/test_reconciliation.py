@@ -146,6 +146,25 @@ async def test_others_may_neither_submit_nor_read(api: Api, role: str) -> None:
     assert errors_of(read) == [("FORBIDDEN", None)]
 
 
+async def test_our_totals_are_shown_only_to_roles_that_may_read_them(api: Api) -> None:
+    rows = await _day_of_orders(api, 3)
+    snapshot = _snapshot(rows)
+    snapshot[0]["total"] = "1.00"
+    await api.gql(SUBMIT, {"d": DAY.isoformat(), "o": snapshot}, as_="integration")
+
+    channel = await api.gql(REPORT, {"d": DAY.isoformat()}, as_="integration")
+    ops = await api.gql(REPORT, {"d": DAY.isoformat()}, as_="ops")
+
+    [theirs] = channel["data"]["channelReconciliation"]["differences"]
+    [ours] = ops["data"]["channelReconciliation"]["differences"]
+    assert theirs["kind"] == ours["kind"] == "AMOUNT_MISMATCH"
+    assert theirs["internalTotal"] is None  # Order.total is not integration's to read
+    assert theirs["channelTotal"] == "1.00"
+    assert ours["internalTotal"] == f"{rows[0]['total_minor'] / 100:.2f}"
+    assert ",1.00" in channel["data"]["channelReconciliation"]["csv"]
+    assert ours["internalTotal"] not in channel["data"]["channelReconciliation"]["csv"]
+
+
 async def test_ops_reads_but_does_not_submit(api: Api) -> None:
     sent = await api.gql(SUBMIT, {"d": DAY.isoformat(), "o": []}, as_="ops")
     read = await api.gql(REPORT, {"d": DAY.isoformat()}, as_="ops")
