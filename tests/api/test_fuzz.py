@@ -43,6 +43,9 @@ SCALARS = {
         max_value=dt.datetime(2027, 1, 1),  # noqa: DTZ001
         timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=8))]),
     ).map(lambda d: nodes.String(d.isoformat())),
+    "Date": st.dates(min_value=dt.date(2025, 1, 1), max_value=dt.date(2027, 1, 1)).map(
+        lambda d: nodes.String(d.isoformat())
+    ),
     "JSON": st.just(nodes.Object([])),
 }
 OPERATIONS = st.one_of(queries(SDL, custom_scalars=SCALARS), mutations(SDL, custom_scalars=SCALARS))
