@@ -42,7 +42,7 @@ from domain.errors import BadInput, Conflict, DomainError, InvalidTransition, No
 from domain.events import service as events
 from domain.events.models import OutboxHead
 from domain.money import to_minor
-from domain.orders import picking
+from domain.orders import service as orders_service
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.rules import OrderStatus, allowed_next
 from domain.values import clean_text, parse_time
@@ -280,20 +280,6 @@ async def _customer_for(session: AsyncSession, buyer: Buyer, at: dt.datetime) ->
     return customer
 
 
-def _record_step(order: Order, to: OrderStatus, actor: Actor, at: dt.datetime, note: str) -> None:
-    order.status_history.append(
-        OrderStatusChange(
-            from_status=order.status,
-            to_status=to,
-            actor_id=actor.user_id,
-            actor_username=actor.username,
-            at=at,
-            note=note,
-        )
-    )
-    order.status = to
-
-
 async def _create(
     session: AsyncSession,
     actor: Actor,
@@ -419,27 +405,18 @@ async def _advance(
         if _RANK[reported] <= _RANK[order.status]:
             return False  # the channel is behind us, or level: nothing to change
         path = [s for s, rank in _RANK.items() if _RANK[order.status] < rank <= _RANK[reported]]
-    before = order.status
-    for step in path:
-        _record_step(order, step, actor, now, f"reported by {source}")
-        if step is OrderStatus.PAID:
-            order.paid_minor = order.total_minor
-            order.check_money()
-    order.updated_at = now
-    await session.flush()
-    events.publish(
-        session=session,
-        type=events.EventType.ORDER_STATUS_CHANGED,
-        aggregate_type="Order",
-        aggregate_id=order.id,
-        version=order.version,
-        at=now,
-        payload={"orderId": order.id, "from": str(before), "to": str(order.status)},
-    )
-    if order.status in (OrderStatus.PAID, OrderStatus.PICKING):
-        await picking.open_for(session=session, order=order, at=now)
-    elif order.status is OrderStatus.CANCELLED:
-        await picking.cancel_for(session=session, order_id=order.id)
+    # A picking list only for an order that will wait to be picked, not one already shipped.
+    still_to_pick = path[-1] in (OrderStatus.PAID, OrderStatus.PICKING)
+    for step in path:  # each step recorded and published, as `transitionOrder` does
+        await orders_service.move(
+            session=session,
+            order=order,
+            to=step,
+            actor=actor,
+            at=now,
+            note=f"reported by {source}",
+            open_picking=still_to_pick,
+        )
     return True
 
 

@@ -283,6 +283,59 @@ async def orders_of_customers(
     return grouped
 
 
+async def move(
+    *,
+    session: AsyncSession,
+    order: Order,
+    to: OrderStatus,
+    actor: Actor,
+    at: dt.datetime,
+    note: str | None,
+    open_picking: bool = True,
+) -> None:
+    """One lifecycle step and everything that follows from it, in the caller's transaction:
+    the history row, the paid amount fixed at PAID, `ORDER_STATUS_CHANGED`, and the picking
+    list opened at PAID (unless `open_picking` is False) or cancelled with the order. The
+    caller has checked the rules. Used by `transitionOrder` and the channel intake alike."""
+    before, number = order.status, order.number
+    change = OrderStatusChange(
+        order_id=order.id,
+        from_status=order.status,
+        to_status=to,
+        actor_id=actor.user_id,
+        actor_username=actor.username,
+        at=at,
+        note=note,
+    )
+    if "status_history" in order.__dict__:  # loaded for the caller: keep it current
+        order.status_history.append(change)
+    else:
+        session.add(change)
+    order.status = to
+    order.updated_at = at
+    if to is OrderStatus.PAID:
+        # What the customer paid is fixed now; refunds are capped by it from here on.
+        order.paid_minor = order.total_minor
+        order.check_money()
+    try:
+        await session.flush()
+    except StaleDataError:
+        raise Conflict(f"order {number} was changed concurrently; reload and retry") from None
+    events.publish(
+        session=session,
+        type=events.EventType.ORDER_STATUS_CHANGED,
+        aggregate_type="Order",
+        aggregate_id=order.id,
+        version=order.version,
+        at=at,
+        payload={"orderId": order.id, "from": str(before), "to": str(to)},
+    )
+    if to is OrderStatus.PAID and open_picking:  # the warehouse gets its picking list, once
+        await picking.open_for(session=session, order=order, at=at)
+    elif to is OrderStatus.CANCELLED:
+        await picking.cancel_for(session=session, order_id=order.id)
+
+
 async def transition(
     *,
     session: AsyncSession,
@@ -312,42 +365,7 @@ async def transition(
         )
     number, before_status, before_version = order.number, order.status, order.version
     now = utcnow()
-    change = OrderStatusChange(
-        order_id=order.id,
-        from_status=order.status,
-        to_status=to,
-        actor_id=actor.user_id,
-        actor_username=actor.username,
-        at=now,
-        note=note,
-    )
-    if "status_history" in order.__dict__:  # loaded for the caller: keep it current
-        order.status_history.append(change)
-    else:
-        session.add(change)
-    order.status = to
-    order.updated_at = now
-    if to is OrderStatus.PAID:
-        # What the customer paid is fixed now; refunds are capped by it from here on.
-        order.paid_minor = order.total_minor
-        order.check_money()
-    try:
-        await session.flush()
-    except StaleDataError:
-        raise Conflict(f"order {number} was changed concurrently; reload and retry") from None
-    events.publish(
-        session=session,
-        type=events.EventType.ORDER_STATUS_CHANGED,
-        aggregate_type="Order",
-        aggregate_id=order.id,
-        version=order.version,
-        at=now,
-        payload={"orderId": order.id, "from": str(before_status), "to": str(to)},
-    )
-    if to is OrderStatus.PAID:  # paid: the warehouse gets its picking list, once
-        await picking.open_for(session=session, order=order, at=now)
-    elif to is OrderStatus.CANCELLED:
-        await picking.cancel_for(session=session, order_id=order.id)
+    await move(session=session, order=order, to=to, actor=actor, at=now, note=note)
     await audit.record(
         session=session,
         who=actor,

@@ -229,3 +229,29 @@ async def test_fifty_concurrent_identical_submissions_make_one_order(pg_api: Api
     assert await _count(api, PickingList) >= 1
     ids = {r[0]["order"]["id"] for r in results}
     assert len(ids) == 1
+
+
+async def test_an_order_arriving_shipped_records_each_step_and_gets_no_picking_list(
+    api: Api,
+) -> None:
+    [result] = await ingest(
+        api,
+        [channel_order("TB-S-1", status="SHIPPED", carrier="SF", trackingNumber="SF0000000001")],
+    )
+    order_id = db_id(result["order"]["id"])
+    async with api.app.state.runtime.sessions() as session:
+        events = (
+            await session.scalars(
+                select(OutboxEvent.payload)
+                .where(OutboxEvent.aggregate_id == str(order_id))
+                .order_by(OutboxEvent.seq)
+            )
+        ).all()
+    steps = [(json.loads(p).get("from"), json.loads(p).get("to")) for p in events[1:]]
+    assert result["order"]["status"] == "SHIPPED"
+    assert steps == [
+        ("PENDING_PAYMENT", "PAID"),
+        ("PAID", "PICKING"),
+        ("PICKING", "SHIPPED"),
+    ]
+    assert await _count(api, PickingList, PickingList.order_id == order_id) == 0
