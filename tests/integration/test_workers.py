@@ -98,13 +98,16 @@ def test_two_workers_serve_and_one_leads_the_housekeeping(
             assert sum(healthy() for _ in range(20)) == 20
 
             os.kill(leader, signal.SIGKILL)  # mid-whatever: the lock dies with its holder
-            _wait(lambda: len(_leaders(log)) == 2)
+            _wait(lambda: len(_leaders(log)) >= 2)
             _wait(healthy)
+            # Read before shutting down: on SIGTERM the second leader lets go of the lock and
+            # the worker uvicorn respawned for the killed one may lead for a moment.
+            first, second = _leaders(log)[:2]
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
 
-    first, second = _leaders(log)
+    assert first == leader
     assert second != first
 
 
