@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from api.context import RequestContext
 from api.graphql.orders import relations_read
+from api.graphql.relay import selects_path
 from api.graphql.scalars import Money
 from api.graphql.types import Channel, Order, OrderStatus
 from domain.intake import service as intake
@@ -149,7 +150,9 @@ class IntakeMutations:
                 orders=[source.to_domain() for source in orders],
                 timezone=ctx.runtime.settings.timezone,
             )
-            ids = [r.order.id for r in results if r.order is not None]
+            # The orders are read back only when the caller asked for them.
+            wanted = selects_path(info, "results", "order")
+            ids = [r.order_id for r in results if r.order_id is not None and wanted]
             found = (
                 await views.load_orders(
                     session, select(OrderModel).where(OrderModel.id.in_(ids)), relations_read(actor)
@@ -164,8 +167,8 @@ class IntakeMutations:
                     external_id=r.external_id,
                     outcome=IngestOutcome(r.outcome.value),
                     order=(
-                        Order.from_model(loaded[r.order.id], actor.access)
-                        if r.order is not None and r.order.id in loaded
+                        Order.from_model(loaded[r.order_id], actor.access)
+                        if r.order_id is not None and r.order_id in loaded
                         else None
                     ),
                     code=r.code,

@@ -161,3 +161,23 @@ def selects(info: Any, name: str) -> bool:
         return False
 
     return any(among(field.selections) for field in info.selected_fields)
+
+
+def selects_path(info: Any, *names: str) -> bool:
+    """Whether the field being resolved selects the nested path `names` (`results`, `order`),
+    through fragments and inline fragments too."""
+
+    def matching(selections: Any, name: str) -> list[Any]:
+        found = []
+        for selection in selections:
+            if isinstance(selection, SelectedField):
+                if selection.name == name:
+                    found.append(selection)
+            else:  # a fragment spread or an inline fragment
+                found.extend(matching(selection.selections, name))
+        return found
+
+    level = list(info.selected_fields)
+    for name in names:
+        level = [child for field in level for child in matching(field.selections, name)]
+    return bool(level)

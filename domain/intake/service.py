@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -42,10 +42,11 @@ from domain.errors import BadInput, Conflict, DomainError, InvalidTransition, No
 from domain.events import service as events
 from domain.events.models import OutboxHead
 from domain.money import to_minor
+from domain.orders import picking
 from domain.orders import service as orders_service
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.rules import OrderStatus, allowed_next
-from domain.values import clean_text, parse_time
+from domain.values import check_minor, clean_text, parse_time
 
 MAX_BATCH = 500
 MAX_LINES = 100
@@ -125,9 +126,13 @@ class ChannelOrder:
 class Result:
     external_id: str
     outcome: Outcome
-    order: Order | None = None
+    order_id: int | None = None
     code: str | None = None
     message: str | None = None
+
+    @classmethod
+    def rejected(cls, external_id: str, error: DomainError) -> Result:
+        return cls(external_id, Outcome.REJECTED, code=error.code, message=error.message)
 
 
 @dataclass
@@ -259,25 +264,66 @@ def _time(value: dt.datetime | str, what: str) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-async def _customer_for(session: AsyncSession, buyer: Buyer, at: dt.datetime) -> Customer:
-    """The buyer's customer record: the one whose phone or email matches (normalised), else a
-    new one. The one place intake links buyers; the customer work refines the matching."""
-    phone, email = normalise_phone(buyer.phone), normalise_email(buyer.email)
+async def _customers_for(
+    session: AsyncSession, buyers: Sequence[Buyer], at: dt.datetime
+) -> list[int]:
+    """Each buyer's customer id, in order: the oldest customer whose phone or email matches
+    (normalised; emails are kept lower-case), else a new customer — one per person within the
+    batch too. One lookup and one insert for the whole batch. The one place the intake links
+    buyers; the customer work refines the matching."""
+    keys = [(normalise_phone(b.phone), normalise_email(b.email)) for b in buyers]
+    phones = {phone for phone, _ in keys if phone}
+    emails = {email for _, email in keys if email}
+    by_phone: dict[str, int] = {}
+    by_email: dict[str, int] = {}
     conditions = []
-    if phone:
-        conditions.append(Customer.phone == phone)
-    if email:
-        conditions.append(func.lower(Customer.email) == email)
+    if phones:
+        conditions.append(Customer.phone.in_(phones))
+    if emails:
+        conditions.append(Customer.email.in_(emails))
     if conditions:
-        found = await session.scalar(
-            select(Customer).where(or_(*conditions)).order_by(Customer.id).limit(1)
+        for cid, phone, email in (
+            await session.execute(
+                select(Customer.id, Customer.phone, Customer.email)
+                .where(or_(*conditions))
+                .order_by(Customer.id)
+            )
+        ).all():
+            if phone:
+                by_phone.setdefault(phone, cid)
+            if email:
+                by_email.setdefault(email, cid)
+    # New customers are numbered -1, -2, … until inserted; a real id always wins.
+    new: list[dict[str, object]] = []
+    chosen: list[int] = []
+    for buyer, (phone, email) in zip(buyers, keys, strict=True):
+        found = [
+            cid for cid in (by_phone.get(phone or ""), by_email.get(email or "")) if cid is not None
+        ]
+        if found:
+            real = [cid for cid in found if cid > 0]
+            chosen.append(min(real) if real else max(found))
+            continue
+        new.append({"name": buyer.name, "phone": phone, "email": email, "created_at": at})
+        ref = -len(new)
+        if phone:
+            by_phone[phone] = ref
+        if email:
+            by_email[email] = ref
+        chosen.append(ref)
+    if new:
+        table = Customer.__table__
+        ids = (
+            (
+                await session.execute(
+                    insert(table).returning(table.c.id, sort_by_parameter_order=True), new
+                )
+            )
+            .scalars()
+            .all()
         )
-        if found is not None:
-            return found
-    customer = Customer(name=buyer.name, phone=phone, email=email, created_at=at)
-    session.add(customer)
-    await session.flush()
-    return customer
+        chosen = [cid if cid > 0 else ids[-cid - 1] for cid in chosen]
+    return chosen
 
 
 async def _create(
@@ -313,7 +359,7 @@ async def _create(
     if total < 0:
         raise BadInput("the discount exceeds the order's amount")
     cost_total = sum(line.cost_price_minor * line.quantity for line in lines)
-    customer = await _customer_for(session, checked.buyer, now)  # after every check
+    [customer_id] = await _customers_for(session, [checked.buyer], now)  # after every check
     key = hashlib.sha256(f"{channel}\x1f{checked.external_id}".encode()).hexdigest()[:16]
     order = Order(
         number=f"OG{day:%Y%m%d}{key.upper()}",
@@ -328,7 +374,7 @@ async def _create(
         gross_margin_minor=total - cost_total - checked.shipping_minor,
         paid_minor=0,
         refunded_minor=0,
-        customer_id=customer.id,
+        customer_id=customer_id,
         customer_name=checked.buyer.name,
         customer_phone=normalise_phone(checked.buyer.phone),
         ship_recipient=checked.address.recipient,
@@ -376,6 +422,27 @@ async def _create(
     return order
 
 
+def _path(number: str, current: OrderStatus, reported: OrderStatus) -> list[OrderStatus]:
+    """The lifecycle steps from `current` to where the channel says the order is; empty when
+    the channel is not ahead of us. A report the rules cannot follow is InvalidTransition."""
+    if reported is OrderStatus.CANCELLED:
+        if current is OrderStatus.CANCELLED:
+            return []
+        if OrderStatus.CANCELLED not in allowed_next(current):
+            raise InvalidTransition(
+                f"order {number} is {current}; the channel's cancellation cannot apply",
+                current=str(current),
+            )
+        return [OrderStatus.CANCELLED]
+    if current is OrderStatus.CANCELLED:
+        raise InvalidTransition(
+            f"order {number} is CANCELLED; the channel reports {reported}", current=str(current)
+        )
+    if _RANK[reported] <= _RANK[current]:
+        return []  # the channel is behind us, or level: nothing to change
+    return [s for s, rank in _RANK.items() if _RANK[current] < rank <= _RANK[reported]]
+
+
 async def _advance(
     session: AsyncSession,
     actor: Actor,
@@ -387,24 +454,9 @@ async def _advance(
 ) -> bool:
     """Move the order along the lifecycle to where the channel says it is, one recorded step
     at a time; False when the channel is not ahead of us (nothing to do)."""
-    if reported is OrderStatus.CANCELLED:
-        if order.status is OrderStatus.CANCELLED:
-            return False
-        if OrderStatus.CANCELLED not in allowed_next(order.status):
-            raise InvalidTransition(
-                f"order {order.number} is {order.status}; the channel's cancellation cannot apply",
-                current=str(order.status),
-            )
-        path = [OrderStatus.CANCELLED]
-    else:
-        if order.status is OrderStatus.CANCELLED:
-            raise InvalidTransition(
-                f"order {order.number} is CANCELLED; the channel reports {reported}",
-                current=str(order.status),
-            )
-        if _RANK[reported] <= _RANK[order.status]:
-            return False  # the channel is behind us, or level: nothing to change
-        path = [s for s, rank in _RANK.items() if _RANK[order.status] < rank <= _RANK[reported]]
+    path = _path(order.number, order.status, reported)
+    if not path:
+        return False
     # A picking list only for an order that will wait to be picked, not one already shipped.
     still_to_pick = path[-1] in (OrderStatus.PAID, OrderStatus.PICKING)
     for step in path:  # each step recorded and published, as `transitionOrder` does
@@ -438,11 +490,7 @@ async def _resubmitted(
     now: dt.datetime,
 ) -> Outcome:
     if order.intake_digest != checked.digest:
-        raise Conflict(
-            f"{channel} order {checked.external_id} was received before with other content "
-            "(lines, amounts, buyer, address or creation time)",
-            order_number=order.number,
-        )
+        raise _conflict(channel, checked, order.number)
     moved = await _advance(session, actor, order, checked.source.status, now, source=channel)
     if not moved:
         return Outcome.REPLAYED
@@ -467,7 +515,13 @@ async def ingest(
     timezone: ZoneInfo,
     now: dt.datetime | None = None,
 ) -> list[Result]:
-    """Land a channel's batch; one result per order, in input order. The caller commits."""
+    """Land a channel's batch; one result per order, in input order. The caller commits.
+
+    Set-based where it can be: one lookup finds which keys exist; replays and conflicts are
+    decided from that row alone; the new orders land together (customers, orders, lines,
+    history, picking lists: one multi-row INSERT each) in one savepoint. Orders that move an
+    existing order on, and every order of a batch whose bulk insert met a concurrent
+    submission of one of its keys, go one by one in savepoints of their own."""
     actor.access.require(Action.ORDER_INGEST)
     if not orders:
         raise BadInput("send at least one order")
@@ -497,9 +551,66 @@ async def ingest(
             )
         ).all()
     }
-    results: list[Result] = []
-    for source in orders:
-        results.append(await _one(session, actor, channel, source, products, costs, timezone, now))
+    results: list[Result | None] = [None] * len(orders)
+    checked: dict[int, _Checked] = {}
+    for i, source in enumerate(orders):
+        try:
+            checked[i] = _check(source)
+        except DomainError as exc:
+            label = source.external_id if isinstance(source.external_id, str) else ""
+            results[i] = Result.rejected(label, exc)
+    known = {
+        row.external_id: row
+        for row in (
+            await session.execute(
+                select(
+                    Order.id, Order.external_id, Order.number, Order.status, Order.intake_digest
+                ).where(
+                    Order.channel_code == channel,
+                    Order.external_id.in_([c.external_id for c in checked.values()]),
+                )
+            )
+        ).all()
+    }
+    fresh: list[int] = []
+    later: list[int] = []
+    for i, c in checked.items():
+        row = known.get(c.external_id)
+        if row is None:
+            fresh.append(i)
+        elif row.intake_digest != c.digest:
+            results[i] = Result.rejected(c.external_id, _conflict(channel, c, row.number))
+        else:
+            try:
+                path = _path(row.number, row.status, c.source.status)
+            except DomainError as exc:
+                results[i] = Result.rejected(c.external_id, exc)
+                continue
+            if path:
+                later.append(i)
+            else:
+                results[i] = Result(c.external_id, Outcome.REPLAYED, row.id)
+    if fresh:
+        mark = events.pending_mark(session)
+        try:
+            async with session.begin_nested():
+                landed = await _land(
+                    session, actor, channel, {i: checked[i] for i in fresh}, products, costs,
+                    timezone, now,
+                )  # fmt: skip
+        except IntegrityError:
+            # A concurrent submission created one of these keys after our lookup: nothing of
+            # the bulk insert stays; each order is decided again on its own.
+            events.forget_since(session, mark)
+            later.extend(fresh)
+        else:
+            for i, result in landed.items():
+                results[i] = result
+    # One by one, in key order (concurrent batches meet their keys in the same order).
+    for i in sorted(later, key=lambda i: checked[i].external_id):
+        results[i] = await _one(session, actor, channel, checked[i], products, costs, timezone, now)
+    done = [r for r in results if r is not None]
+    assert len(done) == len(orders)
     await audit.record(
         session=session,
         who=actor,
@@ -509,41 +620,297 @@ async def ingest(
         target_id=channel,
         at=now,
         details={
-            "orders": len(results),
+            "orders": len(done),
             "outcomes": {
-                o.value: sum(1 for r in results if r.outcome is o)
+                o.value: sum(1 for r in done if r.outcome is o)
                 for o in Outcome
-                if any(r.outcome is o for r in results)
+                if any(r.outcome is o for r in done)
             },
             "results": [
                 {
                     "externalId": r.external_id[:64],
                     "outcome": r.outcome.value,
-                    **({"orderId": r.order.id} if r.order is not None else {}),
+                    **({"orderId": r.order_id} if r.order_id is not None else {}),
                     **({"code": r.code} if r.code else {}),
                 }
-                for r in results
+                for r in done
             ],
         },
     )
+    return done
+
+
+def _conflict(channel: str, checked: _Checked, number: str) -> Conflict:
+    return Conflict(
+        f"{channel} order {checked.external_id} was received before with other content "
+        "(lines, amounts, buyer, address or creation time)",
+        order_number=number,
+    )
+
+
+@dataclass
+class _New:
+    """A new order ready to insert: its row, lines and lifecycle path."""
+
+    checked: _Checked
+    row: dict[str, object]
+    lines: list[dict[str, object]]
+    path: list[OrderStatus]
+    order_id: int = 0
+
+
+def _new_order(
+    actor: Actor,
+    channel: str,
+    checked: _Checked,
+    products: dict[str, Product],
+    costs: dict[str, int],
+    zone: ZoneInfo,
+    now: dt.datetime,
+) -> _New:
+    """The checks a new order passes before anything is written, and the row it becomes: at
+    its final status, with the version its recorded steps bring it to."""
+    missing = sorted({sku for sku, _, _ in checked.lines if sku not in products})
+    if missing:
+        raise NotFound(f"unknown SKU {', '.join(missing)}")
+    created = checked.created_at
+    if created > now + dt.timedelta(minutes=5):
+        raise BadInput("createdAt is in the future")
+    day = business_day(created, zone)
+    lines = [
+        {
+            "sku": sku,
+            "name": products[sku].name,
+            "quantity": quantity,
+            "unit_price_minor": price,
+            "cost_price_minor": costs.get(sku, 0),
+        }
+        for sku, quantity, price in checked.lines
+    ]
+    subtotal = sum(price * quantity for _, quantity, price in checked.lines)
+    total = subtotal + checked.shipping_minor - checked.discount_minor
+    if total < 0:
+        raise BadInput("the discount exceeds the order's amount")
+    check_minor(subtotal, what="the order's subtotal")
+    check_minor(total, what="the order's total")
+    cost_total = sum(int(li["cost_price_minor"]) * int(li["quantity"]) for li in lines)  # type: ignore[call-overload]
+    key = hashlib.sha256(f"{channel}\x1f{checked.external_id}".encode()).hexdigest()[:16]
+    number = f"OG{day:%Y%m%d}{key.upper()}"
+    path = _path(number, OrderStatus.PENDING_PAYMENT, checked.source.status)
+    row: dict[str, object] = {
+        "number": number,
+        "channel_code": channel,
+        "external_id": checked.external_id,
+        "status": path[-1] if path else OrderStatus.PENDING_PAYMENT,
+        "currency": checked.source.currency,
+        "subtotal_minor": subtotal,
+        "shipping_fee_minor": checked.shipping_minor,
+        "discount_minor": checked.discount_minor,
+        "total_minor": total,
+        "gross_margin_minor": total - cost_total - checked.shipping_minor,
+        # What the customer paid is fixed at PAID (as `orders.service.move` does).
+        "paid_minor": total if OrderStatus.PAID in path else 0,
+        "refunded_minor": 0,
+        "customer_name": checked.buyer.name,
+        "customer_phone": normalise_phone(checked.buyer.phone),
+        "ship_recipient": checked.address.recipient,
+        "ship_phone": checked.address.phone,
+        "ship_province": checked.address.province,
+        "ship_city": checked.address.city,
+        "ship_district": checked.address.district,
+        "ship_street": checked.address.street,
+        "ship_postal_code": checked.address.postal_code,
+        "payment_method": checked.mutable["paymentMethod"],
+        "payment_transaction_id": checked.mutable["paymentTransactionId"],
+        "carrier": checked.mutable["carrier"],
+        "tracking_number": checked.mutable["trackingNumber"],
+        "internal_note": None,
+        "version": 1 + len(path),  # created at 1, one more per recorded step
+        "business_day": day,
+        "escalated_at": None,
+        "intake_digest": checked.digest,
+        "created_at": created,
+        "updated_at": now,
+    }
+    return _New(checked, row, lines, path)
+
+
+async def _land(
+    session: AsyncSession,
+    actor: Actor,
+    channel: str,
+    batch: dict[int, _Checked],
+    products: dict[str, Product],
+    costs: dict[str, int],
+    zone: ZoneInfo,
+    now: dt.datetime,
+) -> dict[int, Result]:
+    """The batch's new orders, written together; the same rows, events and picking lists as
+    creating each and moving it step by step (`_create`) would leave."""
+    results: dict[int, Result] = {}
+    new: list[tuple[int, _New]] = []
+    for i, c in batch.items():
+        try:
+            new.append((i, _new_order(actor, channel, c, products, costs, zone, now)))
+        except DomainError as exc:
+            results[i] = Result.rejected(c.external_id, exc)
+    if not new:
+        return results
+    new.sort(key=lambda pair: pair[1].checked.external_id)  # one lock order for every batch
+    customer_ids = await _customers_for(session, [n.checked.buyer for _, n in new], now)
+    for (_, n), customer_id in zip(new, customer_ids, strict=True):
+        n.row["customer_id"] = customer_id
+    orders_table = Order.__table__
+    order_ids = (
+        (
+            await session.execute(
+                insert(orders_table).returning(orders_table.c.id, sort_by_parameter_order=True),
+                [n.row for _, n in new],
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for (_, n), order_id in zip(new, order_ids, strict=True):
+        n.order_id = order_id
+    await session.execute(
+        insert(OrderLine.__table__),
+        [{**line, "order_id": n.order_id} for _, n in new for line in n.lines],
+    )
+    history: list[dict[str, object]] = []
+    for _, n in new:
+        history.append(
+            _change(n.order_id, None, OrderStatus.PENDING_PAYMENT, actor, n.checked.created_at,
+                    f"received from {channel}")
+        )  # fmt: skip
+        before = OrderStatus.PENDING_PAYMENT
+        for step in n.path:
+            history.append(_change(n.order_id, before, step, actor, now, f"reported by {channel}"))
+            before = step
+    await session.execute(insert(OrderStatusChange.__table__), history)
+    # A picking list for each order that arrives paid and waits to be picked.
+    to_pick = [n for _, n in new if n.path and n.path[-1] is OrderStatus.PAID]
+    picking_ids: dict[int, tuple[int, str]] = {}
+    if to_pick:
+        stock = [
+            tuple(r)
+            for r in (
+                await session.execute(
+                    picking.stock_query({str(li["sku"]) for n in to_pick for li in n.lines})
+                )
+            ).all()
+        ]
+        warehouses = []
+        for n in to_pick:
+            wanted: dict[str, int] = {}
+            for li in n.lines:
+                wanted[str(li["sku"])] = wanted.get(str(li["sku"]), 0) + int(li["quantity"])  # type: ignore[call-overload]
+            warehouses.append(picking.choose_warehouse(wanted, stock))  # type: ignore[arg-type]
+        lists_table = picking.PickingList.__table__
+        list_ids = (
+            (
+                await session.execute(
+                    insert(lists_table).returning(lists_table.c.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "number": f"PK-{n.row['number']}",
+                            "order_id": n.order_id,
+                            "warehouse": warehouse,
+                            "status": picking.PickingStatus.OPEN.value,
+                            "created_at": now,
+                        }
+                        for n, warehouse in zip(to_pick, warehouses, strict=True)
+                    ],
+                )
+            )
+            .scalars()
+            .all()
+        )
+        await session.execute(
+            insert(picking.PickingLine.__table__),
+            [
+                {
+                    "picking_list_id": list_id,
+                    "sku": li["sku"],
+                    "product_name": li["name"],
+                    "quantity": li["quantity"],
+                }
+                for n, list_id in zip(to_pick, list_ids, strict=True)
+                for li in n.lines
+            ],
+        )
+        for n, list_id, warehouse in zip(to_pick, list_ids, warehouses, strict=True):
+            picking_ids[n.order_id] = (list_id, warehouse)
+    # The events each order's creation and steps publish, in each order's version order.
+    for i, n in new:
+        order_id = n.order_id
+        events.publish(
+            session=session,
+            type=events.EventType.ORDER_CREATED,
+            aggregate_type="Order",
+            aggregate_id=order_id,
+            version=1,
+            at=now,
+            payload={"orderId": order_id, "channel": channel, "externalId": n.checked.external_id},
+        )
+        before = OrderStatus.PENDING_PAYMENT
+        for version, step in enumerate(n.path, start=2):
+            events.publish(
+                session=session,
+                type=events.EventType.ORDER_STATUS_CHANGED,
+                aggregate_type="Order",
+                aggregate_id=order_id,
+                version=version,
+                at=now,
+                payload={"orderId": order_id, "from": str(before), "to": str(step)},
+            )
+            before = step
+            if step is OrderStatus.PAID and order_id in picking_ids:
+                list_id, warehouse = picking_ids[order_id]
+                events.publish(
+                    session=session,
+                    type=events.EventType.PICKING_LIST_CREATED,
+                    aggregate_type="Order",
+                    aggregate_id=order_id,
+                    version=version,
+                    at=now,
+                    payload={"orderId": order_id, "pickingListId": list_id, "warehouse": warehouse},
+                )
+        results[i] = Result(n.checked.external_id, Outcome.CREATED, order_id)
     return results
+
+
+def _change(
+    order_id: int,
+    before: OrderStatus | None,
+    to: OrderStatus,
+    actor: Actor,
+    at: dt.datetime,
+    note: str,
+) -> dict[str, object]:
+    return {
+        "order_id": order_id,
+        "from_status": before,
+        "to_status": to,
+        "actor_id": actor.user_id,
+        "actor_username": actor.username,
+        "at": at,
+        "note": note,
+    }
 
 
 async def _one(
     session: AsyncSession,
     actor: Actor,
     channel: str,
-    source: ChannelOrder,
+    checked: _Checked,
     products: dict[str, Product],
     costs: dict[str, int],
     zone: ZoneInfo,
     now: dt.datetime,
 ) -> Result:
-    label = source.external_id if isinstance(source.external_id, str) else ""
-    try:
-        checked = _check(source)
-    except DomainError as exc:
-        return Result(label, Outcome.REJECTED, code=exc.code, message=exc.message)
+    """One order in a savepoint of its own: the path for updates and for keys met
+    concurrently."""
     for _attempt in range(2):
         mark = events.pending_mark(session)
         try:
@@ -553,16 +920,16 @@ async def _one(
                     order = await _create(
                         session, actor, channel, checked, products, costs, zone, now
                     )
-                    return Result(checked.external_id, Outcome.CREATED, order)
+                    return Result(checked.external_id, Outcome.CREATED, order.id)
                 outcome = await _resubmitted(session, actor, channel, existing, checked, now)
-                return Result(checked.external_id, outcome, existing)
+                return Result(checked.external_id, outcome, existing.id)
         except IntegrityError:
             # Another submission of this key committed first: read it, and decide again.
             events.forget_since(session, mark)
             continue
         except DomainError as exc:
             events.forget_since(session, mark)  # its savepoint rolled back; so do its events
-            return Result(checked.external_id, Outcome.REJECTED, code=exc.code, message=exc.message)
+            return Result.rejected(checked.external_id, exc)
     return Result(
         checked.external_id,
         Outcome.REJECTED,

@@ -9,6 +9,7 @@ moving between warehouses. An event (`PICKING_LIST_CREATED`) tells the warehouse
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -65,23 +66,33 @@ class PickingLine(Base):
     picking_list: Mapped[PickingList] = relationship(back_populates="lines")
 
 
+def choose_warehouse(wanted: dict[str, int], stock: list[tuple[str, str, int]]) -> str:
+    """The warehouse covering most of `wanted` (sku -> quantity) from `stock` rows of
+    (warehouse, sku, available); ties go to the first by name, no stock to the default."""
+    covered: dict[str, int] = {}
+    for warehouse, sku, available in stock:
+        if sku in wanted:
+            covered[warehouse] = covered.get(warehouse, 0) + min(max(available, 0), wanted[sku])
+    if not covered:
+        return DEFAULT_WAREHOUSE
+    return max(sorted(covered), key=lambda w: covered[w])
+
+
+def stock_query(skus: Iterable[str]) -> Select[Any]:
+    """The (warehouse, sku, available) rows `choose_warehouse` weighs."""
+    return (
+        select(StockItem.warehouse, StockItem.sku, StockItem.on_hand - StockItem.reserved)
+        .where(StockItem.sku.in_(list(skus)))
+        .order_by(StockItem.warehouse)
+    )
+
+
 async def _warehouse_for(session: AsyncSession, lines: list[OrderLine]) -> str:
     wanted: dict[str, int] = {}
     for line in lines:
         wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
-    rows = (
-        await session.execute(
-            select(StockItem.warehouse, StockItem.sku, StockItem.on_hand - StockItem.reserved)
-            .where(StockItem.sku.in_(list(wanted)))
-            .order_by(StockItem.warehouse)
-        )
-    ).all()
-    covered: dict[str, int] = {}
-    for warehouse, sku, available in rows:
-        covered[warehouse] = covered.get(warehouse, 0) + min(max(available, 0), wanted[sku])
-    if not covered:
-        return DEFAULT_WAREHOUSE
-    return max(sorted(covered), key=lambda w: covered[w])
+    rows = (await session.execute(stock_query(wanted))).all()
+    return choose_warehouse(wanted, [tuple(r) for r in rows])
 
 
 async def open_for(*, session: AsyncSession, order: Order, at: dt.datetime) -> PickingList | None:

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from domain.audit.models import AuditEvent
+from domain.customers.models import Customer
 from domain.events.models import OutboxEvent
-from domain.orders.models import Order
-from domain.orders.picking import PickingList
+from domain.orders.models import Order, OrderStatusChange
+from domain.orders.picking import PickingLine, PickingList
 from tests.conftest import Api, db_id, errors_of
 
 INGEST = """mutation($c: Channel!, $o: [ChannelOrderInput!]!) {
@@ -255,3 +256,153 @@ async def test_an_order_arriving_shipped_records_each_step_and_gets_no_picking_l
         ("PICKING", "SHIPPED"),
     ]
     assert await _count(api, PickingList, PickingList.order_id == order_id) == 0
+
+
+async def _footprint(api: Api, order_id: int) -> dict:
+    """What an order left behind, without ids and times that differ between two orders."""
+    async with api.app.state.runtime.sessions() as session:
+        order = await session.get(Order, order_id)
+        history = (
+            await session.execute(
+                select(
+                    OrderStatusChange.from_status,
+                    OrderStatusChange.to_status,
+                    OrderStatusChange.actor_username,
+                )
+                .where(OrderStatusChange.order_id == order_id)
+                .order_by(OrderStatusChange.id)
+            )
+        ).all()
+        published = (
+            await session.execute(
+                select(OutboxEvent.type, OutboxEvent.version, OutboxEvent.payload)
+                .where(OutboxEvent.aggregate_id == str(order_id))
+                .order_by(OutboxEvent.seq)
+            )
+        ).all()
+        picking = await session.scalar(select(PickingList).where(PickingList.order_id == order_id))
+        picked = (
+            (
+                await session.execute(
+                    select(PickingLine.sku, PickingLine.product_name, PickingLine.quantity)
+                    .where(PickingLine.picking_list_id == picking.id)
+                    .order_by(PickingLine.id)
+                )
+            ).all()
+            if picking
+            else None
+        )
+    keep = ("from", "to", "channel", "warehouse")
+    return {
+        "order": (
+            order.status,
+            order.version,
+            order.total_minor,
+            order.paid_minor,
+            order.gross_margin_minor,
+            str(order.business_day),
+            order.customer_id,
+        ),
+        "history": [tuple(map(str, h)) for h in history],
+        "events": [
+            (t, v, {k: val for k, val in json.loads(p).items() if k in keep})
+            for t, v, p in published
+        ],
+        "picking": (picking.warehouse, picking.status, picked) if picking else None,
+        "picking_event_names_the_list": all(
+            json.loads(p)["pickingListId"] == picking.id
+            for t, _, p in published
+            if t == "PICKING_LIST_CREATED"
+        ),
+    }
+
+
+async def test_a_batch_lands_what_creating_and_moving_each_order_would(any_api: Api) -> None:
+    # The bulk path (a batch of new orders) and the one-by-one path (an order created unpaid,
+    # then moved to PAID by a later submission) leave the same rows, events and picking list.
+    api = any_api
+    bulk = await ingest(api, [channel_order("TB-EQ-1"), channel_order("TB-EQ-2")])
+    await ingest(api, [channel_order("TB-EQ-3", status="PENDING_PAYMENT", paidAt=None)])
+    [moved] = await ingest(api, [channel_order("TB-EQ-3")])
+    assert [r["outcome"] for r in bulk] == ["CREATED", "CREATED"]
+    assert moved["outcome"] == "UPDATED"
+
+    one, two, three = [await _footprint(api, db_id(r["order"]["id"])) for r in (*bulk, moved)]
+    assert one == two == three
+    assert one["order"][:2] == ("PAID", 2)
+    assert [e[0] for e in one["events"]] == [
+        "ORDER_CREATED",
+        "ORDER_STATUS_CHANGED",
+        "PICKING_LIST_CREATED",
+    ]
+    assert one["picking_event_names_the_list"]
+
+
+async def test_buyers_of_one_batch_with_the_same_phone_share_one_new_customer(
+    any_api: Api,
+) -> None:
+    api = any_api
+    same = {"name": "李雷", "phone": "13900001111"}
+    results = await ingest(
+        api,
+        [
+            channel_order("TB-C-1", buyer=same),
+            channel_order("TB-C-2", buyer={**same, "phone": "+86 139 0000 1111"}),
+            channel_order("TB-C-3", buyer={"name": "韩梅梅", "email": "MEI@example.com"}),
+            channel_order("TB-C-4", buyer={"name": "韩梅梅", "email": "mei@example.com"}),
+        ],
+    )
+    async with api.app.state.runtime.sessions() as session:
+        owners = [(await session.get(Order, db_id(r["order"]["id"]))).customer_id for r in results]
+        created = await session.scalar(
+            select(func.count()).select_from(Customer).where(Customer.phone == "13900001111")
+        )
+    assert owners[0] == owners[1]
+    assert owners[2] == owners[3]
+    assert owners[0] != owners[2]
+    assert created == 1
+
+
+async def test_overlapping_concurrent_batches_land_each_order_once(pg_api: Api) -> None:
+    # Ten batches at once, each sharing keys with the others in another order: the bulk insert
+    # meets the others' keys, falls back to one by one, and every key is one order.
+    api = pg_api
+    await api.token("integration")
+    keys = [f"TB-OV-{n:02d}" for n in range(30)]
+    batches = [
+        [channel_order(k) for k in keys[n : n + 20]][:: -1 if n % 2 else 1] for n in range(0, 10)
+    ]
+    results = await asyncio.gather(*(ingest(api, b) for b in batches))
+
+    for batch, outcome in zip(batches, results, strict=True):
+        assert [r["externalId"] for r in outcome] == [o["externalId"] for o in batch]
+        assert {r["outcome"] for r in outcome} <= {"CREATED", "REPLAYED"}
+    created = [r["externalId"] for outcome in results for r in outcome if r["outcome"] == "CREATED"]
+    assert sorted(created) == sorted(set(keys[:29]))
+    assert await _count(api, Order, Order.external_id.like("TB-OV-%")) == 29
+    assert await _count(api, PickingList) >= 29
+    async with api.app.state.runtime.sessions() as session:
+        # No customer left behind by a bulk insert that was rolled back.
+        orphans = await session.scalar(
+            select(func.count())
+            .select_from(Customer)
+            .where(~select(Order.id).where(Order.customer_id == Customer.id).exists())
+            .where(Customer.phone == "13800138000")
+        )
+    assert orphans == 0
+
+
+async def test_the_orders_are_returned_when_asked_for_through_a_fragment(api: Api) -> None:
+    query = """mutation($c: Channel!, $o: [ChannelOrderInput!]!) {
+      ingestOrders(channel: $c, orders: $o) { results { outcome ...WithOrder } } }
+      fragment WithOrder on IngestOrderResult { order { externalId status } }"""
+    bare = """mutation($c: Channel!, $o: [ChannelOrderInput!]!) {
+      ingestOrders(channel: $c, orders: $o) { results { externalId outcome } } }"""
+    first = await api.gql(query, {"c": "JD", "o": [channel_order("JD-F-1")]}, as_="integration")
+    second = await api.gql(bare, {"c": "JD", "o": [channel_order("JD-F-1")]}, as_="integration")
+
+    [result] = first["data"]["ingestOrders"]["results"]
+    assert result["order"] == {"externalId": "JD-F-1", "status": "PAID"}
+    assert second["data"]["ingestOrders"]["results"] == [
+        {"externalId": "JD-F-1", "outcome": "REPLAYED"}
+    ]
