@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from api import metrics
+from api import metrics, pages
 from api.context import MINUTE, REFUSED_PREFIX
 from api.downloads import download_endpoint
 from api.graphql.limits import Limits
@@ -360,6 +360,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/exports/{export_id}/download", download_endpoint(runtime), methods=["GET"]),
+            # Pages for staff (the printable picking list), served in production too.
+            *pages.routes(),
             # GraphiQL's assets, from the package: the page works without internet access.
             *(
                 []
