@@ -126,3 +126,29 @@ async def test_seq_follows_commit_order_without_gaps(
     assert [e.seq for e in found] == list(range(start + 1, start + 22))
     assert found[-1].aggregate_id == "0"  # published first, committed last
     assert sorted(int(e.aggregate_id) for e in found[:-1]) == list(range(1, 21))
+
+
+async def test_each_transactions_events_take_one_contiguous_run_in_publish_order(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Ten writers committing at once, 50 events each (a batch of ingested orders): every
+    transaction's events get adjacent numbers, in the order it published them, no gaps."""
+    async with sessions() as session:
+        start = int(await session.scalar(text("SELECT seq FROM outbox_head")))
+
+    async def writer(n: int) -> None:
+        async with sessions() as session:
+            for k in range(50):
+                _publish(session, n * 100 + k)
+            await session.commit()
+
+    await asyncio.gather(*(writer(n) for n in range(1, 11)))
+
+    async with sessions() as session:
+        found = await events.events_after(session=session, after=start, limit=10_000)
+    assert [e.seq for e in found] == list(range(start + 1, start + 501))
+    runs = [[int(e.aggregate_id) for e in found[i : i + 50]] for i in range(0, 500, 50)]
+    for run in runs:
+        writer_of = run[0] // 100
+        assert run == [writer_of * 100 + k for k in range(50)]
+    assert sorted(run[0] // 100 for run in runs) == list(range(1, 11))
