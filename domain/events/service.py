@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import ARRAY, DateTime, Integer, String, bindparam, insert, select, text, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -31,6 +31,31 @@ _CLAIM = (
     .where(_HEAD.c.id == 1)
     .values(seq=_HEAD.c.seq + bindparam("n"))
     .returning(_HEAD.c.seq)
+)
+
+_COLUMNS = ("event_id", "type", "aggregate_type", "aggregate_id", "version", "at", "payload")
+_NUMBERED_INSERT = text(
+    """
+    WITH head AS (
+      UPDATE outbox_head SET seq = seq + :n WHERE id = 1 RETURNING seq - :n AS base
+    )
+    INSERT INTO outbox_events (seq, event_id, type, aggregate_type, aggregate_id, version, at,
+                               payload)
+    SELECT head.base + e.ord, e.event_id, e.type, e.aggregate_type, e.aggregate_id, e.version,
+           e.at, e.payload
+      FROM head,
+           unnest(CAST(:event_id AS text[]), CAST(:type AS text[]),
+                  CAST(:aggregate_type AS text[]), CAST(:aggregate_id AS text[]),
+                  CAST(:version AS integer[]), CAST(:at AS timestamptz[]),
+                  CAST(:payload AS text[]))
+           WITH ORDINALITY AS e(event_id, type, aggregate_type, aggregate_id, version, at,
+                                payload, ord)
+    """
+).bindparams(
+    bindparam("n", type_=Integer),
+    *(bindparam(c, type_=ARRAY(String)) for c in _COLUMNS if c not in ("version", "at")),
+    bindparam("version", type_=ARRAY(Integer)),
+    bindparam("at", type_=ARRAY(DateTime(timezone=True))),
 )
 
 
@@ -83,12 +108,24 @@ def forget_since(session: AsyncSession, mark: int) -> None:
 
 @sa_event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
+    if session.in_nested_transaction():
+        # SQLAlchemy also calls this when a savepoint is released: the events wait for the
+        # real COMMIT (and go with the savepoint if it rolls back; see `forget_since`).
+        return
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
     if session.get_bind().dialect.name == "postgresql":
-        # seq is given inside COMMIT by the deferred trigger (migration 0010).
-        session.execute(insert(_TABLE), [{**event, "seq": None} for event in pending])
+        # The transaction's last statement before COMMIT: it claims the numbers (locking the
+        # head until COMMIT, so seq follows commit order) and writes the rows with them, in
+        # one round trip. Each row is written once (migration 0015).
+        session.execute(
+            _NUMBERED_INSERT,
+            {
+                "n": len(pending),
+                **{key: [event[key] for event in pending] for key in _COLUMNS},
+            },
+        )
         return
     last = session.execute(_CLAIM, {"n": len(pending)}).scalar_one()
     first = last - len(pending) + 1

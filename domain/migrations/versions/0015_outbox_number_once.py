@@ -1,11 +1,10 @@
-"""outbox numbering: a transaction's events numbered in one statement at commit
+"""outbox numbering by the writer: each event row written once, numbered as it is inserted
 
 The deferred trigger of 0010 ran two single-row UPDATEs per event inside COMMIT while holding
-the outbox head, so a batch of 500 ingested orders (1,500 events) held every other committer
-for 3,000 statements. Now the first firing of a committing transaction numbers all of its
-events at once (ordered by id, as before) and the other firings find their row numbered.
-Only the committing transaction's own events are unnumbered and visible to it: others' are
-either committed (numbered) or invisible.
+the outbox head: a batch of 500 ingested orders (1,500 events) wrote every event twice and
+held the other committers for 3,000 statements. The events are now inserted, numbered, by the
+transaction's last statement before COMMIT, which claims the numbers from the head (and so
+holds it until COMMIT: seq still follows commit order). See domain/events/service.py.
 
 Revision ID: 0015
 Revises: 0014
@@ -22,32 +21,15 @@ depends_on = None
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute("""
-        CREATE OR REPLACE FUNCTION ordergate_outbox_number() RETURNS trigger AS $$
-        DECLARE
-          n bigint;
-          base bigint;
-        BEGIN
-          PERFORM 1 FROM outbox_events WHERE id = NEW.id AND seq IS NULL;
-          IF NOT FOUND THEN
-            RETURN NULL;  -- numbered by this transaction's first firing
-          END IF;
-          SELECT count(*) INTO n FROM outbox_events WHERE seq IS NULL;
-          UPDATE outbox_head SET seq = seq + n WHERE id = 1 RETURNING seq - n INTO base;
-          UPDATE outbox_events e SET seq = base + t.rn
-            FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn
-                    FROM outbox_events WHERE seq IS NULL) t
-           WHERE e.id = t.id;
-          RETURN NULL;
-        END $$ LANGUAGE plpgsql
-    """)
+    op.execute("DROP TRIGGER outbox_events_number ON outbox_events")
+    op.execute("DROP FUNCTION ordergate_outbox_number()")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute("""
-        CREATE OR REPLACE FUNCTION ordergate_outbox_number() RETURNS trigger AS $$
+        CREATE FUNCTION ordergate_outbox_number() RETURNS trigger AS $$
         DECLARE
           next_seq bigint;
         BEGIN
@@ -56,3 +38,7 @@ def downgrade() -> None:
           RETURN NULL;
         END $$ LANGUAGE plpgsql
     """)
+    op.execute(
+        "CREATE CONSTRAINT TRIGGER outbox_events_number AFTER INSERT ON outbox_events "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ordergate_outbox_number()"
+    )
