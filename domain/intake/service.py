@@ -1,8 +1,8 @@
 """Channel intake: orders from Taobao, JD, Pinduoduo and the web shop, landing exactly once.
 
 `ingest` takes a batch (up to `MAX_BATCH`) from one channel's service account. Each order is
-keyed by `(channel, externalId)` and handled in a savepoint of its own, so one bad order is
-REJECTED with its code while the rest of the batch lands:
+keyed by `(channel, externalId)`; one bad order is REJECTED with its code while the rest of the
+batch lands:
 
 - new key: CREATED, with its customer (matched on phone or email, else created), its
   `businessDay` in the business timezone, and — if it arrives paid — its picking list;
@@ -12,9 +12,11 @@ REJECTED with its code while the rest of the batch lands:
 - same key, different immutable content (lines, money, buyer, address, creation time):
   REJECTED with CONFLICT.
 
-Two submissions of one key racing (fifty at once at a peak) meet at the unique constraint:
-the loser's savepoint rolls back and it reads the winner's order, so there is one order.
-The batch is audited as one event listing every order's outcome (`order.ingest`).
+New orders land set-based (`_land`: one multi-row INSERT per table, in one savepoint);
+updates go one by one through `orders.service.move`, as `transitionOrder` does. Two
+submissions of one key racing meet at the unique constraint: the loser's bulk savepoint rolls
+back and its orders are decided again one by one, reading the winner's order, so there is one
+order. The batch is audited as one event listing every order's outcome (`order.ingest`).
 """
 
 from __future__ import annotations
@@ -324,102 +326,6 @@ async def _customers_for(
         )
         chosen = [cid if cid > 0 else ids[-cid - 1] for cid in chosen]
     return chosen
-
-
-async def _create(
-    session: AsyncSession,
-    actor: Actor,
-    channel: str,
-    checked: _Checked,
-    products: dict[str, Product],
-    costs: dict[str, int],
-    zone: ZoneInfo,
-    now: dt.datetime,
-) -> Order:
-    source = checked.source
-    missing = sorted({sku for sku, _, _ in checked.lines if sku not in products})
-    if missing:
-        raise NotFound(f"unknown SKU {', '.join(missing)}")
-    created = checked.created_at
-    if created > now + dt.timedelta(minutes=5):
-        raise BadInput("createdAt is in the future")
-    day = business_day(created, zone)
-    lines = [
-        OrderLine(
-            sku=sku,
-            name=products[sku].name,
-            quantity=quantity,
-            unit_price_minor=price,
-            cost_price_minor=costs.get(sku, 0),
-        )
-        for sku, quantity, price in checked.lines
-    ]
-    subtotal = sum(line.unit_price_minor * line.quantity for line in lines)
-    total = subtotal + checked.shipping_minor - checked.discount_minor
-    if total < 0:
-        raise BadInput("the discount exceeds the order's amount")
-    cost_total = sum(line.cost_price_minor * line.quantity for line in lines)
-    [customer_id] = await _customers_for(session, [checked.buyer], now)  # after every check
-    key = hashlib.sha256(f"{channel}\x1f{checked.external_id}".encode()).hexdigest()[:16]
-    order = Order(
-        number=f"OG{day:%Y%m%d}{key.upper()}",
-        channel_code=channel,
-        external_id=checked.external_id,
-        status=OrderStatus.PENDING_PAYMENT,
-        currency=source.currency,
-        subtotal_minor=subtotal,
-        shipping_fee_minor=checked.shipping_minor,
-        discount_minor=checked.discount_minor,
-        total_minor=total,
-        gross_margin_minor=total - cost_total - checked.shipping_minor,
-        paid_minor=0,
-        refunded_minor=0,
-        customer_id=customer_id,
-        customer_name=checked.buyer.name,
-        customer_phone=normalise_phone(checked.buyer.phone),
-        ship_recipient=checked.address.recipient,
-        ship_phone=checked.address.phone,
-        ship_province=checked.address.province,
-        ship_city=checked.address.city,
-        ship_district=checked.address.district,
-        ship_street=checked.address.street,
-        ship_postal_code=checked.address.postal_code,
-        payment_method=checked.mutable["paymentMethod"],
-        payment_transaction_id=checked.mutable["paymentTransactionId"],
-        carrier=checked.mutable["carrier"],
-        tracking_number=checked.mutable["trackingNumber"],
-        business_day=day,
-        intake_digest=checked.digest,
-        created_at=created,
-        updated_at=now,
-        lines=lines,
-        status_history=[
-            OrderStatusChange(
-                from_status=None,
-                to_status=OrderStatus.PENDING_PAYMENT,
-                actor_id=actor.user_id,
-                actor_username=actor.username,
-                at=created,
-                note=f"received from {channel}",
-            )
-        ],
-    )
-    order.check_money()
-    session.add(order)
-    await session.flush()
-    for line in order.lines:
-        line.order = order
-    events.publish(
-        session=session,
-        type=events.EventType.ORDER_CREATED,
-        aggregate_type="Order",
-        aggregate_id=order.id,
-        version=order.version,
-        at=now,
-        payload={"orderId": order.id, "channel": channel, "externalId": order.external_id},
-    )
-    await _advance(session, actor, order, source.status, now, source=channel)
-    return order
 
 
 def _path(number: str, current: OrderStatus, reported: OrderStatus) -> list[OrderStatus]:
@@ -916,11 +822,11 @@ async def _one(
         try:
             async with session.begin_nested():
                 existing = await _existing(session, channel, checked.external_id)
-                if existing is None:
-                    order = await _create(
-                        session, actor, channel, checked, products, costs, zone, now
+                if existing is None:  # the bulk path, for one order
+                    landed = await _land(
+                        session, actor, channel, {0: checked}, products, costs, zone, now
                     )
-                    return Result(checked.external_id, Outcome.CREATED, order.id)
+                    return landed[0]
                 outcome = await _resubmitted(session, actor, channel, existing, checked, now)
                 return Result(checked.external_id, outcome, existing.id)
         except IntegrityError:
