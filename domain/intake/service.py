@@ -457,6 +457,7 @@ async def ingest(
             )
         ).all()
     }
+    batch = _Batch(actor, channel, products, costs, timezone, now)
     results: list[Result | None] = [None] * len(orders)
     checked: dict[int, _Checked] = {}
     for i, source in enumerate(orders):
@@ -500,10 +501,7 @@ async def ingest(
         mark = events.pending_mark(session)
         try:
             async with session.begin_nested():
-                landed = await _land(
-                    session, actor, channel, {i: checked[i] for i in fresh}, products, costs,
-                    timezone, now,
-                )  # fmt: skip
+                landed = await _land(session, batch, {i: checked[i] for i in fresh})
         except IntegrityError:
             # A concurrent submission created one of these keys after our lookup: nothing of
             # the bulk insert stays; each order is decided again on its own.
@@ -514,7 +512,7 @@ async def ingest(
                 results[i] = result
     # One by one, in key order (concurrent batches meet their keys in the same order).
     for i in sorted(later, key=lambda i: checked[i].external_id):
-        results[i] = await _one(session, actor, channel, checked[i], products, costs, timezone, now)
+        results[i] = await _one(session, batch, checked[i])
     done = [r for r in results if r is not None]
     assert len(done) == len(orders)
     await audit.record(
@@ -565,31 +563,37 @@ class _New:
     order_id: int = 0
 
 
-def _new_order(
-    actor: Actor,
-    channel: str,
-    checked: _Checked,
-    products: dict[str, Product],
-    costs: dict[str, int],
-    zone: ZoneInfo,
-    now: dt.datetime,
-) -> _New:
+@dataclass(frozen=True)
+class _Batch:
+    """What every order of one call shares: who sends it, from which channel, the catalogue
+    rows its SKUs need, the business timezone and the call's time."""
+
+    actor: Actor
+    channel: str
+    products: dict[str, Product]
+    costs: dict[str, int]
+    zone: ZoneInfo
+    now: dt.datetime
+
+
+def _new_order(batch: _Batch, checked: _Checked) -> _New:
     """The checks a new order passes before anything is written, and the row it becomes: at
     its final status, with the version its recorded steps bring it to."""
+    channel, products, now = batch.channel, batch.products, batch.now
     missing = sorted({sku for sku, _, _ in checked.lines if sku not in products})
     if missing:
         raise NotFound(f"unknown SKU {', '.join(missing)}")
     created = checked.created_at
     if created > now + dt.timedelta(minutes=5):
         raise BadInput("createdAt is in the future")
-    day = business_day(created, zone)
+    day = business_day(created, batch.zone)
     lines = [
         {
             "sku": sku,
             "name": products[sku].name,
             "quantity": quantity,
             "unit_price_minor": price,
-            "cost_price_minor": costs.get(sku, 0),
+            "cost_price_minor": batch.costs.get(sku, 0),
         }
         for sku, quantity, price in checked.lines
     ]
@@ -642,22 +646,16 @@ def _new_order(
 
 
 async def _land(
-    session: AsyncSession,
-    actor: Actor,
-    channel: str,
-    batch: dict[int, _Checked],
-    products: dict[str, Product],
-    costs: dict[str, int],
-    zone: ZoneInfo,
-    now: dt.datetime,
+    session: AsyncSession, batch: _Batch, orders: dict[int, _Checked]
 ) -> dict[int, Result]:
     """The batch's new orders, written together; the same rows, events and picking lists as
     creating each and moving it step by step (`_create`) would leave."""
+    actor, channel, now = batch.actor, batch.channel, batch.now
     results: dict[int, Result] = {}
     new: list[tuple[int, _New]] = []
-    for i, c in batch.items():
+    for i, c in orders.items():
         try:
-            new.append((i, _new_order(actor, channel, c, products, costs, zone, now)))
+            new.append((i, _new_order(batch, c)))
         except DomainError as exc:
             results[i] = Result.rejected(c.external_id, exc)
     if not new:
@@ -805,27 +803,17 @@ def _change(
     }
 
 
-async def _one(
-    session: AsyncSession,
-    actor: Actor,
-    channel: str,
-    checked: _Checked,
-    products: dict[str, Product],
-    costs: dict[str, int],
-    zone: ZoneInfo,
-    now: dt.datetime,
-) -> Result:
+async def _one(session: AsyncSession, batch: _Batch, checked: _Checked) -> Result:
     """One order in a savepoint of its own: the path for updates and for keys met
     concurrently."""
+    actor, channel, now = batch.actor, batch.channel, batch.now
     for _attempt in range(2):
         mark = events.pending_mark(session)
         try:
             async with session.begin_nested():
                 existing = await _existing(session, channel, checked.external_id)
                 if existing is None:  # the bulk path, for one order
-                    landed = await _land(
-                        session, actor, channel, {0: checked}, products, costs, zone, now
-                    )
+                    landed = await _land(session, batch, {0: checked})
                     return landed[0]
                 outcome = await _resubmitted(session, actor, channel, existing, checked, now)
                 return Result(checked.external_id, outcome, existing.id)
