@@ -49,9 +49,10 @@ class Order(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
-    channel_code: Mapped[str] = mapped_column(ForeignKey("channels.code"), index=True)
+    # channel_code, status and customer_id lead composite indexes above (no single-column ones).
+    channel_code: Mapped[str] = mapped_column(ForeignKey("channels.code"))
     external_id: Mapped[str] = mapped_column(String(64))
-    status: Mapped[OrderStatus] = mapped_column(STATUS_ENUM, index=True)
+    status: Mapped[OrderStatus] = mapped_column(STATUS_ENUM)
     currency: Mapped[str] = mapped_column(String(3))
     subtotal_minor: Mapped[int] = mapped_column(Integer)
     shipping_fee_minor: Mapped[int] = mapped_column(Integer, default=0)
@@ -63,7 +64,7 @@ class Order(Base):
     # it whatever happens to the total later.
     paid_minor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     # Snapshot of who ordered, as the channel reported it at the time.
     customer_name: Mapped[str] = mapped_column(String(100))
     customer_phone: Mapped[str | None] = mapped_column(String(32))
