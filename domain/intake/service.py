@@ -22,9 +22,11 @@ order. The batch is audited as one event listing every order's outcome (`order.i
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -162,11 +164,14 @@ def business_day(at: dt.datetime, zone: ZoneInfo) -> dt.date:
     return at.astimezone(zone).date()
 
 
+_NOT_ASCII_DIGIT = re.compile(r"[^0-9]")
+
+
 def normalise_phone(phone: str | None) -> str | None:
     """Digits only, without a leading +86/0086 (mainland numbers as the channels send them)."""
     if not phone:
         return None
-    digits = "".join(c for c in phone if c.isascii() and c.isdigit())
+    digits = _NOT_ASCII_DIGIT.sub("", phone)
     for prefix in ("0086", "86"):
         if digits.startswith(prefix) and len(digits) - len(prefix) == 11:
             digits = digits[len(prefix) :]
@@ -234,8 +239,16 @@ def _check(order: ChannelOrder) -> _Checked:
     immutable = {
         "createdAt": created_at.isoformat(),
         "currency": order.currency,
-        "buyer": asdict(buyer),
-        "address": asdict(address),
+        "buyer": {"name": buyer.name, "phone": buyer.phone, "email": buyer.email},
+        "address": {
+            "recipient": address.recipient,
+            "phone": address.phone,
+            "province": address.province,
+            "city": address.city,
+            "district": address.district,
+            "street": address.street,
+            "postal_code": address.postal_code,
+        },
         "lines": [list(line) for line in lines],
         "shippingFee": shipping,
         "discount": discount,
@@ -344,9 +357,12 @@ def _path(number: str, current: OrderStatus, reported: OrderStatus) -> list[Orde
         raise InvalidTransition(
             f"order {number} is CANCELLED; the channel reports {reported}", current=str(current)
         )
-    if _RANK[reported] <= _RANK[current]:
-        return []  # the channel is behind us, or level: nothing to change
-    return [s for s, rank in _RANK.items() if _RANK[current] < rank <= _RANK[reported]]
+    return list(_steps_ahead(current, reported))  # empty when the channel is behind or level
+
+
+@functools.cache
+def _steps_ahead(current: OrderStatus, reported: OrderStatus) -> tuple[OrderStatus, ...]:
+    return tuple(s for s, rank in _RANK.items() if _RANK[current] < rank <= _RANK[reported])
 
 
 async def _advance(
