@@ -307,7 +307,9 @@ async def _demo(settings: Settings, orders: int | None = None) -> None:
     engine = create_engine(settings.database_url)
     try:
         async with session_factory(engine)() as session:
-            result = await load_demo(session=session, password=password, now=utcnow())
+            result = await load_demo(
+                session=session, password=password, now=utcnow(), policy_dir=settings.policy_dir
+            )
             await session.commit()
             if orders:
                 started = time.monotonic()

@@ -7,18 +7,22 @@ import datetime as dt
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.access import ROLES
-from domain.actor import SYSTEM_ORIGIN
+from domain.access import POLICY_DIR, ROLES, PolicyDecisionPoint
+from domain.actor import SYSTEM_ORIGIN, Actor
 from domain.audit.service import Subject
 from domain.catalog.models import Product, StockItem
 from domain.channels.models import DEFAULT_CHANNELS, Channel
 from domain.customers.models import Address, Customer
+from domain.intake import escalation
+from domain.intake import service as intake
+from domain.orders import service as orders_service
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.rules import OrderStatus
 from domain.users import service as users_service
@@ -110,7 +114,12 @@ def _name(rng: random.Random) -> str:
 
 
 async def load_demo(
-    *, session: AsyncSession, password: str, now: dt.datetime, orders: int = 200
+    *,
+    session: AsyncSession,
+    password: str,
+    now: dt.datetime,
+    orders: int = 200,
+    policy_dir: Path = POLICY_DIR,
 ) -> DemoResult:
     rng = random.Random(20261125)
     for code, name in DEFAULT_CHANNELS.items():
@@ -193,7 +202,15 @@ async def load_demo(
         session.add(customer)
     await session.flush()
 
+    # The orders come in as the channels send them, through the intake (`ingestOrders`):
+    # each is linked to its customer by phone, gets its business day, status history, events
+    # and (when paid) its picking list exactly as a real channel's order would.
+    integration = await _demo_actor(session, "integration", policy_dir)
+    warehouse = await _demo_actor(session, "warehouse", policy_dir)
     channels = list(DEFAULT_CHANNELS)
+    batches: dict[str, list[intake.ChannelOrder]] = {c: [] for c in channels}
+    final: dict[str, OrderStatus] = {}
+    notes: dict[str, str] = {}
     for i in range(orders):
         channel = channels[i % len(channels)]
         customer = rng.choice(customers)
@@ -201,72 +218,102 @@ async def load_demo(
         status = STATUS_MIX[i % len(STATUS_MIX)] if i >= len(LIFECYCLE) else LIFECYCLE[i]
         created = now - dt.timedelta(minutes=rng.randrange(60, 90 * 24 * 60))
         lines = []
+        subtotal = 0
         for product in rng.sample(products, rng.randrange(1, 4)):
             qty = rng.randrange(1, 4)
-            cost = int(product.list_price_minor * rng.uniform(0.35, 0.7))
-            lines.append(
-                OrderLine(
-                    sku=product.sku,
-                    name=product.name,
-                    quantity=qty,
-                    unit_price_minor=product.list_price_minor,
-                    cost_price_minor=cost,
-                )
-            )
-        subtotal = sum(line.unit_price_minor * line.quantity for line in lines)
+            rng.uniform(0.35, 0.7)  # the line's cost: the intake takes it from the stock rows
+            lines.append(intake.Line(product.sku, qty, _amount(product.list_price_minor)))
+            subtotal += product.list_price_minor * qty
         shipping = 0 if subtotal >= 9900 else 800
         discount = rng.choice((0, 0, 0, 500, 1000)) if subtotal > 5000 else 0
-        total = subtotal + shipping - discount
-        cost_total = sum(line.cost_price_minor * line.quantity for line in lines)
-        order = Order(
-            number=f"OG{created:%Y%m%d}{i + 1:05d}",
-            channel_code=channel,
-            external_id=f"{DEMO_PREFIX}{channel}-{100000 + i}",
-            status=status,
-            currency="CNY",
-            subtotal_minor=subtotal,
-            shipping_fee_minor=shipping,
-            discount_minor=discount,
-            total_minor=total,
-            gross_margin_minor=total - cost_total - shipping,
-            customer_id=customer.id,
-            customer_name=customer.name,
-            customer_phone=customer.phone,
-            ship_recipient=address.recipient,
-            ship_phone=address.phone,
-            ship_province=address.province,
-            ship_city=address.city,
-            ship_district=address.district,
-            ship_street=address.street,
-            ship_postal_code=address.postal_code,
-            payment_method=PAYMENTS[channel] if status is not OrderStatus.PENDING_PAYMENT else None,
-            payment_transaction_id=(
-                f"{PAYMENTS[channel][:2]}{rng.randrange(10**15):015d}"
-                if status is not OrderStatus.PENDING_PAYMENT
-                else None
-            ),
-            internal_note="客户要求周末送达" if rng.random() < 0.1 else None,
-            created_at=created,
-            updated_at=created,
-            business_day=created.astimezone(DEMO_TIMEZONE).date(),
-            lines=lines,
-        )
-        history = _history(status, created, now, rng)
-        order.status_history = history
-        if any(change.to_status is OrderStatus.PAID for change in history):
-            order.paid_minor = total
+        paid = status is not OrderStatus.PENDING_PAYMENT
+        transaction = f"{PAYMENTS[channel][:2]}{rng.randrange(10**15):015d}" if paid else None
+        external_id = f"{DEMO_PREFIX}{channel}-{100000 + i}"
+        if rng.random() < 0.1:
+            notes[external_id] = "客户要求周末送达"
+        _history(status, created, now, rng)  # keeps the generator's sequence (and the data) stable
+        carrier = tracking = None
         if status in (OrderStatus.SHIPPED, OrderStatus.COMPLETED):
-            order.carrier = rng.choice(CARRIERS)
-            order.tracking_number = f"{order.carrier[:2]}{rng.randrange(10**12):012d}"
-        if history:
-            order.updated_at = history[-1].at
-        if status in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID):
-            # Waiting more than two hours without reaching PICKING: escalated, as the intake's
-            # escalation rule would have done.
-            order.escalated_at = created + ESCALATE_AFTER
-        session.add(order)
+            carrier = rng.choice(CARRIERS)
+            tracking = f"{carrier[:2]}{rng.randrange(10**12):012d}"
+        final[external_id] = status
+        batches[channel].append(
+            intake.ChannelOrder(
+                external_id=external_id,
+                # PICKING is ours, not a channel's: the channel reports it paid and the
+                # warehouse moves it on below.
+                status=OrderStatus.PAID if status is OrderStatus.PICKING else status,
+                created_at=created,
+                paid_at=created + dt.timedelta(minutes=1) if paid else None,
+                currency="CNY",
+                buyer=intake.Buyer(customer.name, customer.phone, customer.email),
+                shipping_address=intake.ShippingAddress(
+                    address.recipient,
+                    address.phone,
+                    address.province,
+                    address.city,
+                    address.district,
+                    address.street,
+                    address.postal_code,
+                ),
+                lines=lines,
+                shipping_fee=_amount(shipping),
+                discount=_amount(discount),
+                payment_method=PAYMENTS[channel] if paid else None,
+                payment_transaction_id=transaction,
+                carrier=carrier,
+                tracking_number=tracking,
+            )
+        )
+    for channel, sent in batches.items():
+        for start in range(0, len(sent), intake.MAX_BATCH):
+            results = await intake.ingest(
+                session=session,
+                actor=integration,
+                channel=channel,
+                orders=sent[start : start + intake.MAX_BATCH],
+                timezone=DEMO_TIMEZONE,
+                now=now,
+            )
+            refused = [r for r in results if r.outcome is intake.Outcome.REJECTED]
+            if refused:
+                raise RuntimeError(f"the demo's own orders were refused: {refused[:3]}")
+    landed = {
+        o.external_id: o
+        for o in await session.scalars(
+            select(Order).where(Order.external_id.startswith(DEMO_PREFIX)).order_by(Order.id)
+        )
+    }
+    for external_id, order in landed.items():
+        if final[external_id] is OrderStatus.PICKING:  # the warehouse starts picking
+            await orders_service.move(
+                session=session, order=order, to=OrderStatus.PICKING, actor=warehouse, at=now,
+                note=None,
+            )  # fmt: skip
+        if external_id in notes:  # a staff note, not channel data
+            order.internal_note = notes[external_id]
     await session.flush()
+    # Orders waiting past the threshold are escalated as the every-minute job would.
+    while await escalation.escalate_waiting(session=session, now=now, after=ESCALATE_AFTER):
+        pass
     return DemoResult(orders, tuple(created_users))
+
+
+def _amount(minor: int) -> str:
+    return f"{minor // 100}.{minor % 100:02d}"
+
+
+async def _demo_actor(session: AsyncSession, role: str, policy_dir: Path) -> Actor:
+    user_id = await session.scalar(select(User.id).where(User.username == demo_username(role)))
+    roles = frozenset({role})
+    return Actor(
+        user_id=user_id,
+        username=demo_username(role),
+        roles=roles,
+        channels=frozenset(),
+        access=PolicyDecisionPoint(policy_dir).profile(roles),
+        origin=SYSTEM_ORIGIN,
+    )
 
 
 def _history(

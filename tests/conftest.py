@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
@@ -255,3 +255,12 @@ def db_id(global_id: str) -> int:
     found = decode_global_id(global_id)
     assert found is not None, global_id
     return found[1]
+
+
+async def outbox_head(api: Api) -> int:
+    """The last event seq committed so far (the demo data publishes events through the
+    intake): read it first to see only what a test itself publishes."""
+    from domain.events.models import OutboxHead
+
+    async with api.app.state.runtime.sessions() as session:
+        return int(await session.scalar(select(OutboxHead.seq).where(OutboxHead.id == 1)) or 0)

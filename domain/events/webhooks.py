@@ -31,7 +31,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -41,7 +51,7 @@ from domain.audit import service as audit
 from domain.audit.service import Subject
 from domain.db import Base, UTCDateTime, utcnow
 from domain.errors import BadInput, NotFound
-from domain.events.models import OutboxEvent
+from domain.events.models import OutboxEvent, OutboxHead
 from domain.events.service import EventType
 from domain.orders.models import Order
 from domain.readers import READERS
@@ -77,6 +87,11 @@ class Webhook(Base):
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The last event committed when it was registered: it receives the events after it, not
+    # the history before it (however far the fan-out cursor lags).
+    starts_after_seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), default=0, server_default="0"
+    )
 
 
 class WebhookDelivery(Base):
@@ -161,6 +176,7 @@ async def register(
         owner_id=actor.user_id,
         created_at=now,
         consecutive_failures=0,
+        starts_after_seq=await session.scalar(select(OutboxHead.seq).where(OutboxHead.id == 1)),
     )
     session.add(hook)
     await session.flush()
@@ -325,6 +341,8 @@ async def fan_out(
         order = orders.get(int(event.aggregate_id)) if event.aggregate_type == "Order" else None
         for hook in hooks:
             person = people.get(hook.owner_id)
+            if event.seq <= hook.starts_after_seq:
+                continue  # committed before the webhook was registered
             if event.type not in json.loads(hook.events) or person is None or order is None:
                 continue
             if not person.sees(order):

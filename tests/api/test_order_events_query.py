@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from domain.audit.models import AuditEvent
-from tests.conftest import Api, errors_of
+from tests.conftest import Api, errors_of, outbox_head
 from tests.policy_matrix import ROLES, expected
 
 HISTORY = """query($after: Int!, $first: Int!, $order: ID) {
@@ -28,7 +28,7 @@ async def _paid(api: Api, channel: str) -> str:
     return found["data"]["orders"]["edges"][0]["node"]["id"]
 
 
-async def _history(api: Api, role: str, after: int = 0, first: int = 50, order=None) -> dict:
+async def _history(api: Api, role: str, after: int, first: int = 50, order=None) -> dict:
     return await api.gql(HISTORY, {"after": after, "first": first, "order": order}, as_=role)
 
 
@@ -36,12 +36,13 @@ async def test_sales_reads_its_channels_events_with_masked_phone_and_nothing_els
     any_api: Api,
 ) -> None:
     api = any_api
+    start = await outbox_head(api)
     taobao, pdd = await _paid(api, "TAOBAO"), await _paid(api, "PINDUODUO")
     await api.gql(MOVE, {"id": taobao}, as_="ops")
     await api.gql(MOVE, {"id": pdd}, as_="ops")
 
-    ops = (await _history(api, "cs"))["data"]["orderEvents"]  # phone in full
-    sales = (await _history(api, "sales"))["data"]["orderEvents"]
+    ops = (await _history(api, "cs", start))["data"]["orderEvents"]  # phone in full
+    sales = (await _history(api, "sales", start))["data"]["orderEvents"]
 
     assert [e["order"]["id"] for e in ops] == [taobao, pdd]
     assert [e["type"] for e in ops] == ["ORDER_STATUS_CHANGED"] * 2
@@ -55,14 +56,15 @@ async def test_sales_reads_its_channels_events_with_masked_phone_and_nothing_els
 
 
 async def test_history_resumes_after_a_seq_and_filters_by_order(api: Api) -> None:
+    start = await outbox_head(api)
     first, second = await _paid(api, "TAOBAO"), await _paid(api, "JD")
     await api.gql(MOVE, {"id": first}, as_="ops")
     await api.gql(MOVE, {"id": second}, as_="ops")
-    everything = (await _history(api, "ops"))["data"]["orderEvents"]
+    everything = (await _history(api, "ops", start))["data"]["orderEvents"]
 
-    page = (await _history(api, "ops", first=1))["data"]["orderEvents"]
+    page = (await _history(api, "ops", start, first=1))["data"]["orderEvents"]
     rest = (await _history(api, "ops", after=page[-1]["seq"]))["data"]["orderEvents"]
-    only = (await _history(api, "ops", order=second))["data"]["orderEvents"]
+    only = (await _history(api, "ops", start, order=second))["data"]["orderEvents"]
 
     assert page + rest == everything
     assert [e["order"]["id"] for e in only] == [second]
@@ -71,8 +73,11 @@ async def test_history_resumes_after_a_seq_and_filters_by_order(api: Api) -> Non
 @pytest.mark.parametrize("role", ROLES)
 async def test_who_may_read_events_follows_the_policy_matrix(api: Api, role: str) -> None:
     """Events are readable by the roles that may read orders (`Order.id` in full)."""
+    start = await outbox_head(api)
     await api.gql(MOVE, {"id": await _paid(api, "TAOBAO")}, as_="ops")
-    result = await api.gql("{ orderEvents { seq type } }", as_=role)
+    result = await api.gql(
+        "query($a: Int!) { orderEvents(after: $a) { seq type } }", {"a": start}, as_=role
+    )
 
     if expected()[(role, "Order.id")] == "FULL":
         assert "errors" not in result, result
@@ -102,13 +107,14 @@ async def test_a_page_beyond_the_limits_is_refused_like_any_list(api: Api) -> No
 
 
 async def test_events_are_audited_as_one_delivery_not_as_reads(api: Api) -> None:
+    start = await outbox_head(api)
     taobao = await _paid(api, "TAOBAO")
     await api.gql(MOVE, {"id": taobao}, as_="ops")
     runtime = api.app.state.runtime
     async with runtime.sessions() as session:
         before = (await session.scalars(select(AuditEvent.seq))).all()
 
-    result = await _history(api, "sales")
+    result = await _history(api, "sales", start)
 
     async with runtime.sessions() as session:
         new = (await session.scalars(select(AuditEvent).where(AuditEvent.seq.not_in(before)))).all()

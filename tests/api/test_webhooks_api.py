@@ -11,6 +11,7 @@ import pytest
 from domain.db import utcnow
 from domain.events import webhooks
 from tests.conftest import Api, errors_of
+from tests.integration.test_webhooks import fan_out_everything
 
 REGISTER = """mutation($input: WebhookInput!) {
   registerWebhook(input: $input) { id url events createdAt disabledAt } }"""
@@ -85,9 +86,7 @@ async def test_a_failed_delivery_is_listed_and_sent_again_on_request(api: Api) -
     await api.gql(MOVE, {"id": order["id"]}, as_="ops")
     runtime = api.app.state.runtime
     later = utcnow() + dt.timedelta(hours=25)
-    async with runtime.sessions() as session:
-        await webhooks.fan_out(session=session, pdp=runtime.pdp)
-        await session.commit()
+    await fan_out_everything(runtime)
     async with httpx.AsyncClient() as http:
         await webhooks.deliver_due(sessions=runtime.sessions, http=http, now=later)
 

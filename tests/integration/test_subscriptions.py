@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api.app import create_app
 from domain.audit.models import AuditEvent
-from tests.conftest import DEMO_PASSWORD, settings_for
+from tests.conftest import DEMO_PASSWORD, outbox_head, settings_for
 
 SUBSCRIBE = """subscription($after: Int) { orderEvents(after: $after) {
   seq eventId type order { id channel status customerPhone } } }"""
@@ -159,8 +159,8 @@ async def test_sales_receives_its_channels_events_masked_and_cs_receives_all(
     async with live.socket("sales") as sales, live.socket("cs") as cs:
         await _ack(sales)
         await _ack(cs)
-        await _subscribe(sales, after=0)
-        await _subscribe(cs, after=0)
+        await _subscribe(sales, after=await outbox_head(live))
+        await _subscribe(cs, after=await outbox_head(live))
         for order in (taobao, pdd, jd):
             assert "errors" not in await live.gql(MOVE, {"id": order}, as_="ops")
 
@@ -204,7 +204,7 @@ async def test_denied_fields_are_null_with_a_forbidden_error_on_each_event(live:
     order = await live.paid("TAOBAO")
     async with live.socket("warehouse") as ws:  # no customer phone for the warehouse
         await _ack(ws)
-        await _subscribe(ws, after=0)
+        await _subscribe(ws, after=await outbox_head(live))
         await live.gql(MOVE, {"id": order}, as_="ops")
         payload = await _next(ws)
 
@@ -222,7 +222,7 @@ async def test_the_socket_is_refused_without_a_valid_token(live: Live) -> None:
     assert closed.value.rcvd.code == 4403
 
     async with live.socket(None) as ws:  # no connection_init: a subscribe is unauthorized
-        await _subscribe(ws, after=0)
+        await _subscribe(ws, after=await outbox_head(live))
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None
@@ -261,7 +261,7 @@ async def test_deliveries_are_audited_with_account_and_address(live: Live) -> No
     order = await live.paid("JD")
     async with live.socket("sales") as ws:
         await _ack(ws)
-        await _subscribe(ws, after=0)
+        await _subscribe(ws, after=await outbox_head(live))
         await live.gql(MOVE, {"id": order}, as_="ops")
         event = (await _next(ws))["data"]["orderEvents"]
         await asyncio.sleep(0.5)  # the delivery record commits right after the batch
