@@ -285,11 +285,10 @@ async def load_demo(
         )
     }
     for external_id, order in landed.items():
-        if final[external_id] is OrderStatus.PICKING:  # the warehouse starts picking
-            await orders_service.move(
-                session=session, order=order, to=OrderStatus.PICKING, actor=warehouse, at=now,
-                note=None,
-            )  # fmt: skip
+        if final[external_id] is OrderStatus.PICKING:  # the warehouse starts picking (audited)
+            await orders_service.transition(
+                session=session, actor=warehouse, order_id=order.id, to=OrderStatus.PICKING
+            )
         if external_id in notes:  # a staff note, not channel data
             order.internal_note = notes[external_id]
     await session.flush()

@@ -39,6 +39,19 @@ def _gql(base: str, query: str, variables: dict, username: str | None = None) ->
     return answer.json()
 
 
+def _all_lists(base: str) -> list[dict]:
+    query = """query($after: String) { pickingLists(first: 100, after: $after) {
+      pageInfo { hasNextPage endCursor } edges { node { id number order { externalId } } } } }"""
+    found: list[dict] = []
+    after = None
+    while True:
+        page = _gql(base, query, {"after": after}, "demo-warehouse")["data"]["pickingLists"]
+        found += [e["node"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            return found
+        after = page["pageInfo"]["endCursor"]
+
+
 def test_the_warehouse_opens_and_prints_a_picking_list(
     browser: Any, database_url: str, tmp_path: Path
 ) -> None:
@@ -49,17 +62,7 @@ def test_the_warehouse_opens_and_prints_a_picking_list(
     with _serve(database_url, tmp_path, POLICY_DIR, poll="0") as (base, _):
         landed = _gql(base, INGEST, {"c": "TAOBAO", "o": [order]}, "demo-integration")
         assert landed["data"]["ingestOrders"]["results"][0]["outcome"] == "CREATED"
-        lists = _gql(
-            base,
-            "{ pickingLists(first: 50) { edges { node { id number order { externalId } } } } }",
-            {},
-            "demo-warehouse",
-        )
-        [node] = [
-            e["node"]
-            for e in lists["data"]["pickingLists"]["edges"]
-            if e["node"]["order"]["externalId"] == "TB-PRINT-1"
-        ]
+        [node] = [n for n in _all_lists(base) if n["order"]["externalId"] == "TB-PRINT-1"]
         shell = httpx.get(f"{base}/picking-lists/{node['id']}")
 
         page = browser.new_page(viewport={"width": 1280, "height": 900})
