@@ -71,6 +71,12 @@ async def order_events(
     if not 1 <= first <= MAX_PAGE:
         raise BadInput(f"`first` must be between 1 and {MAX_PAGE}")
     order_key = cast(OutboxEvent.aggregate_id, BigInteger().with_variant(Integer, "sqlite"))
+    # First the bound: the last seq of the window to look at. Then the events up to it. Two
+    # statements, and on PostgreSQL (READ COMMITTED) each sees the commits made before it
+    # started, so the bound comes first: the events read are those of a snapshot at least as
+    # new, and because seq follows commit order (the head row is locked until COMMIT), every
+    # seq up to the bound had committed when the bound was read. Read the other way round, an
+    # event committed between the two statements would be passed over by the next page.
     window = (
         select(OutboxEvent.seq)
         .where(OutboxEvent.seq > after, OutboxEvent.aggregate_type == "Order")
@@ -80,6 +86,11 @@ async def order_events(
     if order_id is not None:
         window = window.where(OutboxEvent.aggregate_id == str(order_id))
     scanned = window.subquery()
+    bound = int(
+        await session.scalar(select(func.coalesce(func.max(scanned.c.seq), after))) or after
+    )
+    if bound == after:
+        return FeedPage([], after)
     stmt = (
         select(
             OutboxEvent.seq,
@@ -89,21 +100,23 @@ async def order_events(
             OutboxEvent.version,
             Order.id,
         )
-        .join(scanned, scanned.c.seq == OutboxEvent.seq)
         .join(Order, Order.id == order_key)
+        .where(
+            OutboxEvent.seq > after,
+            OutboxEvent.seq <= bound,
+            OutboxEvent.aggregate_type == "Order",
+        )
         .order_by(OutboxEvent.seq)
         .limit(first)
     )
+    if order_id is not None:
+        stmt = stmt.where(OutboxEvent.aggregate_id == str(order_id))
     scope = orders_service.in_scope(actor)
     if scope is not None:
         stmt = stmt.where(scope)
     rows = (await session.execute(stmt)).all()
-    if len(rows) == first:
-        position = rows[-1].seq
-    else:  # everything up to the end of the scanned window was looked at
-        position = int(
-            await session.scalar(select(func.coalesce(func.max(scanned.c.seq), after))) or after
-        )
+    # A full page resumes after its last event; otherwise everything up to the bound was seen.
+    position = rows[-1].seq if len(rows) == first else bound
     if not rows:
         return FeedPage([], position)
     loaded = await views.load_orders(

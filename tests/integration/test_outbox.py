@@ -152,3 +152,52 @@ async def test_each_transactions_events_take_one_contiguous_run_in_publish_order
         writer_of = run[0] // 100
         assert run == [writer_of * 100 + k for k in range(50)]
     assert sorted(run[0] // 100 for run in runs) == list(range(1, 11))
+
+
+async def test_a_reader_paging_while_changes_commit_sees_every_event_once(any_api: Api) -> None:
+    """The subscription's loop: read a page after `position`, move to the position the page
+    reports, read again — while writers keep committing. Every committed event is read
+    exactly once, in seq order; none is passed over because it committed mid-page."""
+    from domain.events import feed
+    from tests.integration.test_webhooks import _actor
+
+    sessions = any_api.app.state.runtime.sessions
+    actor = await _actor(any_api, "demo-ops")
+    async with sessions() as session:
+        start = int(await session.scalar(text("SELECT seq FROM outbox_head")))
+        order_ids = list((await session.scalars(text("SELECT id FROM orders LIMIT 5"))).all())
+    writing = True
+
+    async def writer() -> None:
+        nonlocal writing
+        for n in range(300):
+            async with sessions() as session:
+                _publish(session, order_ids[n % len(order_ids)])
+                await session.commit()
+        writing = False
+
+    seen: list[int] = []
+
+    async def reader() -> None:
+        position = start
+        while True:
+            last_round = not writing
+            async with sessions() as session:
+                page = await feed.order_events(
+                    session=session, actor=actor, after=position, first=7
+                )
+                await session.commit()
+            seen.extend(e.seq for e in page.events)
+            position = page.position
+            if last_round and not page.events:
+                return
+            await asyncio.sleep(0)
+
+    await asyncio.gather(writer(), reader())
+
+    async with sessions() as session:
+        committed = [
+            e.seq for e in await events.events_after(session=session, after=start, limit=1000)
+        ]
+    assert len(committed) == 300
+    assert seen == committed
