@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -39,6 +39,7 @@ from domain.access import Action
 from domain.actor import Actor
 from domain.audit import service as audit
 from domain.audit.chain import canonical_json
+from domain.bulk import insert_rows
 from domain.catalog.models import Product, StockItem
 from domain.customers.models import Customer
 from domain.db import utcnow
@@ -327,16 +328,7 @@ async def _customers_for(
             by_email[email] = ref
         chosen.append(ref)
     if new:
-        table = Customer.__table__
-        ids = (
-            (
-                await session.execute(
-                    insert(table).returning(table.c.id, sort_by_parameter_order=True), new
-                )
-            )
-            .scalars()
-            .all()
-        )
+        ids = await insert_rows(session, Customer.__table__, new, return_ids=True)
         chosen = [cid if cid > 0 else ids[-cid - 1] for cid in chosen]
     return chosen
 
@@ -680,21 +672,14 @@ async def _land(
     customer_ids = await _customers_for(session, [n.checked.buyer for _, n in new], now)
     for (_, n), customer_id in zip(new, customer_ids, strict=True):
         n.row["customer_id"] = customer_id
-    orders_table = Order.__table__
-    order_ids = (
-        (
-            await session.execute(
-                insert(orders_table).returning(orders_table.c.id, sort_by_parameter_order=True),
-                [n.row for _, n in new],
-            )
-        )
-        .scalars()
-        .all()
+    order_ids = await insert_rows(
+        session, Order.__table__, [n.row for _, n in new], return_ids=True
     )
     for (_, n), order_id in zip(new, order_ids, strict=True):
         n.order_id = order_id
-    await session.execute(
-        insert(OrderLine.__table__),
+    await insert_rows(
+        session,
+        OrderLine.__table__,
         [{**line, "order_id": n.order_id} for _, n in new for line in n.lines],
     )
     history: list[dict[str, object]] = []
@@ -707,7 +692,7 @@ async def _land(
         for step in n.path:
             history.append(_change(n.order_id, before, step, actor, now, f"reported by {channel}"))
             before = step
-    await session.execute(insert(OrderStatusChange.__table__), history)
+    await insert_rows(session, OrderStatusChange.__table__, history)
     # A picking list for each order that arrives paid and waits to be picked.
     to_pick = [n for _, n in new if n.path and n.path[-1] is OrderStatus.PAID]
     picking_ids: dict[int, tuple[int, str]] = {}
@@ -726,28 +711,24 @@ async def _land(
             for li in n.lines:
                 wanted[str(li["sku"])] = wanted.get(str(li["sku"]), 0) + int(li["quantity"])  # type: ignore[call-overload]
             warehouses.append(picking.choose_warehouse(wanted, stock))  # type: ignore[arg-type]
-        lists_table = picking.PickingList.__table__
-        list_ids = (
-            (
-                await session.execute(
-                    insert(lists_table).returning(lists_table.c.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "number": f"PK-{n.row['number']}",
-                            "order_id": n.order_id,
-                            "warehouse": warehouse,
-                            "status": picking.PickingStatus.OPEN.value,
-                            "created_at": now,
-                        }
-                        for n, warehouse in zip(to_pick, warehouses, strict=True)
-                    ],
-                )
-            )
-            .scalars()
-            .all()
+        list_ids = await insert_rows(
+            session,
+            picking.PickingList.__table__,
+            [
+                {
+                    "number": f"PK-{n.row['number']}",
+                    "order_id": n.order_id,
+                    "warehouse": warehouse,
+                    "status": picking.PickingStatus.OPEN.value,
+                    "created_at": now,
+                }
+                for n, warehouse in zip(to_pick, warehouses, strict=True)
+            ],
+            return_ids=True,
         )
-        await session.execute(
-            insert(picking.PickingLine.__table__),
+        await insert_rows(
+            session,
+            picking.PickingLine.__table__,
             [
                 {
                     "picking_list_id": list_id,
