@@ -21,6 +21,7 @@ from api.graphql.exports import ExportMutations, ExportQueries
 from api.graphql.extension import AccessControl
 from api.graphql.inputs import InputGuard
 from api.graphql.intake import IntakeMutations
+from api.graphql.inventory import InventoryMutations, InventoryQueries
 from api.graphql.limits import Limits, QueryLimits
 from api.graphql.nodes import NodeQueries
 from api.graphql.orders import OrderMutations, OrderQueries
@@ -41,6 +42,7 @@ class Query(
     OrderQueries,
     CustomerQueries,
     StockQueries,
+    InventoryQueries,
     ApprovalQueries,
     ExportQueries,
     AuditQueries,
@@ -63,6 +65,7 @@ class Mutation(
     UserMutations,
     WebhookMutations,
     IntakeMutations,
+    InventoryMutations,
     ReconciliationMutations,
 ):
     pass

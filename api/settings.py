@@ -120,6 +120,8 @@ class Settings:
     event_poll_seconds: float = 0.2
     # An order not at PICKING this long after it was created is escalated (domain/intake).
     escalate_after_minutes: int = 120
+    # How long an unpaid reservation holds its stock when the caller names no TTL.
+    reservation_ttl_seconds: int = 900
     # Per-role request budgets per minute that replace the per-account one for accounts holding
     # the role (the highest applies): a channel feed is not an interactive user.
     role_budgets: tuple[tuple[str, int], ...] = (("integration", 60_000),)
@@ -338,5 +340,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         event_poll_seconds=_float(env, "ORDERGATE_EVENT_POLL_SECONDS", 0.2),
         role_budgets=_role_budgets(env),
         escalate_after_minutes=_int(env, "ORDERGATE_ESCALATE_AFTER_MINUTES", 120),
+        reservation_ttl_seconds=_int(env, "ORDERGATE_RESERVATION_TTL_SECONDS", 900),
         subscription_recheck_seconds=_float(env, "ORDERGATE_SUBSCRIPTION_RECHECK_SECONDS", 30),
     )

@@ -23,6 +23,7 @@ from api.settings import Settings
 from domain.audit import service as audit
 from domain.events import webhooks
 from domain.intake import escalation, reconciliation
+from domain.inventory import service as inventory
 from domain.jobs.scheduler import Job, run_due
 
 log = logging.getLogger("ordergate.worker")
@@ -46,6 +47,15 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
                 after=dt.timedelta(minutes=runtime.settings.escalate_after_minutes),
             )
             await session.commit()
+
+    async def expire_reservations(_slot: dt.datetime) -> None:
+        # Unpaid reservations past their TTL give their stock back, in batches until none.
+        while True:
+            async with runtime.sessions() as session:
+                done = await inventory.expire_due(session=session, now=runtime.clock())
+                await session.commit()
+            if len(done) < inventory.EXPIRE_BATCH:
+                return
 
     async def reconcile_yesterday(slot: dt.datetime) -> None:
         day = slot.astimezone(runtime.settings.timezone).date() - dt.timedelta(days=1)
@@ -74,6 +84,14 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             zone=runtime.settings.timezone.key,
             every=dt.timedelta(minutes=1),
             run=escalate,
+        ),
+        # Every minute, so stock held by an unpaid checkout returns within a minute of expiry.
+        Job(
+            name="stock.expire-reservations",
+            at=dt.time(0, 0),
+            zone=runtime.settings.timezone.key,
+            every=dt.timedelta(minutes=1),
+            run=expire_reservations,
         ),
     ]
 

@@ -47,6 +47,9 @@ class Action(StrEnum):
     REPORT_ACCESS = "report:access"
     USER_ADMIN = "user:admin"
     WEBHOOK_MANAGE = "webhook:manage"
+    STOCK_RESERVE = "stock:reserve"
+    STOCK_ADJUST = "stock:adjust"
+    STOCK_LEDGER = "stock:ledger"
 
 
 class PolicyInvalid(Exception):
@@ -163,6 +166,18 @@ RESOURCES: Mapping[str, tuple[str, ...]] = {
         "unitCost",
         "updatedAt",
     ),
+    "StockMovement": (
+        "id",
+        "at",
+        "sku",
+        "warehouse",
+        "onHandDelta",
+        "reservedDelta",
+        "reason",
+        "reference",
+        "actor",
+        "unitCost",
+    ),
 }
 COORDINATES: tuple[str, ...] = tuple(f"{t}.{f}" for t, fs in RESOURCES.items() for f in fs)
 
@@ -186,6 +201,7 @@ RESTRICTED_FIELDS = frozenset(
         "Order.grossMargin",
         "Order.paymentTransactionId",
         "StockItem.unitCost",
+        "StockMovement.unitCost",
     }
 )
 SENSITIVE_FIELDS = PERSONAL_FIELDS | RESTRICTED_FIELDS

@@ -22,6 +22,7 @@ from domain.channels.models import DEFAULT_CHANNELS, Channel
 from domain.customers.models import Address, Customer
 from domain.intake import escalation
 from domain.intake import service as intake
+from domain.inventory import service as inventory
 from domain.orders import service as orders_service
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.rules import OrderStatus
@@ -160,18 +161,18 @@ async def load_demo(
     for product in products:
         for warehouse in WAREHOUSES:
             on_hand = rng.randrange(0, 400)
-            session.add(
-                StockItem(
-                    sku=product.sku,
-                    warehouse=warehouse,
-                    on_hand=on_hand,
-                    reserved=rng.randrange(0, on_hand + 1) // 4,
-                    safety_threshold=rng.choice((10, 20, 50)),
-                    currency="CNY",
-                    unit_cost_minor=int(product.list_price_minor * rng.uniform(0.35, 0.7)),
-                    updated_at=now,
-                )
+            item = StockItem(
+                sku=product.sku,
+                warehouse=warehouse,
+                on_hand=on_hand,
+                reserved=rng.randrange(0, on_hand + 1) // 4,
+                safety_threshold=rng.choice((10, 20, 50)),
+                currency="CNY",
+                unit_cost_minor=int(product.list_price_minor * rng.uniform(0.35, 0.7)),
+                updated_at=now,
             )
+            session.add(item)
+            await inventory.open_ledger(session=session, item=item, at=now)
 
     customers = []
     for i in range(100):

@@ -10,6 +10,7 @@ from domain.events.models import OutboxEvent, OutboxHead
 from domain.events.webhooks import OutboxCursor, Webhook, WebhookDelivery
 from domain.exports.models import ExportRequest
 from domain.intake.reconciliation import SnapshotRow
+from domain.inventory.models import StockMovement, StockReservation, StockReservationLine
 from domain.jobs.scheduler import JobRun
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.picking import PickingLine, PickingList
@@ -42,6 +43,9 @@ __all__ = [
     "SigningKey",
     "SnapshotRow",
     "StockItem",
+    "StockMovement",
+    "StockReservation",
+    "StockReservationLine",
     "User",
     "UserChannel",
     "UserRole",

@@ -102,4 +102,17 @@ READERS: Mapping[str, Reader] = {
         unitCost=_money("unit_cost_minor"),
         updatedAt="updated_at",
     ),
+    **_fields(
+        "StockMovement",
+        id="id",
+        at="at",
+        sku="sku",
+        warehouse="warehouse",
+        onHandDelta="on_hand_delta",
+        reservedDelta="reserved_delta",
+        reason="reason",
+        reference="reference",
+        actor="actor_username",
+        unitCost=_money("unit_cost_minor"),
+    ),
 }

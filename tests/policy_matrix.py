@@ -127,16 +127,26 @@ ExportRequest.downloadUrl           -     -     F     -     -     F     F     F 
 ExportRequest.downloadExpiresAt     -     -     F     -     -     F     F     F     F     -
 ExportRequest.downloadedAt          -     -     F     -     -     F     F     F     F     -
 
-StockItem.id                        -     F     F     F     F     F     F     -     -     -
-StockItem.sku                       -     F     F     F     F     F     F     -     -     -
-StockItem.productName               -     F     F     F     F     F     F     -     -     -
-StockItem.warehouse                 -     F     F     F     F     F     F     -     -     -
-StockItem.onHand                    -     F     F     F     F     F     F     -     -     -
-StockItem.reserved                  -     F     F     F     F     F     F     -     -     -
-StockItem.available                 -     F     F     F     F     F     F     -     -     -
-StockItem.safetyThreshold           -     F     F     F     F     F     F     -     -     -
+StockItem.id                        -     F     F     F     F     F     F     -     -     F
+StockItem.sku                       -     F     F     F     F     F     F     -     -     F
+StockItem.productName               -     F     F     F     F     F     F     -     -     F
+StockItem.warehouse                 -     F     F     F     F     F     F     -     -     F
+StockItem.onHand                    -     F     F     F     F     F     F     -     -     F
+StockItem.reserved                  -     F     F     F     F     F     F     -     -     F
+StockItem.available                 -     F     F     F     F     F     F     -     -     F
+StockItem.safetyThreshold           -     F     F     F     F     F     F     -     -     F
 StockItem.unitCost                  -     -     -     -     F     -     F     -     -     -
-StockItem.updatedAt                 -     F     F     F     F     F     F     -     -     -
+StockItem.updatedAt                 -     F     F     F     F     F     F     -     -     F
+StockMovement.id                    -     -     -     -     F     F     F     -     -     -
+StockMovement.at                    -     -     -     -     F     F     F     -     -     -
+StockMovement.sku                   -     -     -     -     F     F     F     -     -     -
+StockMovement.warehouse             -     -     -     -     F     F     F     -     -     -
+StockMovement.onHandDelta           -     -     -     -     F     F     F     -     -     -
+StockMovement.reservedDelta         -     -     -     -     F     F     F     -     -     -
+StockMovement.reason                -     -     -     -     F     F     F     -     -     -
+StockMovement.reference             -     -     -     -     F     F     F     -     -     -
+StockMovement.actor                 -     -     -     -     F     F     F     -     -     -
+StockMovement.unitCost              -     -     -     -     -     -     F     -     -     -
 """
 
 _LETTERS = {"F": "FULL", "M": "MASKED", "-": "NONE"}
@@ -171,4 +181,7 @@ OPERATIONS = {
     "audit:read": {"compliance"},
     "report:access": {"compliance"},
     "user:admin": {"admin"},
+    "stock:reserve": {"integration"},
+    "stock:adjust": {"warehouse", "purchasing"},
+    "stock:ledger": {"finance", "ops", "purchasing"},
 }

@@ -33,6 +33,9 @@ query Everything($first: Int!) {
     __typename id sku productName warehouse onHand reserved available safetyThreshold unitCost
     updatedAt
   } } }
+  stockMovements(first: $first) { edges { node {
+    __typename id at sku warehouse onHandDelta reservedDelta reason reference actor unitCost
+  } } }
 }
 """
 

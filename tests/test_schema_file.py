@@ -14,6 +14,7 @@ def test_every_field_of_a_governed_type_is_in_the_policy_catalogue() -> None:
     catalogue but not the schema would be a policy line about nothing. Both fail here."""
     from api.graphql.approvals import APPROVAL_REQUEST
     from api.graphql.exports import EXPORT_REQUEST
+    from api.graphql.inventory import STOCK_MOVEMENT
     from api.graphql.types import PROJECTIONS
     from api.schema import build_schema
     from domain.access import RESOURCES
@@ -24,9 +25,11 @@ def test_every_field_of_a_governed_type_is_in_the_policy_catalogue() -> None:
         graphql_type = schema.get_type(type_name)
         assert graphql_type is not None, type_name
         assert set(graphql_type.fields) == set(fields), type_name
-        projection = {"ApprovalRequest": APPROVAL_REQUEST, "ExportRequest": EXPORT_REQUEST}.get(
-            type_name, PROJECTIONS.get(type_name)
-        )
+        projection = {
+            "ApprovalRequest": APPROVAL_REQUEST,
+            "ExportRequest": EXPORT_REQUEST,
+            "StockMovement": STOCK_MOVEMENT,
+        }.get(type_name, PROJECTIONS.get(type_name))
         projected = {c.split(".", 1)[1] for _, c, _ in projection.fields}
         resolved_elsewhere = {"Customer": {"orders"}, "ExportRequest": {"downloadUrl"}}.get(
             type_name, set()

@@ -482,6 +482,60 @@ DESCRIPTIONS: dict[str, str] = {
     "ChannelOrderLineInput.sku": "A catalogue SKU.",
     "ChannelOrderLineInput.quantity": "1 to 100,000.",
     "ChannelOrderLineInput.unitPrice": "Price per unit the buyer paid, in the order's currency.",
+    # ---- inventory
+    "Query.stockMovements(filter)": "Only movements matching all the given criteria.",
+    "Query.stockMovements(first)": FIRST,
+    "Query.stockMovements(after)": AFTER,
+    "StockMovement.id": "Opaque ID of the movement.",
+    "StockMovement.at": f"When the stock changed ({TIME}).",
+    "StockMovement.sku": "The stock-keeping unit.",
+    "StockMovement.warehouse": "The warehouse code.",
+    "StockMovement.onHandDelta": "Change of the units physically in the warehouse.",
+    "StockMovement.reservedDelta": "Change of the units held for checkouts and orders.",
+    "StockMovement.reason": "Why the stock changed.",
+    "StockMovement.reference": "The reservation, or the reason given for an adjustment.",
+    "StockMovement.actor": "The account that made the change (`system` for expiries).",
+    "StockMovement.unitCost": (
+        "What one unit cost when the stock moved, for cost accounting: finance only; every "
+        "read is audited."
+    ),
+    "StockMovementReason.OPENING": "The stock when the ledger began.",
+    "StockMovementReason.RESERVE": "Held for a checkout.",
+    "StockMovementReason.RELEASE": "Given back by a released reservation.",
+    "StockMovementReason.EXPIRE": "Given back by a reservation whose TTL passed unconfirmed.",
+    "StockMovementReason.RECEIPT": "Goods received (`adjustStock` with a positive delta).",
+    "StockMovementReason.CORRECTION": "A correction down (`adjustStock` with a negative delta).",
+    "StockMovementFilter.sku": "Only this SKU.",
+    "StockMovementFilter.warehouse": "Only this warehouse.",
+    "StockMovementFilter.reason": "Only movements of this kind.",
+    "OrderEventType.STOCK_CHANGED": (
+        "The stock of a SKU in a warehouse changed (webhooks only; the body carries `stock` "
+        "with on hand, reserved and available as the change left them)."
+    ),
+    "Mutation.reserveStock(input)": "Reference, lines and an optional TTL.",
+    "Mutation.releaseReservation(id)": "The reservation's ID.",
+    "Mutation.confirmReservation(id)": "The reservation's ID.",
+    "Mutation.adjustStock(input)": "SKU, warehouse, a non-zero delta and the reason.",
+    "Reservation.id": "Opaque ID of the reservation.",
+    "Reservation.reference": "The caller's checkout or order number.",
+    "Reservation.lines": "What is held, one line per SKU and warehouse (lines of one SKU summed).",
+    "ReservationStatus.ACTIVE": "Holding stock until confirmed, released or expired.",
+    "ReservationStatus.CONFIRMED": "Paid: holding stock, without expiry, until it ships.",
+    "ReservationStatus.RELEASED": "Given back.",
+    "ReservationStatus.EXPIRED": "Not confirmed within its TTL; the stock went back.",
+    "ReservationLine.sku": "The stock-keeping unit.",
+    "ReservationLine.warehouse": "The warehouse the units are held in.",
+    "ReservationLine.quantity": "Units held.",
+    "ReserveStockInput.lines": "1 to 100 lines; lines of the same SKU and warehouse are summed.",
+    "ReservationLineInput.sku": "A catalogue SKU.",
+    "ReservationLineInput.warehouse": "The warehouse code.",
+    "ReservationLineInput.quantity": "1 to 1,000,000.",
+    "AdjustStockInput.sku": "A catalogue SKU.",
+    "AdjustStockInput.warehouse": "The warehouse code.",
+    "AdjustStockInput.delta": (
+        "Units to add (a receipt) or remove (a correction); on hand never drops below reserved."
+    ),
+    "AdjustStockInput.reason": "Why, in words (1 to 200 characters), kept in the ledger.",
 }
 
 

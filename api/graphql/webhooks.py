@@ -18,7 +18,12 @@ from domain.events import webhooks
 from domain.events.service import EventType
 
 
-@strawberry.enum(description="What happened to an order, as events name it.")
+@strawberry.enum(
+    description=(
+        "What happened, as events name it: to an order, or (`STOCK_CHANGED`, webhooks only) "
+        "to the stock of a SKU in a warehouse."
+    )
+)
 class OrderEventType(Enum):
     ORDER_CREATED = "ORDER_CREATED"
     ORDER_STATUS_CHANGED = "ORDER_STATUS_CHANGED"
@@ -26,6 +31,7 @@ class OrderEventType(Enum):
     ORDER_REFUNDED = "ORDER_REFUNDED"
     PICKING_LIST_CREATED = "PICKING_LIST_CREATED"
     ORDER_ESCALATED = "ORDER_ESCALATED"
+    STOCK_CHANGED = "STOCK_CHANGED"
 
 
 assert {e.value for e in OrderEventType} == {e.value for e in EventType}

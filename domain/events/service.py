@@ -66,6 +66,7 @@ class EventType(StrEnum):
     ORDER_PRICE_CHANGED = "ORDER_PRICE_CHANGED"
     PICKING_LIST_CREATED = "PICKING_LIST_CREATED"
     ORDER_ESCALATED = "ORDER_ESCALATED"
+    STOCK_CHANGED = "STOCK_CHANGED"  # aggregate StockItem: on hand, reserved, available
 
 
 def publish(

@@ -45,10 +45,11 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from domain.access import Action, PolicyDecisionPoint, RowScope
+from domain.access import Action, FieldAccess, PolicyDecisionPoint, RowScope
 from domain.actor import Actor, Origin
 from domain.audit import service as audit
 from domain.audit.service import Subject
+from domain.catalog.models import StockItem
 from domain.db import Base, UTCDateTime, utcnow
 from domain.errors import BadInput, NotFound
 from domain.events.models import OutboxEvent, OutboxHead
@@ -66,6 +67,7 @@ PAUSE = dt.timedelta(minutes=5)
 TIMEOUT_SECONDS = 10
 WORKER_ORIGIN = Origin(client_ip="local", peer_ip="local", user_agent="ordergate-worker")
 _ORDER_FIELDS = tuple(c for c in READERS if c.startswith("Order."))
+_STOCK_FIELDS = tuple(c for c in READERS if c.startswith("StockItem."))
 
 
 class DeliveryStatus(StrEnum):
@@ -277,11 +279,14 @@ class _Registrant:
             return True
         return scope is RowScope.CHANNELS and order.channel_code in self.channels
 
-    def render(self, order: Order) -> dict[str, Any]:
+    def sees_stock(self) -> bool:
+        return self.actor_access.field_access("StockItem.sku") is FieldAccess.FULL
+
+    def render(self, record: Any, fields: tuple[str, ...] = _ORDER_FIELDS) -> dict[str, Any]:
         access = self.actor_access
         shown = {}
-        for coordinate in _ORDER_FIELDS:
-            value = access.present(coordinate, READERS[coordinate](order))
+        for coordinate in fields:
+            value = access.present(coordinate, READERS[coordinate](record))
             if value is not None:
                 shown[coordinate.split(".", 1)[1]] = _plain(value)
         return shown
@@ -335,29 +340,42 @@ async def fan_out(
     orders = {
         o.id: o for o in (await session.scalars(select(Order).where(Order.id.in_(order_ids)))).all()
     }
+    stock_ids = {int(e.aggregate_id) for e in found if e.aggregate_type == "StockItem"}
+    stock = {
+        s.id: s
+        for s in (await session.scalars(select(StockItem).where(StockItem.id.in_(stock_ids)))).all()
+    }
     now = now or utcnow()
     rows: list[dict[str, Any]] = []
     for event in found:
         order = orders.get(int(event.aggregate_id)) if event.aggregate_type == "Order" else None
+        item = stock.get(int(event.aggregate_id)) if event.aggregate_type == "StockItem" else None
         for hook in hooks:
             person = people.get(hook.owner_id)
             if event.seq <= hook.starts_after_seq:
                 continue  # committed before the webhook was registered
-            if event.type not in json.loads(hook.events) or person is None or order is None:
+            if event.type not in json.loads(hook.events) or person is None:
                 continue
-            if not person.sees(order):
+            message: dict[str, Any] = {
+                "id": event.event_id,
+                "seq": event.seq,
+                "type": event.type,
+                "at": event.at.isoformat(),
+            }
+            if order is not None and person.sees(order):
+                message["order"] = person.render(order)
+            elif item is not None and person.sees_stock():
+                # The stock as this event left it (the row may have moved on since), with
+                # the other fields of the item as they are now, under the owner's policy.
+                payload = json.loads(event.payload)
+                shown = person.render(item, _STOCK_FIELDS)
+                for key in ("onHand", "reserved", "available"):
+                    if key in shown:
+                        shown[key] = payload[key]
+                message["stock"] = shown
+            else:
                 continue
-            body = json.dumps(
-                {
-                    "id": event.event_id,
-                    "seq": event.seq,
-                    "type": event.type,
-                    "at": event.at.isoformat(),
-                    "order": person.render(order),
-                },
-                ensure_ascii=False,
-                separators=(",", ":"),
-            )
+            body = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
             rows.append(
                 {
                     "webhook_id": hook.id,

@@ -1,0 +1,1 @@
+"""Inventory: reservations, the stock ledger and adjustments (see `service`)."""

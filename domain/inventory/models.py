@@ -1,0 +1,85 @@
+"""Stock reservations and the stock ledger.
+
+`stock_items.on_hand` and `stock_items.reserved` are only ever changed together with a
+`StockMovement` row in the same transaction, so the movements of a SKU in a warehouse always
+add up to its stock (migration 0018 opened the ledger with each item's stock at the time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from domain.db import Base, UTCDateTime, utcnow
+
+
+class ReservationStatus(StrEnum):
+    ACTIVE = "ACTIVE"  # holding stock until paid, released or expired
+    CONFIRMED = "CONFIRMED"  # paid: holds its stock until it ships or is released
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+
+
+class MovementReason(StrEnum):
+    OPENING = "OPENING"  # the stock when the ledger began
+    RESERVE = "RESERVE"
+    RELEASE = "RELEASE"
+    EXPIRE = "EXPIRE"
+    RECEIPT = "RECEIPT"
+    CORRECTION = "CORRECTION"
+
+
+class StockReservation(Base):
+    __tablename__ = "stock_reservations"
+    __table_args__ = (Index("ix_stock_reservations_status_expires", "status", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[ReservationStatus] = mapped_column(
+        Enum(ReservationStatus, native_enum=False, length=16, validate_strings=True)
+    )
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    digest: Mapped[str] = mapped_column(String(64))  # of the lines, for replays
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    lines: Mapped[list[StockReservationLine]] = relationship(
+        order_by="StockReservationLine.id", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class StockReservationLine(Base):
+    __tablename__ = "stock_reservation_lines"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reservation_id: Mapped[int] = mapped_column(ForeignKey("stock_reservations.id"), index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    warehouse: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[int] = mapped_column(Integer)
+
+
+class StockMovement(Base):
+    """One change of a stock item's on-hand or reserved quantity, and why."""
+
+    __tablename__ = "stock_movements"
+    __table_args__ = (Index("ix_stock_movements_sku_warehouse_id", "sku", "warehouse", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    warehouse: Mapped[str] = mapped_column(String(32))
+    on_hand_delta: Mapped[int] = mapped_column(Integer)
+    reserved_delta: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str] = mapped_column(String(100))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_username: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    unit_cost_minor: Mapped[int] = mapped_column(Integer)
