@@ -386,3 +386,44 @@ async def test_serve_delivers_by_itself_in_development(any_api: Api, receiver: R
             await asyncio.sleep(0.1)
 
     assert [b["order"]["number"] for b in receiver.bodies()] == numbers
+
+
+async def test_stock_changes_reach_a_channels_webhook_with_the_levels_they_left(
+    any_api: Api, receiver: Receiver
+) -> None:
+    """The livestream back-end keeps its displayed stock current: each reservation and
+    adjustment arrives as STOCK_CHANGED with on hand, reserved and available as that change
+    left them, in order, and without the unit cost the integration account may not read."""
+    await _register(any_api, receiver.url, events=("STOCK_CHANGED",))
+    line = {"sku": "SKU-0002", "warehouse": "SH-01", "quantity": 2}
+    reserve = "mutation($i: ReserveStockInput!) { reserveStock(input: $i) { id } }"
+    for n in range(2):
+        made = await any_api.gql(
+            reserve, {"i": {"reference": f"LIVE-{n}", "lines": [line]}}, as_="integration"
+        )
+        assert "errors" not in made, made
+    adjusted = await any_api.gql(
+        'mutation { adjustStock(input: {sku: "SKU-0002", warehouse: "SH-01", delta: 50, '
+        'reason: "restock"}) { onHand reserved available } }',
+        as_="warehouse",
+    )
+    moves = 0
+    for _ in range(3):
+        moves += await _work(any_api)
+
+    final = adjusted["data"]["adjustStock"]
+    bodies = receiver.bodies()
+    assert moves == 3
+    assert [b["type"] for b in bodies] == ["STOCK_CHANGED"] * 3
+    levels = [
+        (b["stock"]["onHand"], b["stock"]["reserved"], b["stock"]["available"]) for b in bodies
+    ]
+    on_hand, reserved = final["onHand"] - 50, final["reserved"]
+    assert levels == [
+        (on_hand, reserved - 2, on_hand - reserved + 2),
+        (on_hand, reserved, on_hand - reserved),
+        (on_hand + 50, reserved, final["available"]),
+    ]
+    assert {b["stock"]["sku"] for b in bodies} == {"SKU-0002"}
+    assert all("unitCost" not in b["stock"] for b in bodies)
+    assert all("order" not in b for b in bodies)

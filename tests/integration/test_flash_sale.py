@@ -1,0 +1,118 @@
+"""A flash sale on PostgreSQL: 200 buyers at once for the last unit, through two server
+processes sharing the database. Exactly one gets it; 199 hear INSUFFICIENT_STOCK; the stock
+never goes negative and the ledger explains every unit."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+from domain.db import create_engine, session_factory
+from domain.inventory.models import StockMovement
+from tests.conftest import DEMO_PASSWORD
+from tests.integration.test_live_server import _policy_dir, _serve
+
+RESERVE = """mutation($i: ReserveStockInput!) { reserveStock(input: $i) { id status } }"""
+ITEM = """query($s: String!, $w: String) { stockItem(sku: $s, warehouse: $w) {
+  sku warehouse onHand reserved available } }"""
+ADJUST = """mutation($i: AdjustStockInput!) { adjustStock(input: $i) { available } }"""
+
+
+async def _token(http: httpx.AsyncClient, base: str, role: str) -> str:
+    response = await http.post(
+        f"{base}/graphql",
+        json={
+            "query": "mutation($u: String!, $p: String!) { login(username: $u, password: $p) "
+            "{ accessToken } }",
+            "variables": {"u": f"demo-{role}", "p": DEMO_PASSWORD},
+        },
+    )
+    return response.json()["data"]["login"]["accessToken"]
+
+
+async def _gql(http: httpx.AsyncClient, base: str, token: str, query: str, variables: dict) -> dict:
+    response = await http.post(
+        f"{base}/graphql",
+        json={"query": query, "variables": variables},
+        headers={"authorization": f"Bearer {token}"},
+    )
+    return response.json()
+
+
+async def test_two_hundred_buyers_for_one_unit_across_two_processes(
+    pg_database: str, tmp_path: Path
+) -> None:
+    policy = _policy_dir(tmp_path)
+    with (
+        _serve(pg_database, tmp_path / "a", policy, "0") as (first, _),
+        _serve(pg_database, tmp_path / "b", policy, "0") as (second, _),
+    ):
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+            ops = await _token(http, first, "ops")
+            warehouse = await _token(http, first, "warehouse")
+            buyer = await _token(http, first, "integration")
+            item = (await _gql(http, first, ops, ITEM, {"s": "SKU-0003", "w": "SH-01"}))["data"][
+                "stockItem"
+            ]
+            # The warehouse corrects the stock down to the last unit.
+            left = await _gql(
+                http,
+                first,
+                warehouse,
+                ADJUST,
+                {
+                    "i": {
+                        "sku": "SKU-0003",
+                        "warehouse": "SH-01",
+                        "delta": 1 - item["available"],
+                        "reason": "flash sale: one unit left",
+                    }
+                },
+            )
+            assert left["data"]["adjustStock"]["available"] == 1, left
+
+            async def buy(n: int) -> dict:
+                base = (first, second)[n % 2]
+                line = {"sku": "SKU-0003", "warehouse": "SH-01", "quantity": 1}
+                return await _gql(
+                    http, base, buyer, RESERVE, {"i": {"reference": f"FS-{n}", "lines": [line]}}
+                )
+
+            results = await asyncio.gather(*(buy(n) for n in range(200)))
+            after = (await _gql(http, second, ops, ITEM, {"s": "SKU-0003", "w": "SH-01"}))["data"][
+                "stockItem"
+            ]
+
+    won = [r for r in results if "errors" not in r]
+    codes = sorted(e["extensions"]["code"] for r in results for e in r.get("errors", []))
+    assert len(won) == 1
+    assert won[0]["data"]["reserveStock"]["status"] == "ACTIVE"
+    assert codes == ["INSUFFICIENT_STOCK"] * 199
+    assert after["available"] == 0
+    assert after["reserved"] == item["reserved"] + 1
+    engine = create_engine(pg_database)
+    try:
+        async with session_factory(engine)() as session:
+            reserves = await session.scalar(
+                select(func.count()).where(
+                    StockMovement.sku == "SKU-0003",
+                    StockMovement.warehouse == "SH-01",
+                    StockMovement.reason == "RESERVE",
+                )
+            )
+            on_hand, reserved = (
+                await session.execute(
+                    select(
+                        func.sum(StockMovement.on_hand_delta),
+                        func.sum(StockMovement.reserved_delta),
+                    ).where(StockMovement.sku == "SKU-0003", StockMovement.warehouse == "SH-01")
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    assert reserves == 1
+    assert (on_hand, reserved) == (after["onHand"], after["reserved"])
