@@ -505,6 +505,8 @@ DESCRIPTIONS: dict[str, str] = {
     "StockMovementReason.EXPIRE": "Given back by a reservation whose TTL passed unconfirmed.",
     "StockMovementReason.RECEIPT": "Goods received (`adjustStock` with a positive delta).",
     "StockMovementReason.CORRECTION": "A correction down (`adjustStock` with a negative delta).",
+    "StockMovementReason.SHIP": "Reserved units that left the warehouse with their order.",
+    "ReservationStatus.SHIPPED": "Its units left the warehouse with the order.",
     "StockMovementFilter.sku": "Only this SKU.",
     "StockMovementFilter.warehouse": "Only this warehouse.",
     "StockMovementFilter.reason": "Only movements of this kind.",

@@ -134,7 +134,10 @@ class IngestOrderResult:
     order: Order | None = strawberry.field(
         description="The order (created, replayed or updated); null when rejected."
     )
-    code: str | None = strawberry.field(description="Why it was rejected: a contract code.")
+    code: str | None = strawberry.field(
+        description="A contract code: why it was REJECTED, or INSUFFICIENT_STOCK for an unpaid "
+        "order CREATED cancelled because its stock could not be reserved (cancel it upstream)."
+    )
     message: str | None
 
 
@@ -173,6 +176,7 @@ class IntakeMutations:
                 channel=channel.value,
                 orders=cast("list[intake.ChannelOrder]", orders),  # see _channel_order
                 timezone=ctx.runtime.settings.timezone,
+                reservation_ttl_seconds=ctx.runtime.settings.reservation_ttl_seconds,
             )
             # The orders are read back only when the caller asked for them.
             wanted = selects_path(info, "results", "order")

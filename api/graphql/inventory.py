@@ -28,6 +28,7 @@ class ReservationStatus(Enum):
     CONFIRMED = "CONFIRMED"
     RELEASED = "RELEASED"
     EXPIRED = "EXPIRED"
+    SHIPPED = "SHIPPED"
 
 
 @strawberry.enum(description="Why stock moved.")
@@ -38,6 +39,7 @@ class StockMovementReason(Enum):
     EXPIRE = "EXPIRE"
     RECEIPT = "RECEIPT"
     CORRECTION = "CORRECTION"
+    SHIP = "SHIP"
 
 
 assert {e.value for e in ReservationStatus} == {e.value for e in models.ReservationStatus}

@@ -43,9 +43,17 @@ from domain.bulk import insert_rows
 from domain.catalog.models import Product, StockItem
 from domain.customers.models import Customer
 from domain.db import utcnow
-from domain.errors import BadInput, Conflict, DomainError, InvalidTransition, NotFound
+from domain.errors import (
+    BadInput,
+    Conflict,
+    DomainError,
+    InsufficientStock,
+    InvalidTransition,
+    NotFound,
+)
 from domain.events import service as events
 from domain.events.models import OutboxHead
+from domain.inventory import service as inventory
 from domain.money import to_minor
 from domain.orders import picking
 from domain.orders import service as orders_service
@@ -346,6 +354,8 @@ def _path(number: str, current: OrderStatus, reported: OrderStatus) -> list[Orde
             )
         return [OrderStatus.CANCELLED]
     if current is OrderStatus.CANCELLED:
+        if reported is OrderStatus.PENDING_PAYMENT:
+            return []  # cancelled here (e.g. for lack of stock) while the channel still waits
         raise InvalidTransition(
             f"order {number} is CANCELLED; the channel reports {reported}", current=str(current)
         )
@@ -428,6 +438,7 @@ async def ingest(
     orders: Sequence[ChannelOrder],
     timezone: ZoneInfo,
     now: dt.datetime | None = None,
+    reservation_ttl_seconds: int = 900,
 ) -> list[Result]:
     """Land a channel's batch; one result per order, in input order. The caller commits.
 
@@ -465,7 +476,7 @@ async def ingest(
             )
         ).all()
     }
-    batch = _Batch(actor, channel, products, costs, timezone, now)
+    batch = _Batch(actor, channel, products, costs, timezone, now, reservation_ttl_seconds)
     results: list[Result | None] = [None] * len(orders)
     checked: dict[int, _Checked] = {}
     for i, source in enumerate(orders):
@@ -569,6 +580,7 @@ class _New:
     lines: list[dict[str, object]]
     path: list[OrderStatus]
     order_id: int = 0
+    short: bool = False  # unpaid, and its stock could not be reserved: it lands cancelled
 
 
 @dataclass(frozen=True)
@@ -582,6 +594,7 @@ class _Batch:
     costs: dict[str, int]
     zone: ZoneInfo
     now: dt.datetime
+    reservation_ttl_seconds: int = 900
 
 
 def _new_order(batch: _Batch, checked: _Checked) -> _New:
@@ -669,6 +682,30 @@ async def _land(
     if not new:
         return results
     new.sort(key=lambda pair: pair[1].checked.external_id)  # one lock order for every batch
+    # An unpaid order holds its stock at once; one whose stock is short lands cancelled, with
+    # INSUFFICIENT_STOCK in its result, so the channel can cancel it upstream.
+    held: dict[int, list[inventory.LineInput]] = {}
+    for k, (_, n) in enumerate(new):
+        if n.path:
+            continue  # arrives paid, or further: not reserved here (see README, Inventory)
+        wanted: dict[str, int] = {}
+        for li in n.lines:
+            wanted[str(li["sku"])] = wanted.get(str(li["sku"]), 0) + int(li["quantity"])  # type: ignore[call-overload]
+        lines = await inventory.hold_for_order(
+            session,
+            number=str(n.row["number"]),
+            wanted=wanted,
+            who=actor,
+            ttl_seconds=batch.reservation_ttl_seconds,
+            now=now,
+        )
+        if lines is None:
+            n.short = True
+            n.path = [OrderStatus.CANCELLED]
+            n.row["status"] = OrderStatus.CANCELLED
+            n.row["version"] = 2
+        else:
+            held[k] = lines
     customer_ids = await _customers_for(session, [n.checked.buyer for _, n in new], now)
     for (_, n), customer_id in zip(new, customer_ids, strict=True):
         n.row["customer_id"] = customer_id
@@ -677,6 +714,17 @@ async def _land(
     )
     for (_, n), order_id in zip(new, order_ids, strict=True):
         n.order_id = order_id
+    for k, lines in held.items():
+        n = new[k][1]
+        inventory.attach(
+            session,
+            order_id=n.order_id,
+            number=str(n.row["number"]),
+            lines=lines,
+            ttl_seconds=batch.reservation_ttl_seconds,
+            created_by=actor.username,
+            now=now,
+        )
     await insert_rows(
         session,
         OrderLine.__table__,
@@ -689,8 +737,9 @@ async def _land(
                     f"received from {channel}")
         )  # fmt: skip
         before = OrderStatus.PENDING_PAYMENT
+        note = "not enough stock to reserve" if n.short else f"reported by {channel}"
         for step in n.path:
-            history.append(_change(n.order_id, before, step, actor, now, f"reported by {channel}"))
+            history.append(_change(n.order_id, before, step, actor, now, note))
             before = step
     await insert_rows(session, OrderStatusChange.__table__, history)
     # A picking list for each order that arrives paid and waits to be picked.
@@ -777,7 +826,16 @@ async def _land(
                     at=now,
                     payload={"orderId": order_id, "pickingListId": list_id, "warehouse": warehouse},
                 )
-        results[i] = Result(n.checked.external_id, Outcome.CREATED, order_id)
+        if n.short:
+            results[i] = Result(
+                n.checked.external_id,
+                Outcome.CREATED,
+                order_id,
+                code=InsufficientStock.code,
+                message="not enough stock to reserve: recorded as cancelled; cancel it upstream",
+            )
+        else:
+            results[i] = Result(n.checked.external_id, Outcome.CREATED, order_id)
     return results
 
 

@@ -21,6 +21,7 @@ class ReservationStatus(StrEnum):
     CONFIRMED = "CONFIRMED"  # paid: holds its stock until it ships or is released
     RELEASED = "RELEASED"
     EXPIRED = "EXPIRED"
+    SHIPPED = "SHIPPED"  # its stock left the warehouse with the order
 
 
 class MovementReason(StrEnum):
@@ -30,6 +31,7 @@ class MovementReason(StrEnum):
     EXPIRE = "EXPIRE"
     RECEIPT = "RECEIPT"
     CORRECTION = "CORRECTION"
+    SHIP = "SHIP"  # a reserved quantity left with its order
 
 
 class StockReservation(Base):
@@ -38,6 +40,8 @@ class StockReservation(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     reference: Mapped[str] = mapped_column(String(64), unique=True)
+    # The order it holds stock for (an unpaid channel order), or none (a web shop checkout).
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), unique=True)
     status: Mapped[ReservationStatus] = mapped_column(
         Enum(ReservationStatus, native_enum=False, length=16, validate_strings=True)
     )

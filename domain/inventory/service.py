@@ -40,8 +40,11 @@ from domain.inventory.models import (
     StockReservation,
     StockReservationLine,
 )
+from domain.orders.models import Order
+from domain.orders.rules import OrderStatus
 from domain.values import clean_text
 
+HOLDING = (ReservationStatus.ACTIVE, ReservationStatus.CONFIRMED)
 MAX_LINES = 100
 MAX_QUANTITY = 1_000_000
 MIN_TTL_SECONDS = 60
@@ -268,7 +271,7 @@ async def release(
     """Give the stock back (a cancelled checkout). Releasing a released one changes nothing."""
     actor.access.require(Action.STOCK_RESERVE)
     reservation = await _locked(session, reservation_id)
-    if reservation.status in (ReservationStatus.RELEASED, ReservationStatus.EXPIRED):
+    if reservation.status not in HOLDING:
         return reservation
     now = now or utcnow()
     await _end(session, reservation, ReservationStatus.RELEASED, _who(actor), now)
@@ -297,6 +300,13 @@ async def confirm(
     return reservation
 
 
+def _movement_reference(reservation: StockReservation) -> str:
+    """What the ledger names a reservation's movements by: the order, or the checkout."""
+    if reservation.order_id is not None:
+        return reservation.reference  # "order <number>"
+    return f"reservation {reservation.reference}"
+
+
 def state_of(reservation: StockReservation, now: dt.datetime) -> str:
     if reservation.status is ReservationStatus.ACTIVE and reservation.expires_at <= now:
         return "EXPIRED"
@@ -321,7 +331,7 @@ async def _end(
             on_hand=0,
             reserved=-line.quantity,
             reason=reason,
-            reference=f"reservation {reservation.reference}",
+            reference=_movement_reference(reservation),
             who=who,
             at=now,
         )
@@ -335,21 +345,32 @@ async def expire_due(*, session: AsyncSession, now: dt.datetime) -> list[int]:
     caller commits. Each row is locked and its status read again on the primary (SKIP LOCKED:
     a concurrent run, or a confirmation in progress, takes it instead)."""
     require_aware(now)
-    due = list(
-        (
+    # A reservation of an order goes only while the order is still unpaid: the order row is
+    # locked with the reservation (SKIP LOCKED on both, so this never waits), and its status
+    # is the one on the primary at that moment. A payment in progress holds the order row, so
+    # its reservation is left for it to confirm.
+    due: list[StockReservation] = []
+    for of_orders in (False, True):
+        stmt = select(StockReservation).where(
+            StockReservation.status == ReservationStatus.ACTIVE,
+            StockReservation.expires_at <= now,
+        )
+        if of_orders:
+            stmt = stmt.join(Order, Order.id == StockReservation.order_id).where(
+                Order.status == OrderStatus.PENDING_PAYMENT
+            )
+        else:
+            stmt = stmt.where(StockReservation.order_id.is_(None))
+        due += (
             await session.scalars(
-                select(StockReservation)
-                .where(
-                    StockReservation.status == ReservationStatus.ACTIVE,
-                    StockReservation.expires_at <= now,
-                )
-                .order_by(StockReservation.expires_at, StockReservation.id)
-                .limit(EXPIRE_BATCH)
+                stmt.order_by(StockReservation.expires_at, StockReservation.id)
+                .limit(EXPIRE_BATCH - len(due))
                 .with_for_update(skip_locked=True)
                 .execution_options(populate_existing=True)
             )
         ).all()
-    )
+        if len(due) >= EXPIRE_BATCH:
+            break
     who = _who(SYSTEM)
     for reservation in due:
         await _end(session, reservation, ReservationStatus.EXPIRED, who, now)
@@ -388,6 +409,129 @@ async def _audit(
             "lines": [[li.sku, li.warehouse, li.quantity] for li in reservation.lines],
         },
     )
+
+
+# ---- orders -----------------------------------------------------------------------------------
+
+
+async def hold_for_order(
+    session: AsyncSession,
+    *,
+    number: str,
+    wanted: dict[str, int],
+    who: Actor,
+    ttl_seconds: int,
+    now: dt.datetime,
+) -> list[LineInput] | None:
+    """Reserve an unpaid order's quantities (sku -> units, lines of one SKU summed) from the
+    warehouse that can supply all of them — the one with most available of the order among
+    those that can — in a savepoint of its own: the lines held, or None (nothing held, the
+    order's stock is short). Attach them to the order with `attach`, once it has an id."""
+    stock = (
+        await session.execute(
+            select(StockItem.warehouse, StockItem.sku, StockItem.on_hand - StockItem.reserved)
+            .where(StockItem.sku.in_(list(wanted)))
+            .order_by(StockItem.warehouse)
+        )
+    ).all()
+    supply: dict[str, dict[str, int]] = {}
+    for warehouse, sku, available in stock:
+        supply.setdefault(warehouse, {})[sku] = available
+    able = [w for w, has in supply.items() if all(has.get(s, 0) >= q for s, q in wanted.items())]
+    if not able:
+        return None
+    warehouse = max(able, key=lambda w: (sum(supply[w].values()), [-ord(c) for c in w]))
+    lines = [LineInput(sku, warehouse, wanted[sku]) for sku in sorted(wanted)]
+    mark = events.pending_mark(session)
+    try:
+        async with session.begin_nested():
+            for line in lines:
+                await _book(
+                    session,
+                    sku=line.sku,
+                    warehouse=line.warehouse,
+                    on_hand=0,
+                    reserved=line.quantity,
+                    reason=MovementReason.RESERVE,
+                    reference=f"order {number}",
+                    who=_who(who),
+                    at=now,
+                )
+    except InsufficientStock:  # taken since it was read, by a concurrent reservation
+        events.forget_since(session, mark)
+        return None
+    return lines
+
+
+def attach(
+    session: AsyncSession,
+    *,
+    order_id: int,
+    number: str,
+    lines: list[LineInput],
+    ttl_seconds: int,
+    created_by: str,
+    now: dt.datetime,
+) -> StockReservation:
+    """The reservation record of stock `hold_for_order` held, tied to its order."""
+    reservation = StockReservation(
+        reference=f"order {number}",
+        order_id=order_id,
+        status=ReservationStatus.ACTIVE,
+        expires_at=now + dt.timedelta(seconds=ttl_seconds),
+        digest=_digest(lines),
+        created_by=created_by,
+        created_at=now,
+        lines=[StockReservationLine(sku=li.sku, warehouse=li.warehouse, quantity=li.quantity)
+               for li in lines],
+    )  # fmt: skip
+    session.add(reservation)
+    return reservation
+
+
+async def follow_order(
+    session: AsyncSession,
+    *,
+    order_id: int,
+    number: str,
+    to: OrderStatus,
+    who: Actor,
+    now: dt.datetime,
+) -> None:
+    """What an order's step does to the stock it holds, in the step's transaction: PAID
+    confirms its reservation, CANCELLED gives it back, SHIPPED takes it out of the warehouse
+    (on hand and reserved both go down). An order holding nothing is left alone."""
+    if to not in (OrderStatus.PAID, OrderStatus.CANCELLED, OrderStatus.SHIPPED):
+        return
+    reservation = await session.scalar(
+        select(StockReservation)
+        .where(StockReservation.order_id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if reservation is None or reservation.status not in HOLDING:
+        return
+    if to is OrderStatus.PAID:
+        reservation.status = ReservationStatus.CONFIRMED
+        await session.flush()
+    elif to is OrderStatus.CANCELLED:
+        await _end(session, reservation, ReservationStatus.RELEASED, _who(who), now)
+    else:
+        for line in reservation.lines:
+            await _book(
+                session,
+                sku=line.sku,
+                warehouse=line.warehouse,
+                on_hand=-line.quantity,
+                reserved=-line.quantity,
+                reason=MovementReason.SHIP,
+                reference=f"order {number}",
+                who=_who(who),
+                at=now,
+            )
+        reservation.status = ReservationStatus.SHIPPED
+        reservation.ended_at = now
+        await session.flush()
 
 
 # ---- adjustments and the ledger ---------------------------------------------------------------

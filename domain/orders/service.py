@@ -23,6 +23,7 @@ from domain.customers.models import Customer
 from domain.db import utcnow
 from domain.errors import BadInput, Conflict, InvalidTransition, NotFound
 from domain.events import service as events
+from domain.inventory import service as inventory
 from domain.money import to_minor
 from domain.orders import picking, views
 from domain.orders.models import Order, OrderLine, OrderStatusChange
@@ -329,6 +330,11 @@ async def move(
         version=order.version,
         at=at,
         payload={"orderId": order.id, "from": str(before), "to": str(to)},
+    )
+    # The stock the order holds follows it: confirmed when paid, back when cancelled, out of
+    # the warehouse when shipped.
+    await inventory.follow_order(
+        session=session, order_id=order.id, number=number, to=to, who=actor, now=at
     )
     if to is OrderStatus.PAID and open_picking:  # the warehouse gets its picking list, once
         await picking.open_for(session=session, order=order, at=at)

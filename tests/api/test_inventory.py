@@ -175,8 +175,11 @@ def _expiry_job(api: Api) -> Any:
 
 async def _run_expiry(api: Api, now: dt.datetime) -> None:
     runtime = api.app.state.runtime
-    runtime.clock = lambda: now
-    await run_due(sessions=runtime.sessions, jobs=[_expiry_job(api)], now=now)
+    clock, runtime.clock = runtime.clock, lambda: now
+    try:
+        await run_due(sessions=runtime.sessions, jobs=[_expiry_job(api)], now=now)
+    finally:
+        runtime.clock = clock
 
 
 async def test_an_unpaid_reservation_expires_within_a_minute_and_a_confirmed_one_holds(

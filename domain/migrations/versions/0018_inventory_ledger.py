@@ -20,13 +20,16 @@ def upgrade() -> None:
     op.create_table('stock_reservations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('reference', sa.String(length=64), nullable=False),
+    sa.Column('order_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('expires_at', domain.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('digest', sa.String(length=64), nullable=False),
     sa.Column('created_by', sa.String(length=64), nullable=False),
     sa.Column('created_at', domain.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('ended_at', domain.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_stock_reservations_order_id_orders')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stock_reservations')),
+    sa.UniqueConstraint('order_id', name=op.f('uq_stock_reservations_order_id')),
     sa.UniqueConstraint('reference', name=op.f('uq_stock_reservations_reference'))
     )
     with op.batch_alter_table('stock_reservations', schema=None) as batch_op:
