@@ -55,6 +55,13 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
                 done = await inventory.expire_due(session=session, now=runtime.clock())
                 await session.commit()
             if len(done) < inventory.EXPIRE_BATCH:
+                break
+        # Promotion pools whose window has ended give back what they have left.
+        while True:
+            async with runtime.sessions() as session:
+                closed = await inventory.close_ended_pools(session=session, now=runtime.clock())
+                await session.commit()
+            if len(closed) < inventory.EXPIRE_BATCH:
                 return
 
     async def reconcile_yesterday(slot: dt.datetime) -> None:
@@ -85,7 +92,8 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             every=dt.timedelta(minutes=1),
             run=escalate,
         ),
-        # Every minute, so stock held by an unpaid checkout returns within a minute of expiry.
+        # Every minute, so stock held by an unpaid checkout returns within a minute of expiry
+        # (and a promotion pool's remainder within a minute of its end).
         Job(
             name="stock.expire-reservations",
             at=dt.time(0, 0),

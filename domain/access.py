@@ -50,6 +50,8 @@ class Action(StrEnum):
     STOCK_RESERVE = "stock:reserve"
     STOCK_ADJUST = "stock:adjust"
     STOCK_LEDGER = "stock:ledger"
+    STOCK_POOL = "stock:pool"
+    RETURN_REGISTER = "return:register"
 
 
 class PolicyInvalid(Exception):

@@ -10,7 +10,14 @@ from domain.events.models import OutboxEvent, OutboxHead
 from domain.events.webhooks import OutboxCursor, Webhook, WebhookDelivery
 from domain.exports.models import ExportRequest
 from domain.intake.reconciliation import SnapshotRow
-from domain.inventory.models import StockMovement, StockReservation, StockReservationLine
+from domain.inventory.models import (
+    StockMovement,
+    StockPool,
+    StockReservation,
+    StockReservationLine,
+    StockReturn,
+    StockReturnLine,
+)
 from domain.jobs.scheduler import JobRun
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.picking import PickingLine, PickingList
@@ -44,8 +51,11 @@ __all__ = [
     "SnapshotRow",
     "StockItem",
     "StockMovement",
+    "StockPool",
     "StockReservation",
     "StockReservationLine",
+    "StockReturn",
+    "StockReturnLine",
     "User",
     "UserChannel",
     "UserRole",

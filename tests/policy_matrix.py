@@ -184,4 +184,6 @@ OPERATIONS = {
     "stock:reserve": {"integration"},
     "stock:adjust": {"warehouse", "purchasing"},
     "stock:ledger": {"finance", "ops", "purchasing"},
+    "stock:pool": {"ops"},
+    "return:register": {"warehouse"},
 }

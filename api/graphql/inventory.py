@@ -9,17 +9,22 @@ from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
+from sqlalchemy import select
 from strawberry.types import Info
 
 from api.context import RequestContext
+from api.graphql.orders import relations_read
 from api.graphql.projection import Projection
 from api.graphql.relay import Connection, global_id, parse_id, selects
 from api.graphql.scalars import Money
-from api.graphql.types import StockItem, read
+from api.graphql.types import Order, StockItem, read
 from domain import pagination
 from domain.access import AccessProfile
+from domain.db import utcnow
 from domain.inventory import models
 from domain.inventory import service as inventory
+from domain.orders import views
+from domain.orders.models import Order as OrderModel
 
 
 @strawberry.enum(description="Where a reservation stands.")
@@ -40,6 +45,9 @@ class StockMovementReason(Enum):
     RECEIPT = "RECEIPT"
     CORRECTION = "CORRECTION"
     SHIP = "SHIP"
+    POOL = "POOL"
+    POOL_RETURN = "POOL_RETURN"
+    RETURN = "RETURN"
 
 
 assert {e.value for e in ReservationStatus} == {e.value for e in models.ReservationStatus}
@@ -65,6 +73,11 @@ class ReserveStockInput:
         description="How long an unconfirmed reservation holds (60 s to 7 days; default "
         "ORDERGATE_RESERVATION_TTL_SECONDS, 15 minutes).",
     )
+    campaign: str | None = strawberry.field(
+        default=None,
+        description="A running promotion pool's name: the line of its SKU and warehouse is "
+        "drawn from the pool only (empty pool: INSUFFICIENT_STOCK).",
+    )
 
 
 @strawberry.input(description="A receipt (positive) or correction of on-hand stock.")
@@ -73,6 +86,141 @@ class AdjustStockInput:
     warehouse: str
     delta: int
     reason: str
+
+
+@strawberry.input(description="Stock to set aside for a campaign window.")
+class StockPoolInput:
+    name: str
+    sku: str
+    warehouse: str
+    quantity: int
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+
+
+@strawberry.enum(description="Where a promotion pool stands.")
+class StockPoolStatus(Enum):
+    SCHEDULED = "SCHEDULED"
+    ACTIVE = "ACTIVE"
+    CLOSED = "CLOSED"
+
+
+assert {e.value for e in StockPoolStatus} == {e.value for e in inventory.PoolStatus}
+
+
+@strawberry.type(description="Stock set aside for a campaign: only its orders draw from it.")
+class StockPool:
+    id: strawberry.ID
+    name: str
+    sku: str
+    warehouse: str
+    quantity: int = strawberry.field(description="Units set aside when it was created.")
+    remaining: int = strawberry.field(description="Units not yet drawn (0 once closed).")
+    returned: int | None = strawberry.field(
+        description="Units that went back to the available stock when it closed."
+    )
+    status: StockPoolStatus
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+
+    @classmethod
+    def from_model(cls, pool: models.StockPool) -> StockPool:
+        return cls(
+            id=global_id("StockPool", pool.id),
+            name=pool.name,
+            sku=pool.sku,
+            warehouse=pool.warehouse,
+            quantity=pool.quantity,
+            remaining=pool.remaining,
+            returned=pool.returned,
+            status=StockPoolStatus(inventory.pool_status(pool, utcnow()).value),
+            starts_at=pool.starts_at,
+            ends_at=pool.ends_at,
+        )
+
+
+@strawberry.enum(description="What becomes of a returned item.")
+class ReturnDisposition(Enum):
+    RESTOCK = "RESTOCK"
+    DAMAGED = "DAMAGED"
+
+
+assert {e.value for e in ReturnDisposition} == {e.value for e in models.ReturnDisposition}
+
+
+@strawberry.input(description="One order line that came back.")
+class ReturnLineInput:
+    order_line_id: strawberry.ID
+    quantity: int
+    disposition: ReturnDisposition
+
+
+@strawberry.input(description="A customer's return, after the warehouse inspected it.")
+class ReturnInput:
+    order_id: strawberry.ID
+    inspected_at: dt.datetime
+    lines: list[ReturnLineInput]
+
+
+@strawberry.input(description="Which returns to list.")
+class ReturnFilter:
+    order_id: strawberry.ID | None = None
+    sla_breached: bool | None = None
+
+
+@strawberry.type(description="One returned order line.")
+class ReturnLine:
+    order_line_id: strawberry.ID
+    sku: str
+    warehouse: str
+    quantity: int
+    disposition: ReturnDisposition
+
+
+@strawberry.type(description="Goods a customer sent back, registered after inspection.")
+class Return:
+    id: strawberry.ID
+    order: Order | None
+    inspected_at: dt.datetime
+    registered_at: dt.datetime
+    sla_breached: bool = strawberry.field(
+        description="Registered more than two hours after the inspection."
+    )
+    lines: list[ReturnLine]
+
+    @classmethod
+    def from_model(cls, r: models.StockReturn, order: Order | None) -> Return:
+        return cls(
+            id=global_id("Return", r.id),
+            order=order,
+            inspected_at=r.inspected_at,
+            registered_at=r.registered_at,
+            sla_breached=r.sla_breached,
+            lines=[
+                ReturnLine(
+                    order_line_id=global_id("OrderLine", li.order_line_id),
+                    sku=li.sku,
+                    warehouse=li.warehouse,
+                    quantity=li.quantity,
+                    disposition=ReturnDisposition(li.disposition.value),
+                )
+                for li in r.lines
+            ],
+        )
+
+
+async def _with_orders(session: Any, actor: Any, found: list[models.StockReturn]) -> list[Return]:
+    """Each return with its order under the caller's field policy (one query for all)."""
+    ids = {r.order_id for r in found}
+    loaded = (
+        await views.load_orders(
+            session, select(OrderModel).where(OrderModel.id.in_(ids)), relations_read(actor)
+        )
+        if ids
+        else []
+    )
+    by_id = {o.id: Order.from_model(o, actor.access) for o in loaded}
+    return [Return.from_model(r, by_id.get(r.order_id)) for r in found]
 
 
 @strawberry.input(description="Which movements to list.")
@@ -158,6 +306,52 @@ STOCK_MOVEMENT = Projection.of(
 
 @strawberry.type
 class InventoryQueries:
+    @strawberry.field(description="Registered returns, newest first. Holders of return:register.")
+    async def returns(
+        self,
+        info: Info[RequestContext, None],
+        filter: ReturnFilter | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> Connection[Return] | None:
+        ctx = info.context
+        actor = ctx.require_actor()
+        stmt = inventory.returns_query(
+            actor,
+            order_id=parse_id(filter.order_id, "order") if filter and filter.order_id else None,
+            sla_breached=filter.sla_breached if filter else None,
+        )
+        async with ctx.read(replica=True) as session:
+            page = await pagination.by_id(
+                session,
+                stmt,
+                models.StockReturn.id,
+                ordering="returns:DESC",
+                first=first,
+                after=after,
+                descending=True,
+                want_total=selects(info, "totalCount"),
+            )
+            items = list(page.items)
+            shown = dict(
+                zip([r.id for r in items], await _with_orders(session, actor, items), strict=True)
+            )
+        return Connection.from_page(page, lambda r: shown[r.id])
+
+    @strawberry.field(description="Promotion pools, ending soonest first. Holders of stock:pool.")
+    async def stock_pools(
+        self, info: Info[RequestContext, None], status: StockPoolStatus | None = None
+    ) -> list[StockPool] | None:
+        ctx = info.context
+        stmt = inventory.pools_query(
+            ctx.require_actor(),
+            inventory.PoolStatus(status.value) if status is not None else None,
+            utcnow(),
+        )
+        async with ctx.read() as session:
+            found = (await session.scalars(stmt.limit(500))).all()
+        return [StockPool.from_model(p) for p in found]
+
     @strawberry.field(description="The stock ledger, newest first. Holders of stock:ledger.")
     async def stock_movements(
         self,
@@ -214,6 +408,7 @@ class InventoryMutations:
                 ],
                 ttl_seconds=input.ttl_seconds,
                 default_ttl_seconds=ctx.runtime.settings.reservation_ttl_seconds,
+                campaign=input.campaign,
             )
             return Reservation.from_model(reservation)
 
@@ -273,3 +468,78 @@ class InventoryMutations:
                 reason=input.reason,
             )
             return StockItem.from_model(item, actor.access)
+
+    @strawberry.mutation(
+        description="Set stock aside for a campaign window, out of the available stock "
+        "(INSUFFICIENT_STOCK if it is not there)."
+    )
+    async def create_stock_pool(
+        self, info: Info[RequestContext, None], input: StockPoolInput
+    ) -> StockPool | None:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.write(
+            action="stock.pool_create", operation="createStockPool", target_type="StockPool"
+        ) as session:
+            pool = await inventory.create_pool(
+                session=session,
+                actor=actor,
+                name=input.name,
+                sku=input.sku,
+                warehouse=input.warehouse,
+                quantity=input.quantity,
+                starts_at=input.starts_at,
+                ends_at=input.ends_at,
+            )
+            return StockPool.from_model(pool)
+
+    @strawberry.mutation(
+        description="End a pool now: what it has left goes back to the available stock."
+    )
+    async def close_stock_pool(
+        self, info: Info[RequestContext, None], id: strawberry.ID
+    ) -> StockPool | None:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.write(
+            action="stock.pool_close",
+            operation="closeStockPool",
+            target_type="StockPool",
+            target_id=id,
+        ) as session:
+            pool = await inventory.close_pool(
+                session=session, actor=actor, pool_id=parse_id(id, "stock pool")
+            )
+            return StockPool.from_model(pool)
+
+    @strawberry.mutation(
+        description="Register what came back after inspection: RESTOCK lines return to on "
+        "hand, DAMAGED lines are recorded only. Each order line once."
+    )
+    async def register_return(
+        self, info: Info[RequestContext, None], input: ReturnInput
+    ) -> Return | None:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.write(
+            action="stock.return",
+            operation="registerReturn",
+            target_type="Order",
+            target_id=input.order_id,
+        ) as session:
+            returned = await inventory.register_return(
+                session=session,
+                actor=actor,
+                order_id=parse_id(input.order_id, "order"),
+                inspected_at=input.inspected_at,
+                lines=[
+                    inventory.ReturnLineInput(
+                        order_line_id=parse_id(li.order_line_id, "order line"),
+                        quantity=li.quantity,
+                        disposition=models.ReturnDisposition(li.disposition.value),
+                    )
+                    for li in input.lines
+                ],
+            )
+            [shown] = await _with_orders(session, actor, [returned])
+            return shown

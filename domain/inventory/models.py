@@ -10,7 +10,16 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from domain.db import Base, UTCDateTime, utcnow
@@ -32,6 +41,9 @@ class MovementReason(StrEnum):
     RECEIPT = "RECEIPT"
     CORRECTION = "CORRECTION"
     SHIP = "SHIP"  # a reserved quantity left with its order
+    POOL = "POOL"  # carved out of available stock for a promotion pool
+    POOL_RETURN = "POOL_RETURN"  # what a closed pool had left, back to available stock
+    RETURN = "RETURN"  # a customer's return, inspected and sellable again
 
 
 class StockReservation(Base):
@@ -65,6 +77,32 @@ class StockReservationLine(Base):
     sku: Mapped[str] = mapped_column(String(64))
     warehouse: Mapped[str] = mapped_column(String(32))
     quantity: Mapped[int] = mapped_column(Integer)
+    # Drawn from this promotion pool rather than the main stock.
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("stock_pools.id"))
+
+
+class StockPool(Base):
+    """Stock set aside for a campaign window: counted in the item's `reserved` from creation
+    until it closes, drawn down by the campaign's reservations only."""
+
+    __tablename__ = "stock_pools"
+    __table_args__ = (
+        CheckConstraint("remaining >= 0 AND remaining <= quantity", name="remaining_within"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    warehouse: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[int] = mapped_column(Integer)
+    remaining: Mapped[int] = mapped_column(Integer)
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    returned: Mapped[int | None] = mapped_column(Integer)  # what went back when it closed
 
 
 class StockMovement(Base):
@@ -87,3 +125,41 @@ class StockMovement(Base):
     actor_username: Mapped[str] = mapped_column(String(64))
     currency: Mapped[str] = mapped_column(String(3))
     unit_cost_minor: Mapped[int] = mapped_column(Integer)
+
+
+class ReturnDisposition(StrEnum):
+    RESTOCK = "RESTOCK"  # sellable again: back to on hand
+    DAMAGED = "DAMAGED"  # not sellable: recorded, stock unchanged
+
+
+class StockReturn(Base):
+    """Goods a customer sent back, as registered by the warehouse after inspection."""
+
+    __tablename__ = "stock_returns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    inspected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    sla_breached: Mapped[bool] = mapped_column(Boolean)
+    registered_by: Mapped[str] = mapped_column(String(64))
+
+    lines: Mapped[list[StockReturnLine]] = relationship(
+        order_by="StockReturnLine.id", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class StockReturnLine(Base):
+    __tablename__ = "stock_return_lines"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    return_id: Mapped[int] = mapped_column(ForeignKey("stock_returns.id"), index=True)
+    # One registration per order line: registering it again is a replay, not a second restock.
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"), unique=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    warehouse: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[int] = mapped_column(Integer)
+    disposition: Mapped[ReturnDisposition] = mapped_column(
+        Enum(ReturnDisposition, native_enum=False, length=16, validate_strings=True)
+    )

@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Select, select, update
@@ -31,16 +32,21 @@ from domain.audit.chain import canonical_json
 from domain.audit.service import Subject
 from domain.catalog.models import StockItem
 from domain.db import utcnow
-from domain.errors import BadInput, Conflict, InsufficientStock, NotFound
+from domain.errors import BadInput, Conflict, InsufficientStock, InvalidTransition, NotFound
 from domain.events import service as events
 from domain.inventory.models import (
     MovementReason,
     ReservationStatus,
+    ReturnDisposition,
     StockMovement,
+    StockPool,
     StockReservation,
     StockReservationLine,
+    StockReturn,
+    StockReturnLine,
 )
-from domain.orders.models import Order
+from domain.orders import picking
+from domain.orders.models import Order, OrderLine
 from domain.orders.rules import OrderStatus
 from domain.values import clean_text
 
@@ -102,8 +108,11 @@ def _summed(lines: Sequence[LineInput]) -> list[LineInput]:
     return [LineInput(s, w, q) for (s, w), q in sorted(total.items())]
 
 
-def _digest(lines: Sequence[LineInput]) -> str:
-    body = canonical_json([[line.sku, line.warehouse, line.quantity] for line in lines])
+def _digest(lines: Sequence[LineInput], campaign: str | None = None) -> str:
+    body = canonical_json(
+        [[line.sku, line.warehouse, line.quantity] for line in lines]
+        + ([["campaign", campaign]] if campaign is not None else [])
+    )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -202,18 +211,25 @@ async def reserve(
     lines: Sequence[LineInput],
     ttl_seconds: int | None = None,
     default_ttl_seconds: int = 900,
+    campaign: str | None = None,
     now: dt.datetime | None = None,
 ) -> StockReservation:
     """Hold stock for a checkout under the caller's `reference` (the web shop's cart or
     order number). The same reference with the same lines again returns the reservation it
-    made (a retried checkout), with other lines it is a CONFLICT. All lines or none."""
+    made (a retried checkout), with other lines it is a CONFLICT. All lines or none.
+
+    With a `campaign` (a promotion pool's name), the line of the pool's SKU and warehouse is
+    drawn from the pool only — an empty pool is INSUFFICIENT_STOCK even when the main stock
+    has units — and the other lines from the main stock."""
     actor.access.require(Action.STOCK_RESERVE)
     reference = clean_text(reference, what="reference", max_length=64, required=True)
     wanted = _summed(lines)
     ttl = default_ttl_seconds if ttl_seconds is None else _quantity(ttl_seconds, "ttlSeconds")
     if not MIN_TTL_SECONDS <= ttl <= MAX_TTL_SECONDS:
         raise BadInput(f"ttlSeconds must be between {MIN_TTL_SECONDS} and {MAX_TTL_SECONDS}")
-    digest = _digest(wanted)
+    if campaign is not None:
+        campaign = clean_text(campaign, what="campaign", max_length=64, required=True)
+    digest = _digest(wanted, campaign)
     existing = await session.scalar(
         select(StockReservation).where(StockReservation.reference == reference)
     )
@@ -223,7 +239,13 @@ async def reserve(
         return existing
     now = now or utcnow()
     who = _who(actor)
+    pool = await _running_pool(session, campaign, now) if campaign is not None else None
+    drawn: dict[tuple[str, str], int] = {}
     for line in wanted:
+        if pool is not None and (line.sku, line.warehouse) == (pool.sku, pool.warehouse):
+            await _draw(session, pool, line.quantity, now)
+            drawn[(line.sku, line.warehouse)] = pool.id
+            continue
         await _book(
             session,
             sku=line.sku,
@@ -243,7 +265,12 @@ async def reserve(
         created_by=actor.username,
         created_at=now,
         lines=[
-            StockReservationLine(sku=li.sku, warehouse=li.warehouse, quantity=li.quantity)
+            StockReservationLine(
+                sku=li.sku,
+                warehouse=li.warehouse,
+                quantity=li.quantity,
+                pool_id=drawn.get((li.sku, li.warehouse)),
+            )
             for li in wanted
         ],
     )
@@ -324,6 +351,8 @@ async def _end(
         MovementReason.EXPIRE if status is ReservationStatus.EXPIRED else MovementReason.RELEASE
     )
     for line in reservation.lines:
+        if line.pool_id is not None and await _refill(session, line.pool_id, line.quantity):
+            continue  # back to its campaign's pool, still counted in `reserved`
         await _book(
             session,
             sku=line.sku,
@@ -409,6 +438,390 @@ async def _audit(
             "lines": [[li.sku, li.warehouse, li.quantity] for li in reservation.lines],
         },
     )
+
+
+# ---- promotion pools -------------------------------------------------------------------------
+
+
+class PoolStatus(StrEnum):
+    SCHEDULED = "SCHEDULED"  # its window has not begun: nothing can be drawn yet
+    ACTIVE = "ACTIVE"
+    CLOSED = "CLOSED"  # ended (or closed early); what was left went back
+
+
+def pool_status(pool: StockPool, now: dt.datetime) -> PoolStatus:
+    if pool.closed_at is not None:
+        return PoolStatus.CLOSED
+    return PoolStatus.SCHEDULED if now < pool.starts_at else PoolStatus.ACTIVE
+
+
+async def create_pool(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    name: str,
+    sku: str,
+    warehouse: str,
+    quantity: int,
+    starts_at: dt.datetime,
+    ends_at: dt.datetime,
+    now: dt.datetime | None = None,
+) -> StockPool:
+    """Carve `quantity` out of the available stock of a SKU in a warehouse for a campaign
+    window, in one conditional update (INSUFFICIENT_STOCK if it is not there): from now on
+    only the campaign's reservations can take those units, and the campaign cannot take any
+    other. The remainder goes back when the window ends (or `close_pool`)."""
+    actor.access.require(Action.STOCK_POOL)
+    name = clean_text(name, what="name", max_length=64, required=True)
+    sku = clean_text(sku, what="sku", max_length=64, required=True)
+    warehouse = clean_text(warehouse, what="warehouse", max_length=32, required=True)
+    quantity = _quantity(quantity, "quantity")
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise BadInput(f"quantity must be between 1 and {MAX_QUANTITY:,}")
+    starts_at, ends_at = require_aware(starts_at), require_aware(ends_at)
+    now = now or utcnow()
+    if ends_at <= starts_at or ends_at <= now:
+        raise BadInput("endsAt must be after startsAt and in the future")
+    if ends_at - starts_at > dt.timedelta(days=366):
+        raise BadInput("a campaign window is at most a year")
+    if await session.scalar(select(StockPool.id).where(StockPool.name == name)) is not None:
+        raise Conflict(f"a pool named {name} exists")
+    await _book(
+        session,
+        sku=sku,
+        warehouse=warehouse,
+        on_hand=0,
+        reserved=quantity,
+        reason=MovementReason.POOL,
+        reference=f"pool {name}",
+        who=_who(actor),
+        at=now,
+    )
+    pool = StockPool(
+        name=name,
+        sku=sku,
+        warehouse=warehouse,
+        quantity=quantity,
+        remaining=quantity,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        created_by=actor.username,
+        created_at=now,
+    )
+    session.add(pool)
+    await session.flush()
+    await audit.record(
+        session=session,
+        who=actor,
+        action="stock.pool_create",
+        operation="createStockPool",
+        target_type="StockPool",
+        target_id=pool.id,
+        at=now,
+        details={
+            "name": name,
+            "sku": sku,
+            "warehouse": warehouse,
+            "quantity": quantity,
+            "startsAt": starts_at.isoformat(),
+            "endsAt": ends_at.isoformat(),
+        },
+    )
+    return pool
+
+
+async def _running_pool(session: AsyncSession, name: str, now: dt.datetime) -> StockPool:
+    pool = await session.scalar(select(StockPool).where(StockPool.name == name))
+    if pool is None:
+        raise NotFound(f"no promotion pool named {name}")
+    status = pool_status(pool, now)
+    if status is not PoolStatus.ACTIVE or now >= pool.ends_at:
+        raise Conflict(f"campaign {name} is not running", status=str(status))
+    return pool
+
+
+async def _draw(session: AsyncSession, pool: StockPool, quantity: int, now: dt.datetime) -> None:
+    """Take units from a running pool in one conditional update; INSUFFICIENT_STOCK when it
+    has fewer left (the main stock is never touched for the campaign)."""
+    table = StockPool.__table__
+    taken = (
+        await session.execute(
+            update(table)
+            .where(
+                table.c.id == pool.id,
+                table.c.remaining >= quantity,
+                table.c.closed_at.is_(None),
+                table.c.ends_at > now,
+            )
+            .values(remaining=table.c.remaining - quantity)
+            .returning(table.c.remaining)
+        )
+    ).one_or_none()
+    if taken is None:
+        raise InsufficientStock(
+            f"campaign {pool.name} has fewer than {quantity} of {pool.sku} left",
+            sku=pool.sku,
+            warehouse=pool.warehouse,
+        )
+
+
+async def _refill(session: AsyncSession, pool_id: int, quantity: int) -> bool:
+    """Units of a released reservation back to their pool, if it is still open."""
+    table = StockPool.__table__
+    back = await session.execute(
+        update(table)
+        .where(table.c.id == pool_id, table.c.closed_at.is_(None))
+        .values(remaining=table.c.remaining + quantity)
+        .returning(table.c.id)
+    )
+    return back.one_or_none() is not None
+
+
+async def close_pool(
+    *, session: AsyncSession, actor: Actor | Subject, pool_id: int, now: dt.datetime | None = None
+) -> StockPool:
+    """End a pool: what it has left goes back to the available stock in one audited move.
+    Reservations already drawn from it keep their units. Closing a closed pool changes
+    nothing."""
+    if isinstance(actor, Actor):
+        actor.access.require(Action.STOCK_POOL)
+    pool = await session.scalar(
+        select(StockPool)
+        .where(StockPool.id == pool_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if pool is None:
+        raise NotFound("no such promotion pool")
+    if pool.closed_at is not None:
+        return pool
+    now = now or utcnow()
+    left = pool.remaining
+    if left:
+        await _book(
+            session,
+            sku=pool.sku,
+            warehouse=pool.warehouse,
+            on_hand=0,
+            reserved=-left,
+            reason=MovementReason.POOL_RETURN,
+            reference=f"pool {pool.name}",
+            who=_who(actor),
+            at=now,
+        )
+    pool.remaining = 0
+    pool.returned = left
+    pool.closed_at = now
+    await session.flush()
+    await audit.record(
+        session=session,
+        who=actor,
+        action="stock.pool_close",
+        operation="closeStockPool",
+        target_type="StockPool",
+        target_id=pool.id,
+        at=now,
+        details={"name": pool.name, "returned": left, "drawn": pool.quantity - left},
+    )
+    return pool
+
+
+async def close_ended_pools(*, session: AsyncSession, now: dt.datetime) -> list[int]:
+    """Close every open pool whose window has ended; returns their ids. The caller commits."""
+    require_aware(now)
+    ended = (
+        await session.scalars(
+            select(StockPool.id)
+            .where(StockPool.closed_at.is_(None), StockPool.ends_at <= now)
+            .order_by(StockPool.id)
+            .limit(EXPIRE_BATCH)
+        )
+    ).all()
+    for pool_id in ended:
+        await close_pool(session=session, actor=SYSTEM, pool_id=pool_id, now=now)
+    return list(ended)
+
+
+def pools_query(actor: Actor, status: PoolStatus | None, now: dt.datetime) -> Select[Any]:
+    actor.access.require(Action.STOCK_POOL)
+    stmt = select(StockPool)
+    if status is PoolStatus.CLOSED:
+        stmt = stmt.where(StockPool.closed_at.is_not(None))
+    elif status is PoolStatus.SCHEDULED:
+        stmt = stmt.where(StockPool.closed_at.is_(None), StockPool.starts_at > now)
+    elif status is PoolStatus.ACTIVE:
+        stmt = stmt.where(StockPool.closed_at.is_(None), StockPool.starts_at <= now)
+    return stmt.order_by(StockPool.ends_at, StockPool.id)
+
+
+# ---- returns -----------------------------------------------------------------------------------
+
+RETURN_SLA = dt.timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class ReturnLineInput:
+    order_line_id: int
+    quantity: int
+    disposition: ReturnDisposition
+
+
+async def register_return(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    order_id: int,
+    inspected_at: dt.datetime,
+    lines: Sequence[ReturnLineInput],
+    now: dt.datetime | None = None,
+) -> StockReturn:
+    """The warehouse registers what came back, after inspecting it: RESTOCK lines return to
+    on hand in the warehouse the order was picked from (reason RETURN), DAMAGED lines are
+    recorded only. Each order line is registered once: the same registration again returns
+    the first (a retry), a different one for a line already registered is a CONFLICT. A
+    registration more than two hours after `inspectedAt` is `slaBreached`."""
+    actor.access.require(Action.RETURN_REGISTER)
+    inspected_at = require_aware(inspected_at)
+    now = now or utcnow()
+    if inspected_at > now + dt.timedelta(minutes=5):
+        raise BadInput("inspectedAt is in the future")
+    if not 1 <= len(lines) <= MAX_LINES:
+        raise BadInput(f"a return has 1 to {MAX_LINES} lines")
+    wanted: dict[int, ReturnLineInput] = {}
+    for line in lines:
+        quantity = _quantity(line.quantity, "quantity")
+        if not 1 <= quantity <= MAX_QUANTITY:
+            raise BadInput(f"quantity must be between 1 and {MAX_QUANTITY:,}")
+        if line.order_line_id in wanted:
+            raise BadInput("an order line appears twice in the return")
+        wanted[line.order_line_id] = line
+    order = await session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    if order is None:
+        raise NotFound("no such order")
+    if order.status not in (OrderStatus.SHIPPED, OrderStatus.COMPLETED):
+        raise InvalidTransition(
+            f"order {order.number} is {order.status}: only shipped orders come back",
+            current=str(order.status),
+        )
+    order_lines = {
+        li.id: li
+        for li in (
+            await session.scalars(select(OrderLine).where(OrderLine.order_id == order_id))
+        ).all()
+    }
+    for line_id, line in wanted.items():
+        if line_id not in order_lines:
+            raise NotFound(f"order {order.number} has no line {line_id}")
+        if line.quantity > order_lines[line_id].quantity:
+            raise BadInput(
+                f"line {line_id} sold {order_lines[line_id].quantity}, not {line.quantity}"
+            )
+    already = (
+        await session.scalars(
+            select(StockReturnLine).where(StockReturnLine.order_line_id.in_(list(wanted)))
+        )
+    ).all()
+    if already:
+        earlier = {r.return_id for r in already}
+        same = len(earlier) == 1 and {
+            (r.order_line_id, r.quantity, r.disposition) for r in already
+        } == {(i, w.quantity, w.disposition) for i, w in wanted.items()}
+        existing = await session.get(StockReturn, next(iter(earlier))) if same else None
+        if existing is not None and len(existing.lines) == len(wanted):
+            return existing  # the same registration again
+        raise Conflict(
+            "already registered: "
+            + ", ".join(f"line {r.order_line_id}" for r in sorted(already, key=lambda r: r.id))
+        )
+    warehouse = await session.scalar(
+        select(picking.PickingList.warehouse).where(picking.PickingList.order_id == order_id)
+    ) or await session.scalar(
+        select(StockReservationLine.warehouse)
+        .join(StockReservation)
+        .where(StockReservation.order_id == order_id)
+        .limit(1)
+    )
+    returned = StockReturn(
+        order_id=order_id,
+        inspected_at=inspected_at,
+        registered_at=now,
+        sla_breached=now - inspected_at > RETURN_SLA,
+        registered_by=actor.username,
+    )
+    for line_id, line in sorted(wanted.items()):
+        sku = order_lines[line_id].sku
+        stocked = warehouse is not None and await session.scalar(
+            select(StockItem.id).where(StockItem.sku == sku, StockItem.warehouse == warehouse)
+        )
+        home = warehouse if stocked else await _fullest(session, sku)
+        if line.disposition is ReturnDisposition.RESTOCK:
+            await _book(
+                session,
+                sku=sku,
+                warehouse=home,
+                on_hand=line.quantity,
+                reserved=0,
+                reason=MovementReason.RETURN,
+                reference=f"return of order {order.number}",
+                who=_who(actor),
+                at=now,
+            )
+        returned.lines.append(
+            StockReturnLine(
+                order_line_id=line_id,
+                sku=sku,
+                warehouse=home,
+                quantity=line.quantity,
+                disposition=line.disposition,
+            )
+        )
+    session.add(returned)
+    await session.flush()
+    await audit.record(
+        session=session,
+        who=actor,
+        action="stock.return",
+        operation="registerReturn",
+        target_type="Order",
+        target_id=order_id,
+        at=now,
+        details={
+            "returnId": returned.id,
+            "number": order.number,
+            "inspectedAt": inspected_at.isoformat(),
+            "slaBreached": returned.sla_breached,
+            "lines": [
+                [li.order_line_id, li.sku, li.quantity, str(li.disposition)]
+                for li in returned.lines
+            ],
+        },
+    )
+    return returned
+
+
+async def _fullest(session: AsyncSession, sku: str) -> str:
+    """The warehouse holding most of a SKU: where a return goes when its order names none."""
+    home = await session.scalar(
+        select(StockItem.warehouse)
+        .where(StockItem.sku == sku)
+        .order_by(StockItem.on_hand.desc(), StockItem.warehouse)
+        .limit(1)
+    )
+    if home is None:
+        raise NotFound(f"no warehouse stocks {sku}")
+    return home
+
+
+def returns_query(
+    actor: Actor, *, order_id: int | None = None, sla_breached: bool | None = None
+) -> Select[Any]:
+    actor.access.require(Action.RETURN_REGISTER)
+    stmt = select(StockReturn)
+    if order_id is not None:
+        stmt = stmt.where(StockReturn.order_id == order_id)
+    if sla_breached is not None:
+        stmt = stmt.where(StockReturn.sla_breached.is_(sla_breached))
+    return stmt
 
 
 # ---- orders -----------------------------------------------------------------------------------

@@ -116,3 +116,60 @@ async def test_two_hundred_buyers_for_one_unit_across_two_processes(
         await engine.dispose()
     assert reserves == 1
     assert (on_hand, reserved) == (after["onHand"], after["reserved"])
+
+
+async def test_a_pool_of_one_hundred_serves_exactly_one_hundred_of_a_thousand(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """A livestream campaign: 100 units set aside, 1,000 campaign checkouts at once through
+    two processes. Exactly 100 get one; the main stock is untouched by the campaign."""
+    import datetime as dt
+
+    policy = _policy_dir(tmp_path)
+    with (
+        _serve(pg_database, tmp_path / "a", policy, "0") as (first, _),
+        _serve(pg_database, tmp_path / "b", policy, "0") as (second, _),
+    ):
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        async with httpx.AsyncClient(timeout=180, limits=limits) as http:
+            ops = await _token(http, first, "ops")
+            buyer = await _token(http, first, "integration")
+            now = dt.datetime.now(dt.UTC)
+            pool = await _gql(
+                http,
+                first,
+                ops,
+                "mutation($i: StockPoolInput!) { createStockPool(input: $i) { id } }",
+                {
+                    "i": {
+                        "name": "live-面膜",
+                        "sku": "SKU-0011",
+                        "warehouse": "SH-01",
+                        "quantity": 100,
+                        "startsAt": (now - dt.timedelta(minutes=1)).isoformat(),
+                        "endsAt": (now + dt.timedelta(hours=1)).isoformat(),
+                    }
+                },
+            )
+            assert "errors" not in pool, pool
+            before = (await _gql(http, first, ops, ITEM, {"s": "SKU-0011", "w": "SH-01"}))["data"][
+                "stockItem"
+            ]
+            gate = asyncio.Semaphore(100)
+
+            async def buy(n: int) -> dict:
+                line = {"sku": "SKU-0011", "warehouse": "SH-01", "quantity": 1}
+                body = {"reference": f"LIVE-{n}", "lines": [line], "campaign": "live-面膜"}
+                async with gate:
+                    return await _gql(http, (first, second)[n % 2], buyer, RESERVE, {"i": body})
+
+            results = await asyncio.gather(*(buy(n) for n in range(1000)))
+            after = (await _gql(http, second, ops, ITEM, {"s": "SKU-0011", "w": "SH-01"}))["data"][
+                "stockItem"
+            ]
+
+    won = [r for r in results if "errors" not in r]
+    codes = sorted(e["extensions"]["code"] for r in results for e in r.get("errors", []))
+    assert len(won) == 100
+    assert codes == ["INSUFFICIENT_STOCK"] * 900
+    assert after == before  # drawn from the pool: the main stock's numbers did not move

@@ -41,11 +41,15 @@ def _serve(
         "ORDERGATE_POLICY_DIR": str(policy_dir),
         "ORDERGATE_POLICY_POLL_SECONDS": poll,
     }
+    # The server's log goes to a file: a pipe nobody reads fills up under load, and the
+    # server then blocks writing its access log.
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(  # noqa: S603 - our own server
         [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -61,8 +65,7 @@ def _serve(
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
+        log.close()
 
 
 def _policy_dir(tmp_path: Path) -> Path:

@@ -1,8 +1,10 @@
 """The stock model's invariants under random sequences of reserve / confirm / release / expire
-/ adjust (a hypothesis state machine against the real services and a real database):
+/ adjust / promotion pools (a hypothesis state machine against the real services and a real
+database):
 
 - 0 ≤ reserved ≤ on hand, always;
-- reserved equals the sum of the reservations that hold stock (ACTIVE or CONFIRMED);
+- reserved equals the sum of the reservations that hold stock (ACTIVE or CONFIRMED) plus what
+  open promotion pools have left;
 - on hand and reserved each equal the sum of their movements in the ledger;
 - and each operation succeeds or is refused exactly when a simple model says it should.
 """
@@ -32,14 +34,19 @@ from domain.catalog.models import Product, StockItem
 from domain.db import create_engine, session_factory
 from domain.errors import Conflict, InsufficientStock
 from domain.inventory import service as inventory
-from domain.inventory.models import StockMovement, StockReservation, StockReservationLine
+from domain.inventory.models import (
+    StockMovement,
+    StockPool,
+    StockReservation,
+    StockReservationLine,
+)
 
 START = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.UTC)
 WAREHOUSE = "SH-01"
 
 
 def _actor(pdp: PolicyDecisionPoint) -> Actor:
-    roles = frozenset({"integration", "warehouse"})
+    roles = frozenset({"integration", "warehouse", "ops"})
     return Actor(
         user_id=None,
         username="machine",
@@ -65,6 +72,8 @@ class StockMachine(RuleBasedStateMachine):
         self.now = START
         self.on_hand = 30
         self.model: dict[int, tuple[str, int, dt.datetime]] = {}  # id -> (status, qty, expiry)
+        self.pool_of: dict[int, str] = {}  # reservation id -> the pool it drew from
+        self.pools: dict[str, int | None] = {}  # name -> remaining (None once closed)
         self.run(self._create_item())
 
     def run(self, coro):  # type: ignore[no-untyped-def]
@@ -87,12 +96,28 @@ class StockMachine(RuleBasedStateMachine):
 
     @property
     def held(self) -> int:
-        return sum(q for status, q, _ in self.model.values() if status in ("ACTIVE", "CONFIRMED"))
+        """Reserved units: holding reservations plus what open pools have left."""
+        holding = sum(q for s, q, _ in self.model.values() if s in ("ACTIVE", "CONFIRMED"))
+        return holding + sum(r for r in self.pools.values() if r is not None)
+
+    def _returned(self, rid: int, quantity: int) -> None:
+        """A reservation stops holding: drawn from an open pool, its units refill the pool."""
+        pool = self.pool_of.get(rid)
+        if pool is not None and self.pools[pool] is not None:
+            self.pools[pool] += quantity  # type: ignore[operator]
 
     # ---- operations --------------------------------------------------------------------------
 
-    @rule(target=reservations, quantity=st.integers(1, 15), ttl=st.sampled_from([60, 300, 900]))
-    def reserve(self, quantity: int, ttl: int) -> int:
+    @rule(
+        target=reservations,
+        quantity=st.integers(1, 15),
+        ttl=st.sampled_from([60, 300, 900]),
+        from_pool=st.booleans(),
+    )
+    def reserve(self, quantity: int, ttl: int, from_pool: bool) -> int:
+        open_pools = [n for n, r in self.pools.items() if r is not None]
+        campaign = open_pools[-1] if from_pool and open_pools else None
+
         async def go() -> int | None:
             async with self.sessions() as session:
                 try:
@@ -102,6 +127,7 @@ class StockMachine(RuleBasedStateMachine):
                         reference=uuid.uuid4().hex,
                         lines=[inventory.LineInput(self.sku, WAREHOUSE, quantity)],
                         ttl_seconds=ttl,
+                        campaign=campaign,
                         now=self.now,
                     )
                 except InsufficientStock:
@@ -110,12 +136,18 @@ class StockMachine(RuleBasedStateMachine):
                 await session.commit()
                 return made.id
 
-        expected = self.on_hand - self.held >= quantity
+        if campaign is not None:
+            expected = (self.pools[campaign] or 0) >= quantity
+        else:
+            expected = self.on_hand - self.held >= quantity
         made = self.run(go())
         assert (made is not None) == expected
         if made is None:
             return -1
         self.model[made] = ("ACTIVE", quantity, self.now + dt.timedelta(seconds=ttl))
+        if campaign is not None:
+            self.pool_of[made] = campaign
+            self.pools[campaign] -= quantity  # type: ignore[operator]
         return made
 
     @rule(reservation=reservations)
@@ -157,6 +189,7 @@ class StockMachine(RuleBasedStateMachine):
         status, quantity, expiry = self.model[reservation]
         if status in ("ACTIVE", "CONFIRMED"):
             self.model[reservation] = ("RELEASED", quantity, expiry)
+            self._returned(reservation, quantity)
 
     @rule(minutes=st.integers(0, 20))
     def time_passes_and_the_job_runs(self, minutes: int) -> None:
@@ -168,9 +201,10 @@ class StockMachine(RuleBasedStateMachine):
                 await session.commit()
 
         self.run(go())
-        for rid, (status, quantity, expiry) in list(self.model.items()):
+        for rid, (status, quantity, expiry) in sorted(self.model.items()):
             if status == "ACTIVE" and expiry <= self.now:
                 self.model[rid] = ("EXPIRED", quantity, expiry)
+                self._returned(rid, quantity)
 
     @rule(delta=st.integers(-25, 25).filter(bool))
     def adjust(self, delta: int) -> None:
@@ -197,6 +231,53 @@ class StockMachine(RuleBasedStateMachine):
         if expected:
             self.on_hand += delta
 
+    @rule(quantity=st.integers(1, 12))
+    def open_a_pool(self, quantity: int) -> None:
+        name = f"pool-{uuid.uuid4().hex[:12]}"
+
+        async def go() -> bool:
+            async with self.sessions() as session:
+                try:
+                    await inventory.create_pool(
+                        session=session,
+                        actor=self.actor,
+                        name=name,
+                        sku=self.sku,
+                        warehouse=WAREHOUSE,
+                        quantity=quantity,
+                        starts_at=self.now,
+                        ends_at=self.now + dt.timedelta(days=300),
+                        now=self.now,
+                    )
+                except InsufficientStock:
+                    await session.rollback()
+                    return False
+                await session.commit()
+                return True
+
+        expected = self.on_hand - self.held >= quantity
+        assert self.run(go()) == expected
+        if expected:
+            self.pools[name] = quantity
+
+    @rule()
+    def close_the_newest_pool(self) -> None:
+        open_pools = [n for n, r in self.pools.items() if r is not None]
+        if not open_pools:
+            return
+        name = open_pools[-1]
+
+        async def go() -> None:
+            async with self.sessions() as session:
+                pool_id = await session.scalar(select(StockPool.id).where(StockPool.name == name))
+                await inventory.close_pool(
+                    session=session, actor=self.actor, pool_id=pool_id, now=self.now
+                )
+                await session.commit()
+
+        self.run(go())
+        self.pools[name] = None
+
     # ---- what always holds -------------------------------------------------------------------
 
     @invariant()
@@ -218,6 +299,11 @@ class StockMachine(RuleBasedStateMachine):
                         ).where(StockMovement.sku == self.sku)
                     )
                 ).one()
+                pooled = await session.scalar(
+                    select(func.coalesce(func.sum(StockPool.remaining), 0)).where(
+                        StockPool.sku == self.sku, StockPool.closed_at.is_(None)
+                    )
+                )
                 holding = await session.scalar(
                     select(func.coalesce(func.sum(StockReservationLine.quantity), 0))
                     .join(StockReservation)
@@ -226,7 +312,13 @@ class StockMachine(RuleBasedStateMachine):
                         StockReservation.status.in_(("ACTIVE", "CONFIRMED")),
                     )
                 )
-                return item.on_hand, item.reserved, int(moved[0]), int(moved[1]), int(holding)
+                return (
+                    item.on_hand,
+                    item.reserved,
+                    int(moved[0]),
+                    int(moved[1]),
+                    int(holding) + int(pooled),
+                )
 
         on_hand, reserved, moved_on_hand, moved_reserved, holding = self.run(read())
         assert 0 <= reserved <= on_hand

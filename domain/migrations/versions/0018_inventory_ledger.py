@@ -55,18 +55,72 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_stock_movements_at'), ['at'], unique=False)
         batch_op.create_index('ix_stock_movements_sku_warehouse_id', ['sku', 'warehouse', 'id'], unique=False)
 
+    op.create_table('stock_pools',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('sku', sa.String(length=64), nullable=False),
+    sa.Column('warehouse', sa.String(length=32), nullable=False),
+    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('remaining', sa.Integer(), nullable=False),
+    sa.Column('starts_at', domain.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ends_at', domain.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=64), nullable=False),
+    sa.Column('created_at', domain.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', domain.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('returned', sa.Integer(), nullable=True),
+    sa.CheckConstraint('quantity > 0', name=op.f('ck_stock_pools_quantity_positive')),
+    sa.CheckConstraint('remaining >= 0 AND remaining <= quantity', name=op.f('ck_stock_pools_remaining_within')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_stock_pools')),
+    sa.UniqueConstraint('name', name=op.f('uq_stock_pools_name'))
+    )
+    with op.batch_alter_table('stock_pools', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_stock_pools_ends_at'), ['ends_at'], unique=False)
+
     op.create_table('stock_reservation_lines',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('reservation_id', sa.Integer(), nullable=False),
     sa.Column('sku', sa.String(length=64), nullable=False),
     sa.Column('warehouse', sa.String(length=32), nullable=False),
     sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('pool_id', sa.Integer(), nullable=True),
     sa.CheckConstraint('quantity > 0', name=op.f('ck_stock_reservation_lines_quantity_positive')),
+    sa.ForeignKeyConstraint(['pool_id'], ['stock_pools.id'], name=op.f('fk_stock_reservation_lines_pool_id_stock_pools')),
     sa.ForeignKeyConstraint(['reservation_id'], ['stock_reservations.id'], name=op.f('fk_stock_reservation_lines_reservation_id_stock_reservations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stock_reservation_lines'))
     )
     with op.batch_alter_table('stock_reservation_lines', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_stock_reservation_lines_reservation_id'), ['reservation_id'], unique=False)
+
+    op.create_table('stock_returns',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('order_id', sa.Integer(), nullable=False),
+    sa.Column('inspected_at', domain.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('registered_at', domain.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sla_breached', sa.Boolean(), nullable=False),
+    sa.Column('registered_by', sa.String(length=64), nullable=False),
+    sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_stock_returns_order_id_orders')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_stock_returns'))
+    )
+    with op.batch_alter_table('stock_returns', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_stock_returns_order_id'), ['order_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_stock_returns_registered_at'), ['registered_at'], unique=False)
+
+    op.create_table('stock_return_lines',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('return_id', sa.Integer(), nullable=False),
+    sa.Column('order_line_id', sa.Integer(), nullable=False),
+    sa.Column('sku', sa.String(length=64), nullable=False),
+    sa.Column('warehouse', sa.String(length=32), nullable=False),
+    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('disposition', sa.String(length=16), nullable=False),
+    sa.CheckConstraint('quantity > 0', name=op.f('ck_stock_return_lines_quantity_positive')),
+    sa.ForeignKeyConstraint(['order_line_id'], ['order_lines.id'], name=op.f('fk_stock_return_lines_order_line_id_order_lines')),
+    sa.ForeignKeyConstraint(['return_id'], ['stock_returns.id'], name=op.f('fk_stock_return_lines_return_id_stock_returns')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_stock_return_lines')),
+    sa.UniqueConstraint('order_line_id', name=op.f('uq_stock_return_lines_order_line_id'))
+    )
+    with op.batch_alter_table('stock_return_lines', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_stock_return_lines_return_id'), ['return_id'], unique=False)
 
     # ### end Alembic commands ###
     # The ledger opens with each item's stock as it stands, so movements add up to it.
@@ -81,10 +135,16 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('stock_return_lines')
+    op.drop_table('stock_returns')
     with op.batch_alter_table('stock_reservation_lines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_stock_reservation_lines_reservation_id'))
 
     op.drop_table('stock_reservation_lines')
+    with op.batch_alter_table('stock_pools', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_stock_pools_ends_at'))
+
+    op.drop_table('stock_pools')
     with op.batch_alter_table('stock_movements', schema=None) as batch_op:
         batch_op.drop_index('ix_stock_movements_sku_warehouse_id')
         batch_op.drop_index(batch_op.f('ix_stock_movements_at'))
