@@ -30,6 +30,7 @@ from api.graphql.reconciliation import ReconciliationMutations, ReconciliationQu
 from api.graphql.reports import ReportQueries
 from api.graphql.scalars import SCALARS
 from api.graphql.stock import StockQueries
+from api.graphql.tasks import TaskMutations, TaskQueries
 from api.graphql.users import UserMutations, UserQueries
 from api.graphql.viewer import ViewerQueries
 from api.graphql.webhooks import WebhookMutations, WebhookQueries
@@ -43,6 +44,7 @@ class Query(
     CustomerQueries,
     StockQueries,
     InventoryQueries,
+    TaskQueries,
     ApprovalQueries,
     ExportQueries,
     AuditQueries,
@@ -66,6 +68,7 @@ class Mutation(
     WebhookMutations,
     IntakeMutations,
     InventoryMutations,
+    TaskMutations,
     ReconciliationMutations,
 ):
     pass

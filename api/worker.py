@@ -64,6 +64,15 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             if len(closed) < inventory.EXPIRE_BATCH:
                 return
 
+    async def remind_counts(slot: dt.datetime) -> None:
+        # Monday morning in the business timezone: each warehouse's weekly count is due.
+        day = slot.astimezone(runtime.settings.timezone).date()
+        if day.weekday() != 0:
+            return
+        async with runtime.sessions() as session:
+            await inventory.remind_counts(session=session, day=day, now=slot)
+            await session.commit()
+
     async def reconcile_yesterday(slot: dt.datetime) -> None:
         day = slot.astimezone(runtime.settings.timezone).date() - dt.timedelta(days=1)
         async with runtime.sessions() as session:
@@ -91,6 +100,13 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             zone=runtime.settings.timezone.key,
             every=dt.timedelta(minutes=1),
             run=escalate,
+        ),
+        # Weekly stock counts: a task per warehouse on Monday at 09:00 business time.
+        Job(
+            name="stock.count-reminder",
+            at=dt.time(9, 0),
+            zone=runtime.settings.timezone.key,
+            run=remind_counts,
         ),
         # Every minute, so stock held by an unpaid checkout returns within a minute of expiry
         # (and a promotion pool's remainder within a minute of its end).

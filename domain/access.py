@@ -52,6 +52,8 @@ class Action(StrEnum):
     STOCK_LEDGER = "stock:ledger"
     STOCK_POOL = "stock:pool"
     RETURN_REGISTER = "return:register"
+    STOCK_COUNT = "stock:count"
+    TASK_WORK = "task:work"
 
 
 class PolicyInvalid(Exception):

@@ -11,6 +11,8 @@ from domain.events.webhooks import OutboxCursor, Webhook, WebhookDelivery
 from domain.exports.models import ExportRequest
 from domain.intake.reconciliation import SnapshotRow
 from domain.inventory.models import (
+    StockCount,
+    StockCountLine,
     StockMovement,
     StockPool,
     StockReservation,
@@ -22,6 +24,7 @@ from domain.jobs.scheduler import JobRun
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.picking import PickingLine, PickingList
 from domain.ratelimit import RateCounter
+from domain.tasks.models import Task
 from domain.users.models import User, UserChannel, UserRole
 
 __all__ = [
@@ -49,6 +52,8 @@ __all__ = [
     "RateCounter",
     "SigningKey",
     "SnapshotRow",
+    "StockCount",
+    "StockCountLine",
     "StockItem",
     "StockMovement",
     "StockPool",
@@ -56,6 +61,7 @@ __all__ = [
     "StockReservationLine",
     "StockReturn",
     "StockReturnLine",
+    "Task",
     "User",
     "UserChannel",
     "UserRole",

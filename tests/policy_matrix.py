@@ -186,4 +186,6 @@ OPERATIONS = {
     "stock:ledger": {"finance", "ops", "purchasing"},
     "stock:pool": {"ops"},
     "return:register": {"warehouse"},
+    "stock:count": {"warehouse"},
+    "task:work": {"ops", "warehouse", "purchasing", "finance", "cs", "sales"},
 }

@@ -223,6 +223,61 @@ async def _with_orders(session: Any, actor: Any, found: list[models.StockReturn]
     return [Return.from_model(r, by_id.get(r.order_id)) for r in found]
 
 
+@strawberry.input(description="One SKU's counted quantity.")
+class StockCountLineInput:
+    sku: str
+    counted: int
+
+
+@strawberry.input(description="A physical count of a warehouse.")
+class StockCountInput:
+    warehouse: str
+    counted_at: dt.datetime
+    lines: list[StockCountLineInput]
+
+
+@strawberry.type(description="A counted SKU against the system's quantity when it was counted.")
+class StockDiscrepancy:
+    sku: str
+    system: int
+    counted: int
+    delta_percent: str = strawberry.field(
+        description='(counted - system) / system as a signed decimal string ("-3.45"); '
+        '"100.00" when the system held none.'
+    )
+    traced: bool = strawberry.field(
+        description="Above 3%: a trace task lists every movement since the previous count."
+    )
+
+
+@strawberry.type(description="A physical count compared with the system.")
+class StockCount:
+    id: strawberry.ID
+    warehouse: str
+    counted_at: dt.datetime
+    discrepancies: list[StockDiscrepancy] = strawberry.field(
+        description="One entry per counted SKU (delta 0.00 where they agree)."
+    )
+
+    @classmethod
+    def from_model(cls, count: models.StockCount) -> StockCount:
+        return cls(
+            id=global_id("StockCount", count.id),
+            warehouse=count.warehouse,
+            counted_at=count.counted_at,
+            discrepancies=[
+                StockDiscrepancy(
+                    sku=li.sku,
+                    system=li.system,
+                    counted=li.counted,
+                    delta_percent=inventory.format_percent(li.delta_basis_points),
+                    traced=li.traced,
+                )
+                for li in count.lines
+            ],
+        )
+
+
 @strawberry.input(description="Which movements to list.")
 class StockMovementFilter:
     sku: str | None = None
@@ -543,3 +598,24 @@ class InventoryMutations:
             )
             [shown] = await _with_orders(session, actor, [returned])
             return shown
+
+    @strawberry.mutation(
+        description="Submit a physical count: compared with the system as of countedAt; a "
+        "discrepancy above 3% raises a trace task. Corrects nothing by itself."
+    )
+    async def submit_stock_count(
+        self, info: Info[RequestContext, None], input: StockCountInput
+    ) -> StockCount | None:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.write(
+            action="stock.count", operation="submitStockCount", target_type="StockCount"
+        ) as session:
+            count = await inventory.submit_count(
+                session=session,
+                actor=actor,
+                warehouse=input.warehouse,
+                counted_at=input.counted_at,
+                lines=[inventory.CountLineInput(li.sku, li.counted) for li in input.lines],
+            )
+            return StockCount.from_model(count)

@@ -97,6 +97,8 @@ ID_TYPES = {
     "StockMovement": "stock movement",
     "StockPool": "stock pool",
     "Return": "return",
+    "Task": "task",
+    "StockCount": "stock count",
 }
 _KIND = {what: type_name for type_name, what in ID_TYPES.items()}
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{4,64}={0,2}")

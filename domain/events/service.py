@@ -67,6 +67,8 @@ class EventType(StrEnum):
     PICKING_LIST_CREATED = "PICKING_LIST_CREATED"
     ORDER_ESCALATED = "ORDER_ESCALATED"
     STOCK_CHANGED = "STOCK_CHANGED"  # aggregate StockItem: on hand, reserved, available
+    TASK_CREATED = "TASK_CREATED"  # aggregate Task
+    TASK_COMPLETED = "TASK_COMPLETED"
 
 
 def publish(

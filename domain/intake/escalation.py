@@ -21,6 +21,7 @@ from domain.audit.service import Subject
 from domain.events import service as events
 from domain.orders.models import Order
 from domain.orders.rules import OrderStatus
+from domain.tasks import service as tasks
 
 WAITING = (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID)
 BATCH = 1000
@@ -66,6 +67,22 @@ async def escalate_waiting(
                 "waitingSince": order.created_at.isoformat(),
             },
         )
+    # Operations takes them over by hand: one task per run, listing the orders.
+    await tasks.raise_task(
+        session,
+        kind="ESCALATION",
+        title=f"{len(found)} order(s) waiting more than {int(after.total_seconds() // 60)} "
+        "minutes: handle them by hand",
+        details={
+            "orders": [{"id": o.id, "number": o.number, "status": str(o.status)} for o in found][
+                :200
+            ],
+            "count": len(found),
+        },
+        by=SYSTEM,
+        assignee_role="ops",
+        now=now,
+    )
     await audit.record(
         session=session,
         who=SYSTEM,

@@ -39,6 +39,7 @@ from domain.errors import BadInput
 from domain.money import format_amount, to_minor
 from domain.orders.models import Order
 from domain.orders.rules import OrderStatus
+from domain.tasks import service as tasks
 from domain.values import clean_text
 
 log = logging.getLogger("ordergate.reconciliation")
@@ -341,6 +342,23 @@ async def reconcile_day(
             log.warning(
                 "channel reconciliation found differences",
                 extra={"channel": channel, "day": business_day.isoformat(), **counts},
+            )
+            # Operations works through them: one task per channel and day.
+            await tasks.raise_task(
+                session,
+                kind="RECONCILIATION",
+                title=f"{channel} {business_day.isoformat()}: "
+                f"{len(report.differences)} differences with the channel",
+                details={
+                    "channel": channel,
+                    "businessDay": business_day.isoformat(),
+                    "differences": counts,
+                    "externalIds": [d.external_id for d in report.differences][:200],
+                },
+                by=SYSTEM,
+                assignee_role="ops",
+                dedupe_key=f"reconciliation:{channel}:{business_day.isoformat()}",
+                now=now,
             )
         reports.append(report)
     return reports

@@ -163,3 +163,34 @@ class StockReturnLine(Base):
     disposition: Mapped[ReturnDisposition] = mapped_column(
         Enum(ReturnDisposition, native_enum=False, length=16, validate_strings=True)
     )
+
+
+class StockCount(Base):
+    """A physical count of a warehouse, compared with the system's quantities as of the time
+    it was counted."""
+
+    __tablename__ = "stock_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    warehouse: Mapped[str] = mapped_column(String(32))
+    counted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    submitted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    submitted_by: Mapped[str] = mapped_column(String(64))
+
+    lines: Mapped[list[StockCountLine]] = relationship(
+        order_by="StockCountLine.id", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class StockCountLine(Base):
+    __tablename__ = "stock_count_lines"
+    __table_args__ = (Index("ix_stock_count_lines_sku_count", "sku", "count_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count_id: Mapped[int] = mapped_column(ForeignKey("stock_counts.id"), index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    system: Mapped[int] = mapped_column(Integer)  # on hand as of counted_at
+    counted: Mapped[int] = mapped_column(Integer)
+    # (counted - system) / system in hundredths of a percent; 10000 = +100% (system 0).
+    delta_basis_points: Mapped[int] = mapped_column(Integer)
+    traced: Mapped[bool] = mapped_column(Boolean)

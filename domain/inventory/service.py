@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import Action
@@ -38,6 +38,8 @@ from domain.inventory.models import (
     MovementReason,
     ReservationStatus,
     ReturnDisposition,
+    StockCount,
+    StockCountLine,
     StockMovement,
     StockPool,
     StockReservation,
@@ -48,6 +50,7 @@ from domain.inventory.models import (
 from domain.orders import picking
 from domain.orders.models import Order, OrderLine
 from domain.orders.rules import OrderStatus
+from domain.tasks import service as tasks
 from domain.values import clean_text
 
 HOLDING = (ReservationStatus.ACTIVE, ReservationStatus.CONFIRMED)
@@ -822,6 +825,216 @@ def returns_query(
     if sla_breached is not None:
         stmt = stmt.where(StockReturn.sla_breached.is_(sla_breached))
     return stmt
+
+
+# ---- counts ------------------------------------------------------------------------------------
+
+TRACE_ABOVE_BASIS_POINTS = 300  # a discrepancy above 3% is traced
+MAX_COUNT_LINES = 2000
+
+
+@dataclass(frozen=True)
+class CountLineInput:
+    sku: str
+    counted: int
+
+
+def delta_basis_points(system: int, counted: int) -> int:
+    """(counted - system) / system in hundredths of a percent, rounded half away from zero;
+    a count of something the system holds none of is +100% (10000)."""
+    if system == 0:
+        return 0 if counted == 0 else 10000
+    scaled = abs(counted - system) * 10000
+    magnitude = (scaled + system // 2) // system  # integer rounding: no floats
+    return magnitude if counted >= system else -magnitude
+
+
+async def submit_count(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    warehouse: str,
+    counted_at: dt.datetime,
+    lines: Sequence[CountLineInput],
+    now: dt.datetime | None = None,
+) -> StockCount:
+    """Compare a physical count with the system's on-hand quantities as they were at
+    `counted_at` (today's on hand less every movement booked after it). A SKU whose
+    discrepancy exceeds 3% gets a trace task for the warehouse, listing every movement since
+    that SKU's previous count. The count corrects nothing by itself: the warehouse books the
+    correction with `adjustStock` once the trace explains the difference."""
+    actor.access.require(Action.STOCK_COUNT)
+    warehouse = clean_text(warehouse, what="warehouse", max_length=32, required=True)
+    counted_at = require_aware(counted_at)
+    now = now or utcnow()
+    if counted_at > now + dt.timedelta(minutes=5):
+        raise BadInput("countedAt is in the future")
+    if not 1 <= len(lines) <= MAX_COUNT_LINES:
+        raise BadInput(f"a count has 1 to {MAX_COUNT_LINES} lines")
+    wanted: dict[str, int] = {}
+    for line in lines:
+        sku = clean_text(line.sku, what="sku", max_length=64, required=True)
+        counted = _quantity(line.counted, "counted")
+        if not 0 <= counted <= MAX_QUANTITY:
+            raise BadInput(f"counted must be between 0 and {MAX_QUANTITY:,}")
+        if sku in wanted:
+            raise BadInput(f"{sku} appears twice in the count")
+        wanted[sku] = counted
+    on_hand = dict(
+        (
+            await session.execute(
+                select(StockItem.sku, StockItem.on_hand).where(
+                    StockItem.warehouse == warehouse, StockItem.sku.in_(list(wanted))
+                )
+            )
+        ).all()
+    )
+    missing = sorted(set(wanted) - set(on_hand))
+    if missing:
+        raise NotFound(f"no stock of {', '.join(missing[:10])} in warehouse {warehouse}")
+    since = dict(
+        (
+            await session.execute(
+                select(StockMovement.sku, func.sum(StockMovement.on_hand_delta))
+                .where(
+                    StockMovement.warehouse == warehouse,
+                    StockMovement.sku.in_(list(wanted)),
+                    StockMovement.at > counted_at,
+                )
+                .group_by(StockMovement.sku)
+            )
+        ).all()
+    )
+    count = StockCount(
+        warehouse=warehouse, counted_at=counted_at, submitted_at=now, submitted_by=actor.username
+    )
+    traced: list[tuple[str, int, int, int]] = []
+    for sku in sorted(wanted):
+        system = on_hand[sku] - int(since.get(sku) or 0)
+        bp = delta_basis_points(system, wanted[sku])
+        over = abs(bp) > TRACE_ABOVE_BASIS_POINTS
+        count.lines.append(
+            StockCountLine(
+                sku=sku, system=system, counted=wanted[sku], delta_basis_points=bp, traced=over
+            )
+        )
+        if over:
+            traced.append((sku, system, wanted[sku], bp))
+    session.add(count)
+    await session.flush()
+    for sku, system, counted, bp in traced:
+        await _raise_trace(session, actor, count, sku, system, counted, bp, now)
+    await audit.record(
+        session=session,
+        who=actor,
+        action="stock.count",
+        operation="submitStockCount",
+        target_type="StockCount",
+        target_id=count.id,
+        at=now,
+        details={
+            "warehouse": warehouse,
+            "countedAt": counted_at.isoformat(),
+            "lines": len(count.lines),
+            "matching": sum(1 for li in count.lines if li.system == li.counted),
+            "traced": [sku for sku, *_ in traced][:200],
+        },
+    )
+    return count
+
+
+async def _raise_trace(
+    session: AsyncSession,
+    actor: Actor,
+    count: StockCount,
+    sku: str,
+    system: int,
+    counted: int,
+    bp: int,
+    now: dt.datetime,
+) -> None:
+    """A trace task: the discrepancy and every movement of the SKU in the warehouse since its
+    previous count (or all of them, for a first count)."""
+    previous = await session.scalar(
+        select(func.max(StockCount.counted_at))
+        .join(StockCountLine, StockCountLine.count_id == StockCount.id)
+        .where(
+            StockCount.warehouse == count.warehouse,
+            StockCountLine.sku == sku,
+            StockCount.id != count.id,
+            StockCount.counted_at < count.counted_at,
+        )
+    )
+    stmt = select(StockMovement).where(
+        StockMovement.sku == sku, StockMovement.warehouse == count.warehouse
+    )
+    if previous is not None:
+        stmt = stmt.where(StockMovement.at > previous)
+    moves = (await session.scalars(stmt.order_by(StockMovement.id).limit(501))).all()
+    await tasks.raise_task(
+        session,
+        kind="STOCK_TRACE",
+        title=f"Trace {sku} in {count.warehouse}: counted {counted}, system {system} "
+        f"({format_percent(bp)}%)",
+        details={
+            "countId": count.id,
+            "sku": sku,
+            "warehouse": count.warehouse,
+            "countedAt": count.counted_at.isoformat(),
+            "system": system,
+            "counted": counted,
+            "deltaPercent": format_percent(bp),
+            "since": previous.isoformat() if previous is not None else None,
+            "movements": [
+                {
+                    "at": m.at.isoformat(),
+                    "reason": m.reason,
+                    "onHandDelta": m.on_hand_delta,
+                    "reservedDelta": m.reserved_delta,
+                    "reference": m.reference,
+                    "actor": m.actor_username,
+                }
+                for m in moves[:500]
+            ],
+            "truncated": len(moves) > 500,
+        },
+        by=actor,
+        assignee_role="warehouse",
+        dedupe_key=f"trace:{count.warehouse}:{sku}",
+        now=now,
+    )
+
+
+def format_percent(basis_points: int) -> str:
+    """Hundredths of a percent as a signed decimal string: 345 -> "3.45", -50 -> "-0.50"."""
+    sign = "-" if basis_points < 0 else ""
+    whole, part = divmod(abs(basis_points), 100)
+    return f"{sign}{whole}.{part:02d}"
+
+
+async def remind_counts(*, session: AsyncSession, day: dt.date, now: dt.datetime) -> list[int]:
+    """The weekly count reminder: one task per warehouse for the week of `day` (a business
+    day), raised once however often the job runs. Returns the new tasks' ids."""
+    week = day.isocalendar()
+    warehouses = (
+        await session.scalars(select(StockItem.warehouse).distinct().order_by(StockItem.warehouse))
+    ).all()
+    raised = []
+    for warehouse in warehouses:
+        task = await tasks.raise_task(
+            session,
+            kind="STOCK_COUNT_DUE",
+            title=f"Weekly stock count of {warehouse} (week {week.week} of {week.year})",
+            details={"warehouse": warehouse, "week": f"{week.year}-W{week.week:02d}"},
+            by=SYSTEM,
+            assignee_role="warehouse",
+            dedupe_key=f"count-due:{warehouse}:{week.year}-W{week.week:02d}",
+            due_at=now + dt.timedelta(days=2),
+            now=now,
+        )
+        if task is not None:
+            raised.append(task.id)
+    return raised
 
 
 # ---- orders -----------------------------------------------------------------------------------

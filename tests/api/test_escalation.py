@@ -115,3 +115,30 @@ def test_the_escalation_job_runs_every_minute_in_the_business_timezone(api: Api)
     assert job.last_slot(dt.datetime(2026, 11, 26, 2, 3, 59, tzinfo=dt.UTC)) == dt.datetime(
         2026, 11, 26, 2, 3, tzinfo=dt.UTC
     )
+
+
+async def test_operations_gets_a_task_listing_the_escalated_orders(any_api: Api) -> None:
+    api = any_api
+    now = utcnow().replace(second=0, microsecond=0)
+    [waiting] = await ingest(
+        api, [channel_order("TB-E-9", createdAt=_iso(now - dt.timedelta(hours=3)))]
+    )
+    tasks = "{ tasks(status: OPEN, first: 50) { edges { node { kind assignee details } } } }"
+    before = await api.gql(tasks, as_="ops")
+
+    await _run(api, now + dt.timedelta(seconds=5))
+    after = await api.gql(tasks, as_="ops")
+    warehouse_view = await api.gql(tasks, as_="warehouse")
+
+    def escalations(result: dict) -> list[dict]:
+        return [
+            e["node"] for e in result["data"]["tasks"]["edges"] if e["node"]["kind"] == "ESCALATION"
+        ]
+
+    [task] = [t for t in escalations(after) if t not in escalations(before)]
+    assert task["assignee"] == "ops"
+    number = (await api.gql(
+        "query($id: ID!) { order(id: $id) { number } }", {"id": waiting["order"]["id"]}, as_="ops"
+    ))["data"]["order"]["number"]  # fmt: skip
+    assert number in [o["number"] for o in task["details"]["orders"]]
+    assert escalations(warehouse_view) == []

@@ -230,3 +230,14 @@ async def test_the_0030_job_reconciles_yesterday_for_channels_with_a_snapshot(ap
     assert record.target_id == "JD"
     assert details["businessDay"] == DAY.isoformat()
     assert details["differences"] == {"MISSING_IN_CHANNEL": 1}
+    # Operations gets one task for the channel and day, with the differences.
+    tasks = await api.gql(
+        "{ tasks(status: OPEN, first: 50) { edges { node { kind title assignee details } } } }",
+        as_="ops",
+    )
+    [task] = [
+        e["node"] for e in tasks["data"]["tasks"]["edges"] if e["node"]["kind"] == "RECONCILIATION"
+    ]
+    assert task["assignee"] == "ops"
+    assert task["details"]["channel"] == "JD"
+    assert task["details"]["differences"] == {"MISSING_IN_CHANNEL": 1}
