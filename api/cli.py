@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     create.add_argument(
+        "--email",
+        help="where the system writes to this person (low-stock alerts go to "
+        "purchasing and operations users with one)",
+    )
+    create.add_argument(
         "--employee-id",
         help="the person behind the account; separation of duties compares persons, so two "
         "accounts of one person cannot request and approve the same change",
@@ -272,6 +277,7 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
                 roles=args.role,
                 channels=args.channel,
                 employee_id=args.employee_id,
+                email=args.email,
             )
             await session.commit()
             print(f"created {user.username} with roles {', '.join(user.roles)}")

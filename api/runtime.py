@@ -22,6 +22,7 @@ from domain.audit.batcher import AuditBatcher
 from domain.audit.keys import CheckpointKey
 from domain.db import create_engine, database_timeouts, session_factory, utcnow
 from domain.exports.service import ExportSettings
+from domain.notify.mail import Mailer
 
 
 @dataclass
@@ -67,6 +68,12 @@ class Runtime:
         self.audit_batch = AuditBatcher(self.sessions)
         # Wakes `orderEvents` subscribers when events commit (api/feed.py).
         self.feed = EventFeed(self.sessions, interval=self.settings.event_poll_seconds)
+        # Low-stock alerts go out by mail (domain/notify/mail.py).
+        self.mailer = Mailer(
+            sender=self.settings.mail_from,
+            smtp_url=self.settings.smtp_url,
+            outbox_dir=self.settings.data_dir / "mail",
+        )
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -110,6 +110,10 @@ class Settings:
     shutdown_grace_seconds: float
     db_start_timeout_seconds: float
     metrics_token: str | None = field(default=None, repr=False)
+    # Outgoing mail (low-stock alerts): an SMTP URL, or None to keep messages as files under
+    # the data directory (development). The sender address.
+    smtp_url: str | None = field(default=None, repr=False)
+    mail_from: str = "ordergate@localhost"
     tracing: bool = False  # OpenTelemetry spans per operation and resolver (ORDERGATE_TRACING)
     # Where the per-account request budget is counted: the database, or a Redis URI.
     rate_limit_storage: str | None = field(default=None, repr=False)
@@ -334,6 +338,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         shutdown_grace_seconds=_float(env, "ORDERGATE_SHUTDOWN_GRACE_SECONDS", 10),
         db_start_timeout_seconds=_float(env, "ORDERGATE_DB_START_TIMEOUT_SECONDS", 30),
         metrics_token=env.get("ORDERGATE_METRICS_TOKEN") or None,
+        smtp_url=env.get("ORDERGATE_SMTP_URL") or None,
+        mail_from=env.get("ORDERGATE_MAIL_FROM") or "ordergate@localhost",
         tracing=_tracing(env),
         rate_limit_storage=_rate_limit_storage(env),
         queries_per_account_per_minute=_int(env, "ORDERGATE_QUERIES_PER_ACCOUNT_PER_MINUTE", 600),

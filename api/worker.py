@@ -128,7 +128,10 @@ async def deliver_round(runtime: Runtime, http: httpx.AsyncClient, jobs: list[Jo
         read = await webhooks.fan_out(session=session, pdp=runtime.pdp)
         await session.commit()
     sent = await webhooks.deliver_due(sessions=runtime.sessions, http=http)
-    return len(ran) + read + sent
+    mailed = await inventory.mail_alerts(
+        sessions=runtime.sessions, mailer=runtime.mailer, now=runtime.clock()
+    )
+    return len(ran) + read + sent + mailed
 
 
 async def run(settings: Settings, *, once: bool = False) -> None:

@@ -54,6 +54,7 @@ class Action(StrEnum):
     RETURN_REGISTER = "return:register"
     STOCK_COUNT = "stock:count"
     TASK_WORK = "task:work"
+    STOCK_ALERTS = "stock:alerts"
 
 
 class PolicyInvalid(Exception):

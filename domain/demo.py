@@ -140,6 +140,7 @@ async def load_demo(
                 password=password,
                 roles=[role],
                 channels=channels,
+                email=f"{username}@example.com" if role in ("purchasing", "ops") else None,
             )
             created_users.append(username)
 

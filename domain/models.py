@@ -11,6 +11,7 @@ from domain.events.webhooks import OutboxCursor, Webhook, WebhookDelivery
 from domain.exports.models import ExportRequest
 from domain.intake.reconciliation import SnapshotRow
 from domain.inventory.models import (
+    StockAlert,
     StockCount,
     StockCountLine,
     StockMovement,
@@ -52,6 +53,7 @@ __all__ = [
     "RateCounter",
     "SigningKey",
     "SnapshotRow",
+    "StockAlert",
     "StockCount",
     "StockCountLine",
     "StockItem",

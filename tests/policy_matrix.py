@@ -187,5 +187,6 @@ OPERATIONS = {
     "stock:pool": {"ops"},
     "return:register": {"warehouse"},
     "stock:count": {"warehouse"},
+    "stock:alerts": {"purchasing", "ops"},
     "task:work": {"ops", "warehouse", "purchasing", "finance", "cs", "sales"},
 }

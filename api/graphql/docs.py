@@ -611,6 +611,15 @@ DESCRIPTIONS: dict[str, str] = {
     "StockCountInput.lines": "1 to 2,000 lines, each SKU once.",
     "StockCountLineInput.sku": "A SKU stocked in the warehouse.",
     "StockCountLineInput.counted": "Units counted, 0 to 1,000,000.",
+    "Query.stockAlerts(first)": FIRST,
+    "Query.stockAlerts(after)": AFTER,
+    "StockAlert.id": "Opaque ID of the alert.",
+    "StockAlert.sku": "The stock-keeping unit.",
+    "StockAlert.warehouse": "The warehouse code.",
+    "StockAlert.available": "Available units right after the change that crossed the threshold.",
+    "StockAlert.threshold": "The SKU's safety threshold in that warehouse.",
+    "StockAlert.at": f"When it fell below ({TIME}).",
+    "StockAlert.notifiedAt": f"When purchasing and operations were mailed, else null ({TIME}).",
 }
 
 

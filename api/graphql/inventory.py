@@ -278,6 +278,29 @@ class StockCount:
         )
 
 
+@strawberry.type(description="Available stock fell below its safety threshold (once per crossing).")
+class StockAlert:
+    id: strawberry.ID
+    sku: str
+    warehouse: str
+    available: int
+    threshold: int
+    at: dt.datetime
+    notified_at: dt.datetime | None
+
+    @classmethod
+    def from_model(cls, a: models.StockAlert) -> StockAlert:
+        return cls(
+            id=global_id("StockAlert", a.id),
+            sku=a.sku,
+            warehouse=a.warehouse,
+            available=a.available,
+            threshold=a.threshold,
+            at=a.at,
+            notified_at=a.notified_at,
+        )
+
+
 @strawberry.input(description="Which movements to list.")
 class StockMovementFilter:
     sku: str | None = None
@@ -392,6 +415,25 @@ class InventoryQueries:
                 zip([r.id for r in items], await _with_orders(session, actor, items), strict=True)
             )
         return Connection.from_page(page, lambda r: shown[r.id])
+
+    @strawberry.field(description="Low-stock alerts, newest first. Holders of stock:alerts.")
+    async def stock_alerts(
+        self, info: Info[RequestContext, None], first: int | None = 20, after: str | None = None
+    ) -> Connection[StockAlert] | None:
+        ctx = info.context
+        stmt = inventory.alerts_query(ctx.require_actor())
+        async with ctx.read(replica=True) as session:
+            page = await pagination.by_id(
+                session,
+                stmt,
+                models.StockAlert.id,
+                ordering="stockAlerts:DESC",
+                first=first,
+                after=after,
+                descending=True,
+                want_total=selects(info, "totalCount"),
+            )
+        return Connection.from_page(page, StockAlert.from_model)
 
     @strawberry.field(description="Promotion pools, ending soonest first. Holders of stock:pool.")
     async def stock_pools(

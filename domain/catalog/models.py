@@ -38,6 +38,9 @@ class StockItem(Base):
     safety_threshold: Mapped[int] = mapped_column(Integer, default=0)
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     unit_cost_minor: Mapped[int] = mapped_column(Integer)
+    # Since when available stock has been below the safety threshold (None: it is not): the
+    # edge a low-stock alert is raised on, once per crossing.
+    low_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     product: Mapped[Product] = relationship(lazy="joined")

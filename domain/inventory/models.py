@@ -194,3 +194,22 @@ class StockCountLine(Base):
     # (counted - system) / system in hundredths of a percent; 10000 = +100% (system 0).
     delta_basis_points: Mapped[int] = mapped_column(Integer)
     traced: Mapped[bool] = mapped_column(Boolean)
+
+
+class StockAlert(Base):
+    """Available stock of a SKU in a warehouse fell below its safety threshold: raised once
+    per crossing (in the transaction of the change), mailed by the worker."""
+
+    __tablename__ = "stock_alerts"
+    __table_args__ = (Index("ix_stock_alerts_pending", "notified_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    warehouse: Mapped[str] = mapped_column(String(32))
+    available: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)  # how many were written to
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import Action
@@ -30,7 +31,7 @@ from domain.actor import SYSTEM_ORIGIN, Actor
 from domain.audit import service as audit
 from domain.audit.chain import canonical_json
 from domain.audit.service import Subject
-from domain.catalog.models import StockItem
+from domain.catalog.models import Product, StockItem
 from domain.db import utcnow
 from domain.errors import BadInput, Conflict, InsufficientStock, InvalidTransition, NotFound
 from domain.events import service as events
@@ -38,6 +39,7 @@ from domain.inventory.models import (
     MovementReason,
     ReservationStatus,
     ReturnDisposition,
+    StockAlert,
     StockCount,
     StockCountLine,
     StockMovement,
@@ -47,10 +49,12 @@ from domain.inventory.models import (
     StockReturn,
     StockReturnLine,
 )
+from domain.notify.mail import Mailer, MailError
 from domain.orders import picking
 from domain.orders.models import Order, OrderLine
 from domain.orders.rules import OrderStatus
 from domain.tasks import service as tasks
+from domain.users.models import User, UserRole
 from domain.values import clean_text
 
 HOLDING = (ReservationStatus.ACTIVE, ReservationStatus.CONFIRMED)
@@ -60,6 +64,7 @@ MIN_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 7 * 24 * 3600
 EXPIRE_BATCH = 500
 SYSTEM = Subject(None, "system:reservations", (), SYSTEM_ORIGIN)
+log = logging.getLogger("ordergate.inventory")
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,15 @@ async def _book(
     table = StockItem.__table__
     new_on_hand = table.c.on_hand + on_hand
     new_reserved = table.c.reserved + reserved
+    # The low-stock edge, in the same statement: below the threshold, `low_since` keeps the
+    # time it first went below (set now if it was not); back at or above it, cleared.
+    low_since = case(
+        (
+            new_on_hand - new_reserved < table.c.safety_threshold,
+            func.coalesce(table.c.low_since, at),
+        ),
+        else_=None,
+    )
     row = (
         await session.execute(
             update(table)
@@ -146,7 +160,7 @@ async def _book(
                 new_reserved >= 0,
                 new_on_hand >= new_reserved,
             )
-            .values(on_hand=new_on_hand, reserved=new_reserved, updated_at=at)
+            .values(on_hand=new_on_hand, reserved=new_reserved, updated_at=at, low_since=low_since)
             .returning(
                 table.c.id,
                 table.c.on_hand,
@@ -154,6 +168,7 @@ async def _book(
                 table.c.currency,
                 table.c.unit_cost_minor,
                 table.c.safety_threshold,
+                table.c.low_since,
             )
         )
     ).one_or_none()
@@ -197,10 +212,33 @@ async def _book(
             "reason": reason.value,
         },
     )
+    if row.low_since is not None and row.low_since == at:
+        _alert_once(session, sku, warehouse, row.on_hand - row.reserved, row.safety_threshold, at)
     # The session's copy, if it holds one, is stale now.
     item = await session.get(StockItem, row.id, populate_existing=True)
     assert item is not None
     return item
+
+
+_ALERTED = "ordergate.inventory.alerted"
+
+
+def _alert_once(
+    session: AsyncSession, sku: str, warehouse: str, available: int, threshold: int, at: dt.datetime
+) -> None:
+    """Available stock just crossed below the safety threshold: one alert, in this
+    transaction (a second change of the same item in it is the same crossing)."""
+    transaction = id(session.sync_session.get_transaction())
+    owner, alerted = session.info.get(_ALERTED, (None, set()))
+    if owner != transaction:
+        alerted = set()
+        session.info[_ALERTED] = (transaction, alerted)
+    if (sku, warehouse) in alerted:
+        return
+    alerted.add((sku, warehouse))
+    session.add(
+        StockAlert(sku=sku, warehouse=warehouse, available=available, threshold=threshold, at=at)
+    )
 
 
 # ---- reservations ------------------------------------------------------------------------------
@@ -1035,6 +1073,110 @@ async def remind_counts(*, session: AsyncSession, day: dt.date, now: dt.datetime
         if task is not None:
             raised.append(task.id)
     return raised
+
+
+# ---- low-stock alerts --------------------------------------------------------------------------
+
+ALERT_ROLES = ("purchasing", "ops")
+MAX_MAIL_ATTEMPTS = 20
+
+
+async def mail_alerts(*, sessions: Any, mailer: Mailer, now: dt.datetime, limit: int = 50) -> int:
+    """Mail the pending low-stock alerts to every active purchasing and operations account
+    with an email address, one message per alert; returns how many were handled. A failed
+    send is tried again on the next round (up to 20 times), the alert row locked meanwhile
+    (SKIP LOCKED: two workers never mail one alert twice at once)."""
+    async with sessions() as session:
+        pending = list(
+            (
+                await session.scalars(
+                    select(StockAlert)
+                    .where(
+                        StockAlert.notified_at.is_(None),
+                        StockAlert.attempts < MAX_MAIL_ATTEMPTS,
+                    )
+                    .order_by(StockAlert.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+        )
+        if not pending:
+            await session.commit()
+            return 0
+        recipients = sorted(
+            set(
+                (
+                    await session.scalars(
+                        select(User.email)
+                        .join(UserRole, UserRole.user_id == User.id)
+                        .where(
+                            UserRole.role.in_(ALERT_ROLES),
+                            User.disabled.is_(False),
+                            User.email.is_not(None),
+                        )
+                    )
+                ).all()
+            )
+        )
+        names = dict(
+            (
+                await session.execute(
+                    select(Product.sku, Product.name).where(
+                        Product.sku.in_({a.sku for a in pending})
+                    )
+                )
+            ).all()
+        )
+        sent = []
+        for alert in pending:
+            if not recipients:
+                alert.notified_at, alert.recipients = now, 0
+                log.warning("low stock, and nobody to tell", extra={"sku": alert.sku})
+                continue
+            msg = mailer.message(
+                to=list(recipients),
+                subject=f"Low stock: {alert.sku} in {alert.warehouse} "
+                f"({alert.available} available, threshold {alert.threshold})",
+                body=(
+                    f"{alert.sku} {names.get(alert.sku, '')} in warehouse {alert.warehouse}\\n"
+                    f"Available: {alert.available} (on hand less reserved)\\n"
+                    f"Safety threshold: {alert.threshold}\\n"
+                    f"Fell below it at: {alert.at.isoformat()}\\n\\n"
+                    "You receive one mail per crossing: none again until the stock recovers "
+                    "to the threshold.\\n"
+                ),
+                at=now,
+            )
+            try:
+                await mailer.send(msg)
+            except MailError as exc:
+                alert.attempts += 1
+                alert.last_error = str(exc)[:500]
+                log.warning("low-stock mail failed", extra={"alert": alert.id, "error": str(exc)})
+                continue
+            alert.notified_at, alert.recipients = now, len(recipients)
+            sent.append(alert)
+        if sent:
+            await audit.record(
+                session=session,
+                who=SYSTEM,
+                action="stock.alert_mailed",
+                operation="lowStockAlert",
+                target_type="StockAlert",
+                at=now,
+                details={
+                    "alerts": [[a.id, a.sku, a.warehouse, a.available] for a in sent][:200],
+                    "recipients": len(recipients),
+                },
+            )
+        await session.commit()
+        return len(pending)
+
+
+def alerts_query(actor: Actor) -> Select[Any]:
+    actor.access.require(Action.STOCK_ALERTS)
+    return select(StockAlert)
 
 
 # ---- orders -----------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ class User(Base):
     # The person behind the account (an employee id): separation of duties compares persons,
     # so one person with two accounts still cannot approve their own request.
     employee_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Where the system writes to this person (low-stock alerts); optional.
+    email: Mapped[str | None] = mapped_column(String(254))
     # Bumped when the account is disabled, locked, or its roles or password change: tokens
     # carry the generation they were issued under and stop working when it moves on.
     token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -123,8 +124,11 @@ async def create_user(
     roles: Iterable[str],
     channels: Iterable[str] = (),
     employee_id: str | None = None,
+    email: str | None = None,
 ) -> User:
     roles = sorted(set(roles))
+    if email is not None:
+        email = check_email(email)
     if employee_id is not None:
         employee_id = clean_text(employee_id, what="employee id", max_length=64, required=True)
     channels = sorted(set(channels))
@@ -154,6 +158,7 @@ async def create_user(
         username=username,
         password_hash=await passwords.hash_password_async(password),
         employee_id=employee_id,
+        email=email,
         role_rows=[UserRole(role=r) for r in roles],
         channel_rows=[UserChannel(channel_code=c) for c in channels],
     )
@@ -171,9 +176,22 @@ async def create_user(
             "roles": roles,
             "channels": channels,
             "employeeId": employee_id,
+            "email": email,
         },
     )
     return user
+
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(\.[A-Za-z0-9\-]{1,63})+")
+
+
+def check_email(value: str) -> str:
+    """An address mail can be sent to: ASCII `local@domain.tld`, at most 254 characters, no
+    spaces, quotes or line breaks (so it can never inject a mail header)."""
+    text = clean_text(value, what="email", max_length=254, required=True)
+    if not _EMAIL.fullmatch(text):
+        raise BadInput("email must look like name@example.com")
+    return text.lower()
 
 
 async def get_active_user(*, session: AsyncSession, user_id: int, generation: object = 0) -> User:
