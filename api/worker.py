@@ -56,6 +56,10 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
                 await session.commit()
             if len(done) < inventory.EXPIRE_BATCH:
                 break
+        # Returns inspected but still unregistered two hours on: a task for the warehouse.
+        async with runtime.sessions() as session:
+            await inventory.flag_overdue_returns(session=session, now=runtime.clock())
+            await session.commit()
         # Promotion pools whose window has ended give back what they have left.
         while True:
             async with runtime.sessions() as session:

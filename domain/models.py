@@ -11,6 +11,7 @@ from domain.events.webhooks import OutboxCursor, Webhook, WebhookDelivery
 from domain.exports.models import ExportRequest
 from domain.intake.reconciliation import SnapshotRow
 from domain.inventory.models import (
+    ReturnInspection,
     StockAlert,
     StockCount,
     StockCountLine,
@@ -51,6 +52,7 @@ __all__ = [
     "PickingList",
     "Product",
     "RateCounter",
+    "ReturnInspection",
     "SigningKey",
     "SnapshotRow",
     "StockAlert",

@@ -620,6 +620,12 @@ DESCRIPTIONS: dict[str, str] = {
     "StockAlert.threshold": "The SKU's safety threshold in that warehouse.",
     "StockAlert.at": f"When it fell below ({TIME}).",
     "StockAlert.notifiedAt": f"When purchasing and operations were mailed, else null ({TIME}).",
+    "Mutation.recordReturnInspection(orderId)": "The shipped (or completed) order.",
+    "Mutation.recordReturnInspection(inspectedAt)": f"When it was inspected ({TIME}).",
+    "ReturnInspection.id": "Opaque ID of the inspection.",
+    "ReturnInspection.orderId": "The order the parcel belongs to.",
+    "ReturnInspection.inspectedAt": f"When it was inspected ({TIME}).",
+    "ReturnInspection.recordedBy": "Who recorded the inspection.",
 }
 
 

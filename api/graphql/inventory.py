@@ -162,6 +162,27 @@ class ReturnInput:
     lines: list[ReturnLineInput]
 
 
+@strawberry.type(description="A returned parcel inspected by the warehouse.")
+class ReturnInspection:
+    id: strawberry.ID
+    order_id: strawberry.ID
+    inspected_at: dt.datetime
+    recorded_by: str
+    registered: bool = strawberry.field(
+        description="Its return has been registered (the two-hour clock stopped)."
+    )
+
+    @classmethod
+    def from_model(cls, i: models.ReturnInspection) -> ReturnInspection:
+        return cls(
+            id=global_id("ReturnInspection", i.id),
+            order_id=global_id("Order", i.order_id),
+            inspected_at=i.inspected_at,
+            recorded_by=i.recorded_by,
+            registered=i.return_id is not None,
+        )
+
+
 @strawberry.input(description="Which returns to list.")
 class ReturnFilter:
     order_id: strawberry.ID | None = None
@@ -608,6 +629,29 @@ class InventoryMutations:
                 session=session, actor=actor, pool_id=parse_id(id, "stock pool")
             )
             return StockPool.from_model(pool)
+
+    @strawberry.mutation(
+        description="The inspection step: a returned parcel of a shipped order was inspected. "
+        "Unregistered two hours later, it raises a task for the warehouse."
+    )
+    async def record_return_inspection(
+        self, info: Info[RequestContext, None], order_id: strawberry.ID, inspected_at: dt.datetime
+    ) -> ReturnInspection | None:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.write(
+            action="stock.return_inspected",
+            operation="recordReturnInspection",
+            target_type="Order",
+            target_id=order_id,
+        ) as session:
+            inspection = await inventory.record_inspection(
+                session=session,
+                actor=actor,
+                order_id=parse_id(order_id, "order"),
+                inspected_at=inspected_at,
+            )
+            return ReturnInspection.from_model(inspection)
 
     @strawberry.mutation(
         description="Register what came back after inspection: RESTOCK lines return to on "

@@ -100,6 +100,7 @@ ID_TYPES = {
     "Task": "task",
     "StockCount": "stock count",
     "StockAlert": "stock alert",
+    "ReturnInspection": "return inspection",
 }
 _KIND = {what: type_name for type_name, what in ID_TYPES.items()}
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{4,64}={0,2}")

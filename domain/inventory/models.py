@@ -213,3 +213,20 @@ class StockAlert(Base):
     recipients: Mapped[int] = mapped_column(Integer, default=0)  # how many were written to
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class ReturnInspection(Base):
+    """A returned parcel the warehouse has inspected, before its return is registered: the
+    two-hour clock for registering it runs from `inspected_at`."""
+
+    __tablename__ = "return_inspections"
+    __table_args__ = (Index("ix_return_inspections_open", "return_id", "inspected_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    inspected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The registration that followed (None while the parcel waits to be registered).
+    return_id: Mapped[int | None] = mapped_column(ForeignKey("stock_returns.id"))
+    overdue_task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))

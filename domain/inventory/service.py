@@ -39,6 +39,7 @@ from domain.inventory.models import (
     MovementReason,
     ReservationStatus,
     ReturnDisposition,
+    ReturnInspection,
     StockAlert,
     StockCount,
     StockCountLine,
@@ -818,6 +819,15 @@ async def register_return(
         )
     session.add(returned)
     await session.flush()
+    # The inspection it follows, if the inspection step recorded one: its clock stops.
+    waiting = await session.scalar(
+        select(ReturnInspection).where(
+            ReturnInspection.order_id == order_id, ReturnInspection.return_id.is_(None)
+        )
+    )
+    if waiting is not None:
+        waiting.return_id = returned.id
+        await session.flush()
     await audit.record(
         session=session,
         who=actor,
@@ -838,6 +848,99 @@ async def register_return(
         },
     )
     return returned
+
+
+async def record_inspection(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    order_id: int,
+    inspected_at: dt.datetime,
+    now: dt.datetime | None = None,
+) -> ReturnInspection:
+    """The inspection step: a returned parcel of a shipped order was inspected. Its return
+    should be registered within two hours; past that, the `stock.returns-overdue` job raises a
+    task for the warehouse. Recording the same order's open inspection again changes nothing."""
+    actor.access.require(Action.RETURN_REGISTER)
+    inspected_at = require_aware(inspected_at)
+    now = now or utcnow()
+    if inspected_at > now + dt.timedelta(minutes=5):
+        raise BadInput("inspectedAt is in the future")
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise NotFound("no such order")
+    if order.status not in (OrderStatus.SHIPPED, OrderStatus.COMPLETED):
+        raise InvalidTransition(
+            f"order {order.number} is {order.status}: only shipped orders come back",
+            current=str(order.status),
+        )
+    waiting = await session.scalar(
+        select(ReturnInspection).where(
+            ReturnInspection.order_id == order_id, ReturnInspection.return_id.is_(None)
+        )
+    )
+    if waiting is not None:
+        return waiting
+    inspection = ReturnInspection(
+        order_id=order_id, inspected_at=inspected_at, recorded_by=actor.username, recorded_at=now
+    )
+    session.add(inspection)
+    await session.flush()
+    await audit.record(
+        session=session,
+        who=actor,
+        action="stock.return_inspected",
+        operation="recordReturnInspection",
+        target_type="Order",
+        target_id=order_id,
+        at=now,
+        details={"number": order.number, "inspectedAt": inspected_at.isoformat()},
+    )
+    return inspection
+
+
+async def flag_overdue_returns(*, session: AsyncSession, now: dt.datetime) -> list[int]:
+    """Inspected parcels still unregistered two hours after inspection: one task each for
+    the warehouse; returns the new tasks' ids. The caller commits."""
+    require_aware(now)
+    overdue = (
+        await session.scalars(
+            select(ReturnInspection)
+            .where(
+                ReturnInspection.return_id.is_(None),
+                ReturnInspection.overdue_task_id.is_(None),
+                ReturnInspection.inspected_at <= now - RETURN_SLA,
+            )
+            .order_by(ReturnInspection.inspected_at, ReturnInspection.id)
+            .limit(EXPIRE_BATCH)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    raised = []
+    for inspection in overdue:
+        number = await session.scalar(select(Order.number).where(Order.id == inspection.order_id))
+        task = await tasks.raise_task(
+            session,
+            kind="RETURN_OVERDUE",
+            title=f"Register the return of order {number}: inspected "
+            f"{inspection.inspected_at.isoformat()}, over two hours ago",
+            details={
+                "orderId": inspection.order_id,
+                "number": number,
+                "inspectedAt": inspection.inspected_at.isoformat(),
+                "inspectedBy": inspection.recorded_by,
+            },
+            by=SYSTEM,
+            assignee_role="warehouse",
+            dedupe_key=f"return-overdue:{inspection.id}",
+            due_at=now,
+            now=now,
+        )
+        if task is not None:
+            inspection.overdue_task_id = task.id
+            raised.append(task.id)
+    await session.flush()
+    return raised
 
 
 async def _fullest(session: AsyncSession, sku: str) -> str:

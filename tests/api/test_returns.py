@@ -188,3 +188,63 @@ async def test_only_the_warehouse_registers_and_lists_returns(api: Api, role: st
     listed = await api.gql(RETURNS, as_=role)
     assert ("FORBIDDEN", None) in errors_of(refused)
     assert ("FORBIDDEN", None) in errors_of(listed)
+
+
+INSPECT = """mutation($o: ID!, $at: DateTime!) { recordReturnInspection(orderId: $o,
+  inspectedAt: $at) { id orderId inspectedAt recordedBy registered } }"""
+
+
+async def _overdue_tasks(api: Api) -> list[dict]:
+    found = await api.gql(
+        "{ tasks(status: OPEN, first: 50) { edges { node { kind title assignee details } } } }",
+        as_="warehouse",
+    )
+    return [
+        e["node"] for e in found["data"]["tasks"]["edges"] if e["node"]["kind"] == "RETURN_OVERDUE"
+    ]
+
+
+async def _job(api: Api, now: dt.datetime) -> None:
+    from api.worker import scheduled_jobs
+    from domain.jobs.scheduler import run_due
+
+    runtime = api.app.state.runtime
+    [job] = [j for j in scheduled_jobs(runtime) if j.name == "stock.expire-reservations"]
+    clock, runtime.clock = runtime.clock, lambda: now
+    try:
+        await run_due(sessions=runtime.sessions, jobs=[job], now=now)
+    finally:
+        runtime.clock = clock
+
+
+async def test_an_inspected_parcel_unregistered_after_two_hours_raises_one_task(
+    any_api: Api,
+) -> None:
+    api = any_api
+    late, prompt = await _shipped(api, 0), await _shipped(api, 1)
+    inspected = utcnow().replace(microsecond=0) - dt.timedelta(minutes=30)
+    for order in (late, prompt):
+        recorded = await api.gql(
+            INSPECT, {"o": order["id"], "at": inspected.isoformat()}, as_="warehouse"
+        )
+        assert recorded["data"]["recordReturnInspection"]["registered"] is False, recorded
+    # One of the two is registered in time; its clock stops.
+    on_time = await api.gql(
+        REGISTER, {"i": _input(prompt, inspected, [(0, 1, "RESTOCK")])}, as_="warehouse"
+    )
+    assert on_time["data"]["registerReturn"]["slaBreached"] is False
+
+    await _job(api, inspected + dt.timedelta(hours=1, minutes=59))
+    before = await _overdue_tasks(api)
+    await _job(api, inspected + dt.timedelta(hours=2, minutes=1))
+    await _job(api, inspected + dt.timedelta(hours=2, minutes=5))
+    after = await _overdue_tasks(api)
+
+    assert before == []
+    [task] = after
+    assert task["assignee"] == "warehouse"
+    assert task["details"]["number"] == late["number"]
+    again = await api.gql(
+        INSPECT, {"o": prompt["id"], "at": inspected.isoformat()}, as_="warehouse"
+    )
+    assert again["data"]["recordReturnInspection"]["registered"] is False  # a new parcel

@@ -1,8 +1,8 @@
-"""tasks, stock counts and low-stock alerts
+"""tasks, stock counts, low-stock alerts and return inspections
 
 Revision ID: 0019
 Revises: 0018
-Create Date: 2026-11-27 01:39:11.860504
+Create Date: 2026-11-27 01:43:56.804393
 """
 from alembic import op
 import sqlalchemy as sa
@@ -80,6 +80,23 @@ def upgrade() -> None:
         batch_op.create_index('ix_tasks_status_id', ['status', 'id'], unique=False)
         batch_op.create_index('uq_tasks_open_dedupe_key', ['dedupe_key'], unique=True, postgresql_where=sa.text("status = 'OPEN'"), sqlite_where=sa.text("status = 'OPEN'"))
 
+    op.create_table('return_inspections',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('order_id', sa.Integer(), nullable=False),
+    sa.Column('inspected_at', domain.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_by', sa.String(length=64), nullable=False),
+    sa.Column('recorded_at', domain.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('return_id', sa.Integer(), nullable=True),
+    sa.Column('overdue_task_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_return_inspections_order_id_orders')),
+    sa.ForeignKeyConstraint(['overdue_task_id'], ['tasks.id'], name=op.f('fk_return_inspections_overdue_task_id_tasks')),
+    sa.ForeignKeyConstraint(['return_id'], ['stock_returns.id'], name=op.f('fk_return_inspections_return_id_stock_returns')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_return_inspections'))
+    )
+    with op.batch_alter_table('return_inspections', schema=None) as batch_op:
+        batch_op.create_index('ix_return_inspections_open', ['return_id', 'inspected_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_return_inspections_order_id'), ['order_id'], unique=False)
+
     with op.batch_alter_table('stock_items', schema=None) as batch_op:
         batch_op.add_column(sa.Column('low_since', domain.db.UTCDateTime(timezone=True), nullable=True))
 
@@ -97,6 +114,11 @@ def downgrade() -> None:
     with op.batch_alter_table('stock_items', schema=None) as batch_op:
         batch_op.drop_column('low_since')
 
+    with op.batch_alter_table('return_inspections', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_return_inspections_order_id'))
+        batch_op.drop_index('ix_return_inspections_open')
+
+    op.drop_table('return_inspections')
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index('uq_tasks_open_dedupe_key', postgresql_where=sa.text("status = 'OPEN'"), sqlite_where=sa.text("status = 'OPEN'"))
         batch_op.drop_index('ix_tasks_status_id')
