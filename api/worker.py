@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+from typing import Any
 
 import httpx
 
@@ -48,25 +49,22 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             )
             await session.commit()
 
-    async def expire_reservations(_slot: dt.datetime) -> None:
-        # Unpaid reservations past their TTL give their stock back, in batches until none.
+    async def in_batches(step: Any) -> None:
+        """Run `step(session=…, now=…)` in transactions of its own until a batch is short."""
         while True:
             async with runtime.sessions() as session:
-                done = await inventory.expire_due(session=session, now=runtime.clock())
+                done = await step(session=session, now=runtime.clock())
                 await session.commit()
             if len(done) < inventory.EXPIRE_BATCH:
-                break
-        # Returns inspected but still unregistered two hours on: a task for the warehouse.
-        async with runtime.sessions() as session:
-            await inventory.flag_overdue_returns(session=session, now=runtime.clock())
-            await session.commit()
-        # Promotion pools whose window has ended give back what they have left.
-        while True:
-            async with runtime.sessions() as session:
-                closed = await inventory.close_ended_pools(session=session, now=runtime.clock())
-                await session.commit()
-            if len(closed) < inventory.EXPIRE_BATCH:
                 return
+
+    async def stock_minute(_slot: dt.datetime) -> None:
+        # Unpaid reservations past their TTL give their stock back; returns inspected but
+        # still unregistered two hours on get a task; ended promotion pools give back what
+        # they have left.
+        await in_batches(inventory.expire_due)
+        await in_batches(inventory.flag_overdue_returns)
+        await in_batches(inventory.close_ended_pools)
 
     async def remind_counts(slot: dt.datetime) -> None:
         # Monday morning in the business timezone: each warehouse's weekly count is due.
@@ -119,7 +117,7 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             at=dt.time(0, 0),
             zone=runtime.settings.timezone.key,
             every=dt.timedelta(minutes=1),
-            run=expire_reservations,
+            run=stock_minute,
         ),
     ]
 

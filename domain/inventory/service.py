@@ -737,14 +737,7 @@ async def register_return(
         if line.order_line_id in wanted:
             raise BadInput("an order line appears twice in the return")
         wanted[line.order_line_id] = line
-    order = await session.scalar(select(Order).where(Order.id == order_id).with_for_update())
-    if order is None:
-        raise NotFound("no such order")
-    if order.status not in (OrderStatus.SHIPPED, OrderStatus.COMPLETED):
-        raise InvalidTransition(
-            f"order {order.number} is {order.status}: only shipped orders come back",
-            current=str(order.status),
-        )
+    order = await _returnable_order(session, order_id)
     order_lines = {
         li.id: li
         for li in (
@@ -820,11 +813,7 @@ async def register_return(
     session.add(returned)
     await session.flush()
     # The inspection it follows, if the inspection step recorded one: its clock stops.
-    waiting = await session.scalar(
-        select(ReturnInspection).where(
-            ReturnInspection.order_id == order_id, ReturnInspection.return_id.is_(None)
-        )
-    )
+    waiting = await _waiting_inspection(session, order_id)
     if waiting is not None:
         waiting.return_id = returned.id
         await session.flush()
@@ -850,6 +839,28 @@ async def register_return(
     return returned
 
 
+async def _returnable_order(session: AsyncSession, order_id: int) -> Order:
+    """The order a parcel comes back from, locked: it must have shipped."""
+    order = await session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    if order is None:
+        raise NotFound("no such order")
+    if order.status not in (OrderStatus.SHIPPED, OrderStatus.COMPLETED):
+        raise InvalidTransition(
+            f"order {order.number} is {order.status}: only shipped orders come back",
+            current=str(order.status),
+        )
+    return order
+
+
+async def _waiting_inspection(session: AsyncSession, order_id: int) -> ReturnInspection | None:
+    """The order's inspected parcel whose return is not registered yet, if any."""
+    return await session.scalar(
+        select(ReturnInspection).where(
+            ReturnInspection.order_id == order_id, ReturnInspection.return_id.is_(None)
+        )
+    )
+
+
 async def record_inspection(
     *,
     session: AsyncSession,
@@ -866,19 +877,8 @@ async def record_inspection(
     now = now or utcnow()
     if inspected_at > now + dt.timedelta(minutes=5):
         raise BadInput("inspectedAt is in the future")
-    order = await session.get(Order, order_id)
-    if order is None:
-        raise NotFound("no such order")
-    if order.status not in (OrderStatus.SHIPPED, OrderStatus.COMPLETED):
-        raise InvalidTransition(
-            f"order {order.number} is {order.status}: only shipped orders come back",
-            current=str(order.status),
-        )
-    waiting = await session.scalar(
-        select(ReturnInspection).where(
-            ReturnInspection.order_id == order_id, ReturnInspection.return_id.is_(None)
-        )
-    )
+    order = await _returnable_order(session, order_id)
+    waiting = await _waiting_inspection(session, order_id)
     if waiting is not None:
         return waiting
     inspection = ReturnInspection(
