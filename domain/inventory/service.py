@@ -1371,7 +1371,8 @@ async def follow_order(
 ) -> None:
     """What an order's step does to the stock it holds, in the step's transaction: PAID
     confirms its reservation, CANCELLED gives it back, SHIPPED takes it out of the warehouse
-    (on hand and reserved both go down). An order holding nothing is left alone."""
+    (on hand and reserved both go down). An order that holds nothing (it arrived paid, or its
+    hold expired) still takes its units out of on hand when it ships (`_ship_unheld`)."""
     if to not in (OrderStatus.PAID, OrderStatus.CANCELLED, OrderStatus.SHIPPED):
         return
     reservation = await session.scalar(
@@ -1381,6 +1382,8 @@ async def follow_order(
         .execution_options(populate_existing=True)
     )
     if reservation is None or reservation.status not in HOLDING:
+        if to is OrderStatus.SHIPPED:
+            await _ship_unheld(session, order_id=order_id, number=number, who=who, now=now)
         return
     if to is OrderStatus.PAID:
         reservation.status = ReservationStatus.CONFIRMED
@@ -1403,6 +1406,57 @@ async def follow_order(
         reservation.status = ReservationStatus.SHIPPED
         reservation.ended_at = now
         await session.flush()
+
+
+async def _ship_unheld(
+    session: AsyncSession, *, order_id: int, number: str, who: Actor, now: dt.datetime
+) -> None:
+    """An order that held no stock ships: its units leave on hand in the warehouse it was
+    picked from (reason SHIP). Where the books cannot take them — fewer available than
+    shipped, so the stock record is wrong — shipping is not stopped: the warehouse gets a
+    STOCK_TRACE task to find out why, and nothing is booked for that SKU."""
+    shipped: dict[str, int] = {}
+    for sku, quantity in (
+        await session.execute(
+            select(OrderLine.sku, OrderLine.quantity).where(OrderLine.order_id == order_id)
+        )
+    ).all():
+        shipped[sku] = shipped.get(sku, 0) + quantity
+    warehouse = await session.scalar(
+        select(picking.PickingList.warehouse).where(picking.PickingList.order_id == order_id)
+    )
+    for sku in sorted(shipped):
+        stocked = warehouse is not None and await session.scalar(
+            select(StockItem.id).where(StockItem.sku == sku, StockItem.warehouse == warehouse)
+        )
+        home = warehouse if stocked else await _fullest(session, sku)
+        mark = events.pending_mark(session)
+        try:
+            async with session.begin_nested():
+                await _book(
+                    session,
+                    sku=sku,
+                    warehouse=home,
+                    on_hand=-shipped[sku],
+                    reserved=0,
+                    reason=MovementReason.SHIP,
+                    reference=f"order {number}",
+                    who=_who(who),
+                    at=now,
+                )
+        except InsufficientStock:
+            events.forget_since(session, mark)
+            await tasks.raise_task(
+                session,
+                kind="STOCK_TRACE",
+                title=f"Order {number} shipped {shipped[sku]} of {sku} from {home}, more than "
+                "the books had available",
+                details={"sku": sku, "warehouse": home, "shipped": shipped[sku], "order": number},
+                by=who,
+                assignee_role="warehouse",
+                dedupe_key=f"trace:{home}:{sku}",
+                now=now,
+            )
 
 
 # ---- adjustments and the ledger ---------------------------------------------------------------

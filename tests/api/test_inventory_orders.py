@@ -183,3 +183,69 @@ async def test_an_unpaid_order_without_stock_lands_cancelled_with_insufficient_s
     assert (replayed["outcome"], replayed["order"]["id"]) == ("REPLAYED", short["order"]["id"])
     [paid_anyway] = await ingest(api, [_unpaid("TB-S-4", [("SKU-0008", most + 1)], status="PAID")])
     assert (paid_anyway["outcome"], paid_anyway["code"]) == ("REJECTED", "INVALID_TRANSITION")
+
+
+async def _paid_on_arrival(api: Api, external_id: str, sku: str, quantity: int) -> str:
+    order = channel_order(
+        external_id, lines=[{"sku": sku, "quantity": quantity, "unitPrice": "9.90"}]
+    )
+    [result] = await ingest(api, [order])
+    assert result["outcome"] == "CREATED", result
+    return result["order"]["id"]
+
+
+async def _warehouse_of(api: Api, order_id: str) -> str:
+    from domain.orders.picking import PickingList
+
+    async with api.app.state.runtime.sessions() as session:
+        return await session.scalar(
+            select(PickingList.warehouse).where(PickingList.order_id == db_id(order_id))
+        )
+
+
+async def test_an_order_that_arrived_paid_takes_its_units_out_when_it_ships(any_api: Api) -> None:
+    api = any_api
+    order = await _paid_on_arrival(api, "TB-S-6", "SKU-0017", 2)
+    home = await _warehouse_of(api, order)
+    before = (await _stock(api, "SKU-0017"))[home]
+
+    for step in ("PICKING", "SHIPPED"):
+        assert "errors" not in await api.gql(MOVE, {"id": order, "to": step}, as_="warehouse")
+
+    after = (await _stock(api, "SKU-0017"))[home]
+    assert after == {
+        "onHand": before["onHand"] - 2,
+        "reserved": before["reserved"],
+        "available": before["available"] - 2,
+    }
+
+
+async def test_shipping_more_than_the_books_hold_is_not_stopped_but_traced(any_api: Api) -> None:
+    api = any_api
+    order = await _paid_on_arrival(api, "TB-S-7", "SKU-0018", 3)
+    home = await _warehouse_of(api, order)
+    # The books say only 1 is left to sell there (the rest reserved or gone).
+    available = (await _stock(api, "SKU-0018"))[home]["available"]
+    change = {"sku": "SKU-0018", "warehouse": home, "delta": 1 - available, "reason": "count"}
+    assert "errors" not in await api.gql(
+        "mutation($i: AdjustStockInput!) { adjustStock(input: $i) { available } }",
+        {"i": change},
+        as_="warehouse",
+    )
+    before = (await _stock(api, "SKU-0018"))[home]
+
+    for step in ("PICKING", "SHIPPED"):
+        moved = await api.gql(MOVE, {"id": order, "to": step}, as_="warehouse")
+        assert "errors" not in moved, moved
+
+    assert (await _stock(api, "SKU-0018"))[home] == before  # nothing booked for it
+    found = await api.gql(
+        "{ tasks(status: OPEN, first: 50) { edges { node { kind title details } } } }",
+        as_="warehouse",
+    )
+    [trace] = [
+        e["node"]
+        for e in found["data"]["tasks"]["edges"]
+        if e["node"]["kind"] == "STOCK_TRACE" and e["node"]["details"].get("sku") == "SKU-0018"
+    ]
+    assert trace["details"]["shipped"] == 3
