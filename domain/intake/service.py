@@ -696,7 +696,6 @@ async def _land(
             number=str(n.row["number"]),
             wanted=wanted,
             who=actor,
-            ttl_seconds=batch.reservation_ttl_seconds,
             now=now,
         )
         if lines is None:

@@ -1291,7 +1291,6 @@ async def hold_for_order(
     number: str,
     wanted: dict[str, int],
     who: Actor,
-    ttl_seconds: int,
     now: dt.datetime,
 ) -> list[LineInput] | None:
     """Reserve an unpaid order's quantities (sku -> units, lines of one SKU summed) from the
@@ -1381,6 +1380,10 @@ async def follow_order(
         .with_for_update()
         .execution_options(populate_existing=True)
     )
+    lapsed = reservation is not None and reservation.status is ReservationStatus.EXPIRED
+    if lapsed and to is OrderStatus.PAID:  # paid after its hold lapsed: hold again, if it can
+        await _hold_again(session, reservation, order_id=order_id, who=who, now=now)  # type: ignore[arg-type]
+        return
     if reservation is None or reservation.status not in HOLDING:
         if to is OrderStatus.SHIPPED:
             await _ship_unheld(session, order_id=order_id, number=number, who=who, now=now)
@@ -1406,6 +1409,40 @@ async def follow_order(
         reservation.status = ReservationStatus.SHIPPED
         reservation.ended_at = now
         await session.flush()
+
+
+async def _hold_again(
+    session: AsyncSession,
+    reservation: StockReservation,
+    *,
+    order_id: int,
+    who: Actor,
+    now: dt.datetime,
+) -> None:
+    """An order paid after its hold expired: hold its units again (confirmed), from whichever
+    warehouse can supply them now; if none can, it holds nothing and takes its units out of
+    on hand when it ships."""
+    wanted: dict[str, int] = {}
+    for sku, quantity in (
+        await session.execute(
+            select(OrderLine.sku, OrderLine.quantity).where(OrderLine.order_id == order_id)
+        )
+    ).all():
+        wanted[sku] = wanted.get(sku, 0) + quantity
+    number = reservation.reference.removeprefix("order ")
+    lines = await hold_for_order(session, number=number, wanted=wanted, who=who, now=now)
+    if lines is None:
+        return
+    reservation.lines.clear()
+    await session.flush()
+    reservation.lines.extend(
+        StockReservationLine(sku=li.sku, warehouse=li.warehouse, quantity=li.quantity)
+        for li in lines
+    )
+    reservation.status = ReservationStatus.CONFIRMED
+    reservation.digest = _digest(lines)
+    reservation.ended_at = None
+    await session.flush()
 
 
 async def _ship_unheld(

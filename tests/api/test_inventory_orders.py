@@ -249,3 +249,27 @@ async def test_shipping_more_than_the_books_hold_is_not_stopped_but_traced(any_a
         if e["node"]["kind"] == "STOCK_TRACE" and e["node"]["details"].get("sku") == "SKU-0018"
     ]
     assert trace["details"]["shipped"] == 3
+
+
+async def test_an_order_paid_after_its_hold_expired_holds_again(any_api: Api) -> None:
+    api = any_api
+    [result] = await ingest(api, [_unpaid("TB-S-8", [("SKU-0019", 2)])])
+    order_id = db_id(result["order"]["id"])
+    held = await _reservation(api, order_id)
+    assert held is not None
+    await _expire(api, held.expires_at + dt.timedelta(seconds=59))
+    assert (await _reservation(api, order_id)).status == "EXPIRED"  # type: ignore[union-attr]
+    before = await _stock(api, "SKU-0019")
+
+    [paid] = await ingest(
+        api, [_unpaid("TB-S-8", [("SKU-0019", 2)], status="PAID", paidAt="2026-11-25T16:40:00Z")]
+    )
+
+    assert paid["outcome"] == "UPDATED"
+    again = await _reservation(api, order_id)
+    assert again is not None
+    assert again.status == "CONFIRMED"
+    warehouse = await _held_in(api, "SKU-0019", before, 2)
+    assert [(li.sku, li.warehouse, li.quantity) for li in again.lines] == [
+        ("SKU-0019", warehouse, 2)
+    ]
