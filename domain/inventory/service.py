@@ -768,14 +768,7 @@ async def register_return(
             "already registered: "
             + ", ".join(f"line {r.order_line_id}" for r in sorted(already, key=lambda r: r.id))
         )
-    warehouse = await session.scalar(
-        select(picking.PickingList.warehouse).where(picking.PickingList.order_id == order_id)
-    ) or await session.scalar(
-        select(StockReservationLine.warehouse)
-        .join(StockReservation)
-        .where(StockReservation.order_id == order_id)
-        .limit(1)
-    )
+    warehouse = await _order_warehouse(session, order_id)
     returned = StockReturn(
         order_id=order_id,
         inspected_at=inspected_at,
@@ -785,10 +778,7 @@ async def register_return(
     )
     for line_id, line in sorted(wanted.items()):
         sku = order_lines[line_id].sku
-        stocked = warehouse is not None and await session.scalar(
-            select(StockItem.id).where(StockItem.sku == sku, StockItem.warehouse == warehouse)
-        )
-        home = warehouse if stocked else await _fullest(session, sku)
+        home = await _home(session, warehouse, sku)
         if line.disposition is ReturnDisposition.RESTOCK:
             await _book(
                 session,
@@ -941,6 +931,40 @@ async def flag_overdue_returns(*, session: AsyncSession, now: dt.datetime) -> li
             raised.append(task.id)
     await session.flush()
     return raised
+
+
+async def _order_quantities(session: AsyncSession, order_id: int) -> dict[str, int]:
+    """An order's units per SKU, its lines of one SKU summed."""
+    total: dict[str, int] = {}
+    for sku, quantity in (
+        await session.execute(
+            select(OrderLine.sku, OrderLine.quantity).where(OrderLine.order_id == order_id)
+        )
+    ).all():
+        total[sku] = total.get(sku, 0) + quantity
+    return total
+
+
+async def _order_warehouse(session: AsyncSession, order_id: int) -> str | None:
+    """The warehouse an order was picked from, else the one its units were held in."""
+    return await session.scalar(
+        select(picking.PickingList.warehouse).where(picking.PickingList.order_id == order_id)
+    ) or await session.scalar(
+        select(StockReservationLine.warehouse)
+        .join(StockReservation)
+        .where(StockReservation.order_id == order_id)
+        .limit(1)
+    )
+
+
+async def _home(session: AsyncSession, warehouse: str | None, sku: str) -> str:
+    """Where an order's units of `sku` come from or go back to: its warehouse if that stocks
+    the SKU, else the warehouse holding most of it."""
+    if warehouse is not None and await session.scalar(
+        select(StockItem.id).where(StockItem.sku == sku, StockItem.warehouse == warehouse)
+    ):
+        return warehouse
+    return await _fullest(session, sku)
 
 
 async def _fullest(session: AsyncSession, sku: str) -> str:
@@ -1422,14 +1446,8 @@ async def _hold_again(
     """An order paid after its hold expired: hold its units again (confirmed), from whichever
     warehouse can supply them now; if none can, it holds nothing and takes its units out of
     on hand when it ships."""
-    wanted: dict[str, int] = {}
-    for sku, quantity in (
-        await session.execute(
-            select(OrderLine.sku, OrderLine.quantity).where(OrderLine.order_id == order_id)
-        )
-    ).all():
-        wanted[sku] = wanted.get(sku, 0) + quantity
     number = reservation.reference.removeprefix("order ")
+    wanted = await _order_quantities(session, order_id)
     lines = await hold_for_order(session, number=number, wanted=wanted, who=who, now=now)
     if lines is None:
         return
@@ -1452,21 +1470,10 @@ async def _ship_unheld(
     picked from (reason SHIP). Where the books cannot take them — fewer available than
     shipped, so the stock record is wrong — shipping is not stopped: the warehouse gets a
     STOCK_TRACE task to find out why, and nothing is booked for that SKU."""
-    shipped: dict[str, int] = {}
-    for sku, quantity in (
-        await session.execute(
-            select(OrderLine.sku, OrderLine.quantity).where(OrderLine.order_id == order_id)
-        )
-    ).all():
-        shipped[sku] = shipped.get(sku, 0) + quantity
-    warehouse = await session.scalar(
-        select(picking.PickingList.warehouse).where(picking.PickingList.order_id == order_id)
-    )
+    shipped = await _order_quantities(session, order_id)
+    warehouse = await _order_warehouse(session, order_id)
     for sku in sorted(shipped):
-        stocked = warehouse is not None and await session.scalar(
-            select(StockItem.id).where(StockItem.sku == sku, StockItem.warehouse == warehouse)
-        )
-        home = warehouse if stocked else await _fullest(session, sku)
+        home = await _home(session, warehouse, sku)
         mark = events.pending_mark(session)
         try:
             async with session.begin_nested():
