@@ -53,5 +53,7 @@ def routes() -> list[Route | Mount]:
     return [
         # The list's global ID is read by the page's script and sent as a GraphQL variable.
         Route("/picking-lists/{picking_id}", _shell("picking.html"), methods=["GET"]),
+        # The approver's inbox: signs with a device-bound WebCrypto key (see approvals.js).
+        Route("/approvals", _shell("approvals.html"), methods=["GET"]),
         Mount("/assets", _Assets(directory=PAGES_DIR), name="assets"),
     ]

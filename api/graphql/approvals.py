@@ -140,6 +140,14 @@ class ApprovalQueries:
             )
         return ApprovalRequest.from_model(model, actor.access)
 
+    @strawberry.field(description="Your signing keys, newest first, revoked ones included.")
+    async def signing_keys(self, info: Info[RequestContext, None]) -> list[SigningKey]:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.read() as session:
+            keys = await approvals.list_keys(session=session, actor=actor)
+        return [SigningKey.from_model(key) for key in keys]
+
 
 @strawberry.type
 class ApprovalMutations:

@@ -103,6 +103,15 @@ async def register_key(*, session: AsyncSession, actor: Actor, public_key_pem: s
     return signing_key
 
 
+async def list_keys(*, session: AsyncSession, actor: Actor) -> list[SigningKey]:
+    """The caller's own keys, newest first, revoked ones included (old signatures name them)."""
+    actor.access.require(Action.APPROVAL_SIGN)
+    found = await session.scalars(
+        select(SigningKey).where(SigningKey.user_id == actor.user_id).order_by(SigningKey.id.desc())
+    )
+    return list(found)
+
+
 async def revoke_key(
     *, session: AsyncSession, actor: Actor, key_id: int, now: dt.datetime
 ) -> SigningKey:

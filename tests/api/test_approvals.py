@@ -23,6 +23,7 @@ from domain.users import service as users_service
 from tests.api.test_audit import events
 from tests.conftest import Api, db_id, errors_of, nothing_returned
 from tests.integration.test_cli import _run
+from tests.policy_matrix import OPERATIONS, ROLES
 
 PASSWORD = "another-long-password"
 REQUEST_FIELDS = """id kind status orderId orderNumber orderLineId amount currency requestedBy
@@ -644,4 +645,42 @@ async def test_audit_verify_re_verifies_every_stored_signature(api: Api, databas
     assert clean == []
     assert tampered == [
         f"approval request {db_id(request['id'])}: signed payload differs from the stored one"
+    ]
+
+
+# ---- listing one's keys (the approver's page revokes from this list) --------------------------
+
+KEYS = "{ signingKeys { id fingerprint createdAt revokedAt } }"
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_who_may_list_signing_keys_follows_the_policy(api: Api, role: str) -> None:
+    result = await api.gql(KEYS, as_=role)
+
+    if role in OPERATIONS["approval:sign"]:
+        assert result["data"]["signingKeys"] == []
+    else:
+        assert errors_of(result) == [("FORBIDDEN", None)]
+        assert result["data"] is None
+
+
+async def test_an_approver_lists_only_their_own_keys_newest_first_revoked_ones_kept(
+    api: Api,
+) -> None:
+    older = await registered(api)
+    newer = await registered(api)
+    other_token = await login_as_new_user(api, "approver-two", ["approver"])
+    other = Signer()
+    other_key = await api.gql(REGISTER, {"pem": other.pem}, authorization=f"Bearer {other_token}")
+    revoked = await api.gql(REVOKE, {"id": older.kid}, as_="approver")
+    assert "errors" not in revoked, revoked
+
+    mine = (await api.gql(KEYS, as_="approver"))["data"]["signingKeys"]
+    theirs = (await api.gql(KEYS, authorization=f"Bearer {other_token}"))["data"]["signingKeys"]
+
+    assert [k["id"] for k in mine] == [newer.kid, older.kid]
+    assert mine[0]["revokedAt"] is None
+    assert mine[1]["revokedAt"] is not None
+    assert [k["fingerprint"] for k in theirs] == [
+        other_key["data"]["registerSigningKey"]["fingerprint"]
     ]
