@@ -377,3 +377,77 @@ def test_exports_wait_for_each_level_and_are_approved_from_the_page(
     assert final["approvedL1By"] == "demo-approver"
     assert final["approvedL2By"] == "demo-compliance"
     assert final["status"] in {"APPROVED", "READY"}
+
+
+def test_a_key_revoked_elsewhere_is_refused_in_plain_words_and_a_new_enrolment_signs_a_price(
+    browser: Any, live: str
+) -> None:
+    base = live
+    landed = _gql(
+        base,
+        INGEST,
+        {
+            "c": "TAOBAO",
+            "o": [channel_order("TB-APPROVE-5", status="PENDING_PAYMENT", paidAt=None)],
+        },
+        "demo-integration",
+    )
+    order_id = landed["data"]["ingestOrders"]["results"][0]["order"]["id"]
+    lines = _gql(
+        base,
+        "query($id: ID!) { order(id: $id) { lines { id sku } } }",
+        {"id": order_id},
+        "demo-sales",
+    )["data"]["order"]["lines"]
+    line = next(x for x in lines if x["sku"] == "SKU-0001")
+    asked = _gql(
+        base,
+        """mutation($l: ID!, $p: Money!, $r: String!) {
+          requestPriceChange(orderLineId: $l, newUnitPrice: $p, reason: $r) { id } }""",
+        {"l": line["id"], "p": "49.90", "r": "直播间价格"},
+        "demo-sales",
+    )["data"]["requestPriceChange"]
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    tab = Approver(context, base)
+    tab.open()
+    tab.enrol()
+    [first_key] = _gql(base, KEYS, {}, "demo-approver")["data"]["signingKeys"]
+    # Revoked from another device while this tab still holds it.
+    _gql(
+        base,
+        "mutation($id: ID!) { revokeSigningKey(id: $id) { id } }",
+        {"id": first_key["id"]},
+        "demo-approver",
+    )
+    tab.choose(asked["id"])
+    change = tab.page.eval_on_selector_all(
+        "#ap-change tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    shown_line = tab.page.inner_text("#ap-line")
+    refunded_row_shown = tab.page.is_visible("#ap-refunded-row")
+    _, refused = tab.outcome("#ap-sign")
+    tab.page.click("#ap-refresh")  # the page learns the key is revoked and forgets it
+    tab.page.wait_for_selector("#ap-enrol:not([hidden])")
+    sign_disabled_without_key = tab.page.is_disabled("#ap-sign")
+    tab.enrol()
+    status, error = tab.outcome("#ap-sign")
+    tab.page.close()
+    context.close()
+    order = _gql(
+        base,
+        "query($id: ID!) { order(id: $id) { lines { sku unitPrice } } }",
+        {"id": order_id},
+        "demo-sales",
+    )["data"]["order"]
+
+    assert tab.problems == []
+    assert change == [["Unit price of SKU-0001", "59.90 CNY", "49.90 CNY"]]
+    assert shown_line.startswith("SKU-0001 · ")
+    assert shown_line.endswith(" · \N{MULTIPLICATION SIGN}2")
+    assert not refunded_row_shown
+    assert refused.startswith("The signature was refused"), refused
+    assert "revoked" in refused
+    assert sign_disabled_without_key
+    assert error == ""
+    assert status.startswith("Approved and applied: price change of 49.90 CNY per unit")
+    assert {x["sku"]: x["unitPrice"] for x in order["lines"]}["SKU-0001"] == "49.90"
