@@ -55,6 +55,9 @@ class Action(StrEnum):
     STOCK_COUNT = "stock:count"
     TASK_WORK = "task:work"
     STOCK_ALERTS = "stock:alerts"
+    ORDER_CHANGE_ADDRESS = "order:change_address"
+    CUSTOMER_UPDATE = "customer:update"
+    CUSTOMER_MERGE = "customer:merge"
 
 
 class PolicyInvalid(Exception):

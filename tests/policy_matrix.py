@@ -189,4 +189,7 @@ OPERATIONS = {
     "stock:count": {"warehouse"},
     "stock:alerts": {"purchasing", "ops"},
     "task:work": {"ops", "warehouse", "purchasing", "finance", "cs", "sales"},
+    "customer:update": {"cs"},
+    "order:change_address": {"cs"},
+    "customer:merge": {"ops"},
 }

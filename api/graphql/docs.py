@@ -391,6 +391,14 @@ DESCRIPTIONS: dict[str, str] = {
     "OrderEventType.PICKING_LIST_CREATED": (
         "A paid order got its picking list; the payload names the list and its warehouse."
     ),
+    "OrderEventType.ORDER_ADDRESS_CHANGED": (
+        "An order's shipping address was changed before it shipped (`changeShippingAddress`)."
+    ),
+    "Mutation.changeShippingAddress(orderId)": "The order's global ID.",
+    "Mutation.changeShippingAddress(address)": "Where it ships now.",
+    "Mutation.changeShippingAddress(reason)": (
+        "Why (required, up to 500 characters): kept in the audit log with both addresses."
+    ),
     "OrderEventType.ORDER_ESCALATED": (
         "An order waited longer than the escalation threshold without reaching PICKING."
     ),

@@ -14,6 +14,7 @@ from strawberry.types import Info
 from strawberry.types.arguments import InputContext
 
 from api.context import RequestContext
+from api.graphql.addresses import AddressInput
 from api.graphql.orders import relations_read
 from api.graphql.relay import selects_path
 from api.graphql.scalars import Money
@@ -39,17 +40,6 @@ class ChannelBuyerInput:
     name: str
     phone: str | None = None
     email: str | None = None
-
-
-@strawberry.input(description="A postal address.")
-class AddressInput:
-    recipient: str
-    phone: str
-    province: str
-    city: str
-    district: str
-    street: str
-    postal_code: str | None = None
 
 
 @strawberry.input(description="One line of a channel's order.")

@@ -10,12 +10,14 @@ import strawberry
 from strawberry.types import Info
 
 from api.context import RequestContext
+from api.graphql.addresses import AddressInput
 from api.graphql.projection import READ_SCOPE
 from api.graphql.relay import Connection, parse_id, selects
 from api.graphql.scalars import Money
 from api.graphql.types import Channel, Order, OrderStatus
 from domain.access import FieldAccess
 from domain.actor import Actor
+from domain.orders import address as order_address
 from domain.orders import service as orders_service
 from domain.orders.service import OrderFilter as DomainOrderFilter
 from domain.orders.service import OrderSortField as DomainSortField
@@ -155,6 +157,38 @@ class OrderMutations:
                 to=to,
                 note=note,
                 expected_version=expected_version,
+                include=relations_read(actor),
+            )
+            result = Order.from_model(model, actor.access)
+        return result
+
+    @strawberry.mutation(
+        description=(
+            "Ship an order somewhere else, before it ships: with a reason, audited with both "
+            "addresses, counted per account in the quarterly access report."
+        )
+    )
+    async def change_shipping_address(
+        self,
+        info: Info[RequestContext, None],
+        order_id: strawberry.ID,
+        address: AddressInput,
+        reason: str,
+    ) -> Order | None:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.write(
+            action="order.change_address",
+            operation="changeShippingAddress",
+            target_type="Order",
+            target_id=order_id,
+        ) as session:
+            model = await order_address.change_shipping_address(
+                session=session,
+                actor=actor,
+                order_id=parse_id(order_id, "order"),
+                address=address.to_domain(),
+                reason=reason,
                 include=relations_read(actor),
             )
             result = Order.from_model(model, actor.access)

@@ -31,12 +31,14 @@ class OrderEventType(Enum):
     ORDER_REFUNDED = "ORDER_REFUNDED"
     PICKING_LIST_CREATED = "PICKING_LIST_CREATED"
     ORDER_ESCALATED = "ORDER_ESCALATED"
+    ORDER_ADDRESS_CHANGED = "ORDER_ADDRESS_CHANGED"
     STOCK_CHANGED = "STOCK_CHANGED"
 
 
-# Every event a webhook can carry (task events are read through `tasks`, not sent out).
+# Every event a webhook can carry. Task events are read through `tasks`, and customer events
+# through `customer` (their consumers are the salesperson's mail and the audit), not sent out.
 assert {e.value for e in OrderEventType} == {
-    e.value for e in EventType if not e.value.startswith("TASK_")
+    e.value for e in EventType if not e.value.startswith(("TASK_", "CUSTOMER"))
 }
 
 

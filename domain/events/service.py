@@ -66,6 +66,12 @@ class EventType(StrEnum):
     ORDER_PRICE_CHANGED = "ORDER_PRICE_CHANGED"
     PICKING_LIST_CREATED = "PICKING_LIST_CREATED"
     ORDER_ESCALATED = "ORDER_ESCALATED"
+    ORDER_ADDRESS_CHANGED = "ORDER_ADDRESS_CHANGED"
+    CUSTOMER_CHANGED = (
+        "CUSTOMER_CHANGED"  # aggregate Customer: a key field (phone, email, default address)
+    )
+    CUSTOMERS_MERGED = "CUSTOMERS_MERGED"  # aggregate Customer (the survivor)
+    CUSTOMERS_UNMERGED = "CUSTOMERS_UNMERGED"
     STOCK_CHANGED = "STOCK_CHANGED"  # aggregate StockItem: on hand, reserved, available
     TASK_CREATED = "TASK_CREATED"  # aggregate Task
     TASK_COMPLETED = "TASK_COMPLETED"

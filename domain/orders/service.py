@@ -318,10 +318,7 @@ async def move(
         # What the customer paid is fixed now; refunds are capped by it from here on.
         order.paid_minor = order.total_minor
         order.check_money()
-    try:
-        await session.flush()
-    except StaleDataError:
-        raise Conflict(f"order {number} was changed concurrently; reload and retry") from None
+    await flush_versioned(session, order, number)
     events.publish(
         session=session,
         type=events.EventType.ORDER_STATUS_CHANGED,
@@ -340,6 +337,16 @@ async def move(
         await picking.open_for(session=session, order=order, at=at)
     elif to is OrderStatus.CANCELLED:
         await picking.cancel_for(session=session, order_id=order.id)
+
+
+async def flush_versioned(session: AsyncSession, order: Order, number: str | None = None) -> None:
+    """Write the order's changes at the version it was read at; a concurrent writer that got
+    there first makes this a CONFLICT (nothing of this transaction is kept)."""
+    number = number or order.number
+    try:
+        await session.flush()
+    except StaleDataError:
+        raise Conflict(f"order {number} was changed concurrently; reload and retry") from None
 
 
 async def transition(

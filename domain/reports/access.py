@@ -73,6 +73,9 @@ class ReportSettings:
     business_days: frozenset[int] = frozenset(range(5))  # Monday..Friday
     anomaly_multiple: float = 3.0
     mutual_approvals: int = 2  # approvals each way that make a pair "repeatedly"
+    # One account sending orders of this many different customers to one address is a finding
+    # (the seed's incident: goods redirected to an agent's relatives).
+    same_address_customers: int = 3
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,9 @@ async def build(
                 ),
                 "deniedAttempts": sum(e.outcome == "denied" for e in mine),
                 "loginsFromNewIps": sum(1 for x in new_ip_logins if x["account"] == user.username),
+                "addressChanges": sum(
+                    e.action == "order.change_address" and e.outcome == "success" for e in mine
+                ),
             }
         )
     # Sensitive records read per role and calendar month of the quarter (business timezone);
@@ -331,7 +337,7 @@ async def build(
     # --- anomalies: far above the median of people with the same role
     anomalies = []
     totals = {row["account"]: row for row in activity}
-    for metric in ("sensitiveRecordsRead", "exportsRequested"):
+    for metric in ("sensitiveRecordsRead", "exportsRequested", "addressChanges"):
         for role in sorted({r for u in users for r in u.roles}):
             holders = [u.username for u in users if role in u.roles]
             values = [totals[h][metric] for h in holders]
@@ -349,6 +355,32 @@ async def build(
                             "multiple": settings.anomaly_multiple,
                         }
                     )
+
+    # --- one address turning up on many customers' orders, changed by one account
+    address_reuse = []
+    for user in users:
+        customers_at: dict[str, set[str]] = defaultdict(set)
+        orders_at: Counter[str] = Counter()
+        for e in by_user.get(user.id, []):
+            if e.action != "order.change_address" or e.outcome != "success":
+                continue
+            details = json.loads(e.details)
+            digest = details.get("addressDigest")
+            if not digest:
+                continue
+            customer = details.get("customerId")
+            customers_at[digest].add(f"c{customer}" if customer is not None else f"o{e.target_id}")
+            orders_at[digest] += 1
+        for digest in sorted(customers_at):
+            if len(customers_at[digest]) >= settings.same_address_customers:
+                address_reuse.append(
+                    {
+                        "account": user.username,
+                        "address": digest[:16],
+                        "customers": len(customers_at[digest]),
+                        "orders": orders_at[digest],
+                    }
+                )
 
     # --- the chain
     chain = await audit.verify(session=session, key=key)
@@ -395,7 +427,8 @@ async def build(
             "deniedAttempts": len(denied),
             "offHoursEvents": len(after_hours),
             "separationOfDutyFindings": len(sod_accounts) + len(mutual) + len(shared_persons),
-            "anomalies": len(anomalies),
+            "anomalies": len(anomalies) + len(address_reuse),
+            "addressChanges": sum(a["addressChanges"] for a in activity),
             "chainOk": chain_section["ok"],
         },
         "population": population,
@@ -410,6 +443,7 @@ async def build(
             "personsWithSeveralAccounts": shared_persons,
         },
         "anomalies": anomalies,
+        "addressReuse": address_reuse,
         "sensitiveReadsByRole": sensitive_by_role,
         "auditChain": chain_section,
     }
@@ -440,6 +474,7 @@ def _tables(report: dict[str, Any]) -> Iterable[tuple[str, list[dict[str, Any]]]
         report["separationOfDuties"]["personsWithSeveralAccounts"],
     )
     yield "Anomalies", report["anomalies"]
+    yield "One address on many customers' orders", report["addressReuse"]
     yield "Audit chain", [report["auditChain"]]
 
 
@@ -468,6 +503,7 @@ CSV_FILES = (
     ("sod_mutual_approvers.csv", "Pairs approving each other"),
     ("sod_persons.csv", "Persons with several accounts"),
     ("anomalies.csv", "Anomalies"),
+    ("address_reuse.csv", "One address on many customers' orders"),
     ("audit_chain.csv", "Audit chain"),
 )
 # A fixed time for every zip entry: the same report gives the same bytes.
@@ -562,6 +598,10 @@ LABELS = {
     "separationOfDutyFindings": "Separation-of-duty findings",
     "anomalies": "Anomalies",
     "chainOk": "Audit chain intact",
+    "addressChanges": "Shipping addresses changed",
+    "address": "Address (digest)",
+    "customers": "Different customers",
+    "orders": "Orders changed",
 }
 
 
@@ -620,6 +660,15 @@ def findings(report: dict[str, Any]) -> list[tuple[str, str]]:
                 "medium",
                 f"Employee {row['employeeId']} holds several accounts: "
                 f"{', '.join(row['accounts'])}.",
+            )
+        )
+    for row in report["addressReuse"]:
+        found.append(
+            (
+                "high",
+                f"{row['account']} sent {row['orders']} orders of {row['customers']} different "
+                f"customers to one address ({row['address']}). Check those orders and who "
+                "received them.",
             )
         )
     for row in report["anomalies"]:
