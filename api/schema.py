@@ -14,7 +14,7 @@ from api.errors import ErrorCode
 from api.graphql.approvals import ApprovalMutations, ApprovalQueries
 from api.graphql.audit import AuditQueries
 from api.graphql.auth import AuthMutations
-from api.graphql.customers import CustomerQueries
+from api.graphql.customers import CustomerMutations, CustomerQueries, CustomerReviewQueries
 from api.graphql.docs import describe
 from api.graphql.events import EventQueries, EventSubscriptions
 from api.graphql.exports import ExportMutations, ExportQueries
@@ -42,6 +42,7 @@ class Query(
     NodeQueries,
     OrderQueries,
     CustomerQueries,
+    CustomerReviewQueries,
     StockQueries,
     InventoryQueries,
     TaskQueries,
@@ -62,6 +63,7 @@ class Query(
 class Mutation(
     AuthMutations,
     OrderMutations,
+    CustomerMutations,
     ApprovalMutations,
     ExportMutations,
     UserMutations,

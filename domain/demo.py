@@ -19,7 +19,7 @@ from domain.actor import SYSTEM_ORIGIN, Actor
 from domain.audit.service import Subject
 from domain.catalog.models import Product, StockItem
 from domain.channels.models import DEFAULT_CHANNELS, Channel
-from domain.customers.models import Address, Customer
+from domain.customers.models import Address, Customer, address_columns, contact_columns
 from domain.intake import escalation
 from domain.intake import service as intake
 from domain.inventory import service as inventory
@@ -106,8 +106,44 @@ def demo_username(role: str) -> str:
     return f"demo-{role}"
 
 
+# Mainland mobile prefixes in service (libphonenumber calls other 1xx numbers invalid).
+MOBILE_PREFIXES = [
+    "130",
+    "131",
+    "132",
+    "133",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "155",
+    "156",
+    "157",
+    "158",
+    "159",
+    "166",
+    "176",
+    "177",
+    "178",
+    "180",
+    "181",
+    "182",
+    "183",
+    "185",
+    "186",
+    "187",
+    "188",
+    "189",
+    "199",
+]
+
+
 def _phone(rng: random.Random) -> str:
-    return f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
+    return f"{rng.choice(MOBILE_PREFIXES)}{rng.randrange(10**8):08d}"
 
 
 def _name(rng: random.Random) -> str:
@@ -182,8 +218,10 @@ async def load_demo(
         phone = _phone(rng)
         customer = Customer(
             name=name,
+            **contact_columns(
+                phone=phone, email=f"user{i + 1:03d}@example.com" if rng.random() < 0.8 else None
+            ),
             phone=phone,
-            email=f"user{i + 1:03d}@example.com" if rng.random() < 0.8 else None,
             created_at=now - dt.timedelta(days=rng.randrange(90, 700)),
             addresses=[
                 Address(
@@ -385,10 +423,13 @@ async def load_bulk(
                 "id": customer_id,
                 "name": name,
                 "phone": phone,
-                "email": f"c{customer_id}@example.com",
+                **contact_columns(phone=phone, email=f"c{customer_id}@example.com"),
+                "version": 1,
                 "created_at": now - dt.timedelta(days=rng.randrange(700, 900)),
             }
         )
+        district = rng.choice(districts)
+        street = f"{rng.choice(STREETS)}{rng.randrange(1, 999)}号"
         addresses.append(
             {
                 "customer_id": customer_id,
@@ -396,10 +437,11 @@ async def load_bulk(
                 "phone": phone,
                 "province": province,
                 "city": city,
-                "district": rng.choice(districts),
-                "street": f"{rng.choice(STREETS)}{rng.randrange(1, 999)}号",
+                "district": district,
+                "street": street,
                 "postal_code": postal,
                 "is_default": True,
+                **address_columns(city=city, district=district, street=street),
             }
         )
         customer_id += 1

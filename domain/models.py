@@ -4,7 +4,13 @@ from domain.approvals.models import ApprovalRequest, ConsumedNonce, SigningKey
 from domain.audit.models import AuditCheckpoint, AuditEvent, AuditHead, AuditPending
 from domain.catalog.models import Product, StockItem
 from domain.channels.models import Channel
-from domain.customers.models import Address, Customer
+from domain.customers.models import (
+    Address,
+    Customer,
+    CustomerChange,
+    CustomerMerge,
+    MatchCandidate,
+)
 from domain.db import Base
 from domain.events.models import OutboxEvent, OutboxHead
 from domain.events.webhooks import OutboxCursor, Webhook, WebhookDelivery
@@ -40,8 +46,11 @@ __all__ = [
     "Channel",
     "ConsumedNonce",
     "Customer",
+    "CustomerChange",
+    "CustomerMerge",
     "ExportRequest",
     "JobRun",
+    "MatchCandidate",
     "Order",
     "OrderLine",
     "OrderStatusChange",

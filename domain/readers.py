@@ -77,7 +77,15 @@ READERS: Mapping[str, Reader] = {
         note="note",
     ),
     **_fields(
-        "Customer", id="id", name="name", phone="phone", email="email", createdAt="created_at"
+        "Customer",
+        id="id",
+        name="name",
+        phone="phone",
+        email="email",
+        createdAt="created_at",
+        version="version",
+        phoneValid="phone_valid",
+        mergedInto="merged_into_id",
     ),
     **_fields(
         "Address",

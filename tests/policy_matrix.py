@@ -74,6 +74,16 @@ Customer.email                      -     F     M     -     -     M     M     M 
 Customer.createdAt                  -     F     F     -     -     F     F     F     F     -
 Customer.addresses                  -     F     F     -     -     F     F     F     F     -
 Customer.orders                     -     F     F     -     -     F     F     F     F     -
+Customer.version                    -     F     F     -     -     F     F     F     F     -
+Customer.phoneValid                 -     F     F     -     -     F     F     F     F     -
+Customer.mergedInto                 -     F     F     -     -     F     F     F     F     -
+Customer.orderCount                 -     F     F     -     -     F     F     F     F     -
+Customer.totalSpent                 -     F     F     -     -     F     F     F     F     -
+Customer.totalSpentCurrency         -     F     F     -     -     F     F     F     F     -
+Customer.lastOrderAt                -     F     F     -     -     F     F     F     F     -
+Customer.channels                   -     F     F     -     -     F     F     F     F     -
+Customer.returns                    -     F     F     -     -     F     F     F     F     -
+Customer.contactHistory             -     F     -     -     -     -     -     -     -     -
 
 Address.recipient                   -     F     M     F     -     M     M     M     M     -
 Address.phone                       -     F     M     F     -     M     M     M     M     -

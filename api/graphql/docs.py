@@ -391,6 +391,26 @@ DESCRIPTIONS: dict[str, str] = {
     "OrderEventType.PICKING_LIST_CREATED": (
         "A paid order got its picking list; the payload names the list and its warehouse."
     ),
+    # ---- customers
+    "Query.customerMatchCandidates(first)": FIRST,
+    "Query.customerMatchCandidates(after)": AFTER,
+    "CustomerMatchCandidate.id": "Global ID of the pair.",
+    "Mutation.updateCustomerContact(id)": "The customer's global ID.",
+    "Mutation.updateCustomerContact(input)": "The new values; a field left out stays as it is.",
+    "Mutation.updateCustomerContact(expectedVersion)": (
+        "The `version` you read: a customer changed since then is a CONFLICT."
+    ),
+    "Mutation.addCustomerAddress(customerId)": "The customer's global ID.",
+    "Mutation.addCustomerAddress(address)": "The address to add.",
+    "Mutation.addCustomerAddress(makeDefault)": (
+        "Make it the default (the first address always is); the previous default stays."
+    ),
+    "CustomerContactInput.name": "The customer's name.",
+    "CustomerContactInput.phone": (
+        "A phone number, any common form (`+86 138 0013 8000`, full-width digits); it must be "
+        "a valid number."
+    ),
+    "CustomerContactInput.email": "An email address (stored lower-case).",
     "OrderEventType.ORDER_ADDRESS_CHANGED": (
         "An order's shipping address was changed before it shipped (`changeShippingAddress`)."
     ),

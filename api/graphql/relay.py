@@ -101,6 +101,8 @@ ID_TYPES = {
     "StockCount": "stock count",
     "StockAlert": "stock alert",
     "ReturnInspection": "return inspection",
+    "CustomerMatchCandidate": "match candidate",
+    "CustomerMerge": "customer merge",
 }
 _KIND = {what: type_name for type_name, what in ID_TYPES.items()}
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{4,64}={0,2}")

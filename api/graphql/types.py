@@ -19,6 +19,7 @@ from api.graphql.scalars import Money
 from domain.access import AccessProfile, FieldAccess
 from domain.catalog import models as catalog
 from domain.customers import models as customers
+from domain.money import from_minor
 from domain.orders import models as orders
 from domain.orders.rules import OrderStatus as DomainOrderStatus
 from domain.readers import READERS
@@ -205,7 +206,76 @@ class Customer(Node):
     email: str | None
     created_at: dt.datetime | None
     addresses: list[Address] | None
+    version: int | None = strawberry.field(
+        description="Pass it as `expectedVersion` to `updateCustomerContact`."
+    )
+    phone_valid: bool | None = strawberry.field(
+        description="Whether the phone is a valid number (E.164); null without a phone."
+    )
+    merged_into: strawberry.ID | None = strawberry.field(
+        description=(
+            "Set when this record was merged into another: the survivor's global ID (asking "
+            "for a merged customer by its old ID answers with the survivor)."
+        )
+    )
     _model_id: strawberry.Private[int]
+
+    async def _stats(self, info: Info, coordinate: str) -> Any:
+        from api.graphql.loaders import customer_stats
+
+        ctx = info.context
+        if ctx.access.field_access(coordinate) is FieldAccess.NONE:
+            return None
+        return await customer_stats(ctx).load(self._model_id)
+
+    @strawberry.field(description="How many of the customer's orders you may see.")
+    async def order_count(self, info: Info) -> int | None:
+        stats = await self._stats(info, "Customer.orderCount")
+        return None if stats is None else stats.order_count
+
+    @strawberry.field(
+        description=(
+            "Paid less refunded over those orders, in the currency most was spent in (see "
+            "`totalSpentCurrency`)."
+        )
+    )
+    async def total_spent(self, info: Info) -> Money | None:
+        stats = await self._stats(info, "Customer.totalSpent")
+        if stats is None:
+            return None
+        currency = stats.currency or "CNY"
+        return from_minor(stats.spent_minor.get(currency, 0), currency)
+
+    @strawberry.field(description="ISO 4217 code of `totalSpent`.")
+    async def total_spent_currency(self, info: Info) -> str | None:
+        stats = await self._stats(info, "Customer.totalSpentCurrency")
+        return None if stats is None else (stats.currency or "CNY")
+
+    @strawberry.field(description="When the latest of those orders was placed.")
+    async def last_order_at(self, info: Info) -> dt.datetime | None:
+        stats = await self._stats(info, "Customer.lastOrderAt")
+        return None if stats is None else stats.last_order_at
+
+    @strawberry.field(description="The channels the customer ordered on.")
+    async def channels(self, info: Info) -> list[str] | None:
+        stats = await self._stats(info, "Customer.channels")
+        return None if stats is None else list(stats.channels)
+
+    @strawberry.field(description="Returns registered against those orders.")
+    async def returns(self, info: Info) -> int | None:
+        stats = await self._stats(info, "Customer.returns")
+        return None if stats is None else stats.returns
+
+    @strawberry.field(description="Earlier values of name, phone, email and default address.")
+    async def contact_history(self, info: Info) -> list[CustomerContactChange] | None:
+        from api.graphql.loaders import customer_history
+
+        ctx = info.context
+        access = ctx.access
+        if access.field_access("Customer.contactHistory") is FieldAccess.NONE:
+            return None
+        changes = await customer_history(ctx).load(self._model_id)
+        return [CustomerContactChange.from_model(c, access) for c in changes]
 
     @strawberry.field(description="The customer's latest orders that the caller may see.")
     async def orders(self, info: Info, first: int = 10) -> list[Order] | None:
@@ -235,7 +305,44 @@ CUSTOMER = Projection.of(
     email=read("Customer.email"),
     created_at=read("Customer.createdAt"),
     addresses=lambda m, a: [Address.from_model(address, a) for address in m.addresses],
+    version=read("Customer.version"),
+    phone_valid=read("Customer.phoneValid"),
+    merged_into=lambda m, _a: (
+        global_id("Customer", m.merged_into_id) if m.merged_into_id is not None else None
+    ),
 )
+
+# The contact fields whose policy governs the values in a customer's history.
+_HISTORY_FIELDS = {
+    "name": "Customer.name",
+    "phone": "Customer.phone",
+    "email": "Customer.email",
+    "defaultAddress": "Customer.addresses",
+}
+
+
+@strawberry.type(description="One earlier value of a customer's contact field.")
+class CustomerContactChange:
+    field: str = strawberry.field(description="name, phone, email or defaultAddress.")
+    before: str | None = strawberry.field(description="The value before (masked by policy).")
+    after: str | None = strawberry.field(description="The value after (masked by policy).")
+    source: str = strawberry.field(description="update, address, merge or unmerge.")
+    at: dt.datetime = strawberry.field(description="When (ISO 8601 with offset).")
+
+    @classmethod
+    def from_model(cls, model: Any, access: AccessProfile) -> CustomerContactChange:
+        coordinate = _HISTORY_FIELDS.get(model.field, "Customer.contactHistory")
+
+        def shown(value: str | None) -> str | None:
+            return None if value is None else access.present(coordinate, value)  # type: ignore[return-value]
+
+        return cls(
+            field=model.field,
+            before=shown(model.before),
+            after=shown(model.after),
+            source=model.source,
+            at=model.changed_at,
+        )
 
 
 @strawberry.type(description="Stock of one SKU in one warehouse.")

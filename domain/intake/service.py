@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -41,7 +41,7 @@ from domain.audit import service as audit
 from domain.audit.chain import canonical_json
 from domain.bulk import insert_rows
 from domain.catalog.models import Product, StockItem
-from domain.customers.models import Customer
+from domain.customers import matching
 from domain.db import utcnow
 from domain.errors import (
     BadInput,
@@ -288,57 +288,22 @@ def _time(value: dt.datetime | str, what: str) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-async def _customers_for(
-    session: AsyncSession, buyers: Sequence[Buyer], at: dt.datetime
-) -> list[int]:
-    """Each buyer's customer id, in order: the oldest customer whose phone or email matches
-    (normalised; emails are kept lower-case), else a new customer — one per person within the
-    batch too. One lookup and one insert for the whole batch. The one place the intake links
-    buyers; the customer work refines the matching."""
-    keys = [(normalise_phone(b.phone), normalise_email(b.email)) for b in buyers]
-    phones = {phone for phone, _ in keys if phone}
-    emails = {email for _, email in keys if email}
-    by_phone: dict[str, int] = {}
-    by_email: dict[str, int] = {}
-    conditions = []
-    if phones:
-        conditions.append(Customer.phone.in_(phones))
-    if emails:
-        conditions.append(Customer.email.in_(emails))
-    if conditions:
-        for cid, phone, email in (
-            await session.execute(
-                select(Customer.id, Customer.phone, Customer.email)
-                .where(or_(*conditions))
-                .order_by(Customer.id)
-            )
-        ).all():
-            if phone:
-                by_phone.setdefault(phone, cid)
-            if email:
-                by_email.setdefault(email, cid)
-    # New customers are numbered -1, -2, … until inserted; a real id always wins.
-    new: list[dict[str, object]] = []
-    chosen: list[int] = []
-    for buyer, (phone, email) in zip(buyers, keys, strict=True):
-        found = [
-            cid for cid in (by_phone.get(phone or ""), by_email.get(email or "")) if cid is not None
-        ]
-        if found:
-            real = [cid for cid in found if cid > 0]
-            chosen.append(min(real) if real else max(found))
-            continue
-        new.append({"name": buyer.name, "phone": phone, "email": email, "created_at": at})
-        ref = -len(new)
-        if phone:
-            by_phone[phone] = ref
-        if email:
-            by_email[email] = ref
-        chosen.append(ref)
-    if new:
-        ids = await insert_rows(session, Customer.__table__, new, return_ids=True)
-        chosen = [cid if cid > 0 else ids[-cid - 1] for cid in chosen]
-    return chosen
+def _person(checked: _Checked) -> matching.Person:
+    buyer, a = checked.buyer, checked.address
+    return matching.Person(
+        name=buyer.name,
+        phone=buyer.phone,
+        email=buyer.email,
+        place=matching.Place(
+            recipient=a.recipient,
+            phone=a.phone,
+            province=a.province,
+            city=a.city,
+            district=a.district,
+            street=a.street,
+            postal_code=a.postal_code,
+        ),
+    )
 
 
 def _path(number: str, current: OrderStatus, reported: OrderStatus) -> list[OrderStatus]:
@@ -705,7 +670,8 @@ async def _land(
             n.row["version"] = 2
         else:
             held[k] = lines
-    customer_ids = await _customers_for(session, [n.checked.buyer for _, n in new], now)
+    # Each buyer's customer: linked when certain, new otherwise, doubtful pairs queued.
+    customer_ids = await matching.link(session, [_person(n.checked) for _, n in new], now)
     for (_, n), customer_id in zip(new, customer_ids, strict=True):
         n.row["customer_id"] = customer_id
     order_ids = await insert_rows(
