@@ -14,7 +14,13 @@ from api.errors import ErrorCode
 from api.graphql.approvals import ApprovalMutations, ApprovalQueries
 from api.graphql.audit import AuditQueries
 from api.graphql.auth import AuthMutations
-from api.graphql.customers import CustomerMutations, CustomerQueries, CustomerReviewQueries
+from api.graphql.customers import (
+    CustomerMergeMutations,
+    CustomerMergeQueries,
+    CustomerMutations,
+    CustomerQueries,
+    CustomerReviewQueries,
+)
 from api.graphql.docs import describe
 from api.graphql.events import EventQueries, EventSubscriptions
 from api.graphql.exports import ExportMutations, ExportQueries
@@ -43,6 +49,7 @@ class Query(
     OrderQueries,
     CustomerQueries,
     CustomerReviewQueries,
+    CustomerMergeQueries,
     StockQueries,
     InventoryQueries,
     TaskQueries,
@@ -64,6 +71,7 @@ class Mutation(
     AuthMutations,
     OrderMutations,
     CustomerMutations,
+    CustomerMergeMutations,
     ApprovalMutations,
     ExportMutations,
     UserMutations,

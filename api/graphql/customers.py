@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import strawberry
@@ -10,11 +11,16 @@ from strawberry.types import Info
 from api.context import RequestContext
 from api.graphql.addresses import AddressInput
 from api.graphql.relay import Connection, global_id, parse_id, selects
-from api.graphql.types import Customer
+from api.graphql.scalars import Money
+from api.graphql.types import Address, Customer
 from domain import pagination
+from domain.access import AccessProfile, FieldAccess
+from domain.customers import merging
 from domain.customers import service as customers_service
+from domain.customers.models import CustomerMerge as MergeRecord
 from domain.customers.models import MatchCandidate
 from domain.customers.service import CustomerFilter as DomainCustomerFilter
+from domain.money import from_minor
 
 
 @strawberry.input(description="Searching a personal field needs that field in full.")
@@ -188,3 +194,154 @@ class CustomerMutations:
                 make_default=make_default,
             )
             return Customer.from_model(model, actor.access)
+
+
+@strawberry.type(description="A merge of two customers, and whether it was undone.")
+class CustomerMerge:
+    id: strawberry.ID
+    survivor: Customer | None = strawberry.field(description="The record that stays.")
+    merged: Customer | None = strawberry.field(
+        description="The record merged away (a tombstone pointing at the survivor until undone)."
+    )
+    at: dt.datetime = strawberry.field(description="When it was merged (ISO 8601 with offset).")
+    reason: str = strawberry.field(description="Why, as the merger wrote it.")
+    reversed_at: dt.datetime | None = strawberry.field(
+        description="When `unmergeCustomers` undid it; null while it stands."
+    )
+
+
+async def _merge_view(ctx: RequestContext, record: MergeRecord) -> CustomerMerge:
+    actor = ctx.require_actor()
+    async with ctx.read() as session:
+        found = await customers_service.customers_by_id(
+            session=session, actor=actor, customer_ids=[record.survivor_id, record.merged_id]
+        )
+    shown = {cid: Customer.from_model(c, actor.access) for cid, c in found.items()}
+    return CustomerMerge(
+        id=global_id("CustomerMerge", record.id),
+        survivor=shown.get(record.survivor_id),
+        merged=shown.get(record.merged_id),
+        at=record.merged_at,
+        reason=record.reason,
+        reversed_at=record.reversed_at,
+    )
+
+
+@strawberry.type(
+    description=(
+        "What the survivor will hold after `mergeCustomers`: each value under your field "
+        "policy for the same Customer field."
+    )
+)
+class CustomerMergePreview:
+    survivor: Customer | None = strawberry.field(description="The record that stays, as it is.")
+    merged: Customer | None = strawberry.field(description="The record merged away, as it is.")
+    name: str | None = strawberry.field(description="The survivor's name after the merge.")
+    phone: str | None = strawberry.field(
+        description="The survivor's phone after the merge (the merged one's if it had none)."
+    )
+    email: str | None = strawberry.field(
+        description="The survivor's email after the merge (the merged one's if it had none)."
+    )
+    addresses: list[Address] | None = strawberry.field(description="Both records' addresses.")
+    order_count: int | None = strawberry.field(description="Orders after the merge.")
+    total_spent: Money | None = strawberry.field(description="Money spent after the merge.")
+    channels: list[str] | None = strawberry.field(description="Channels after the merge.")
+    moving_orders: int | None = strawberry.field(description="Orders that change customer.")
+    moving_addresses: int | None = strawberry.field(description="Addresses that move.")
+
+
+def _preview_view(preview: merging.Preview, access: AccessProfile) -> CustomerMergePreview:
+    def allowed(field: str) -> bool:
+        return access.field_access(f"Customer.{field}") is not FieldAccess.NONE
+
+    stats = preview.stats
+    currency = stats.currency or "CNY"
+    return CustomerMergePreview(
+        survivor=Customer.from_model(preview.survivor, access),
+        merged=Customer.from_model(preview.merged, access),
+        name=access.present("Customer.name", preview.name),  # type: ignore[arg-type]
+        phone=access.present("Customer.phone", preview.phone) if preview.phone else None,  # type: ignore[arg-type]
+        email=access.present("Customer.email", preview.email) if preview.email else None,  # type: ignore[arg-type]
+        addresses=[Address.from_model(a, access) for a in preview.addresses]
+        if allowed("addresses")
+        else None,
+        order_count=stats.order_count if allowed("orderCount") else None,
+        total_spent=from_minor((stats.spent_minor or {}).get(currency, 0), currency)
+        if allowed("totalSpent")
+        else None,
+        channels=list(stats.channels) if allowed("channels") else None,
+        moving_orders=preview.moving_orders if allowed("orderCount") else None,
+        moving_addresses=len(preview.merged.addresses) if allowed("addresses") else None,
+    )
+
+
+@strawberry.type
+class CustomerMergeQueries:
+    @strawberry.field(description="What merging would do, without doing it (`customer:merge`).")
+    async def customer_merge_preview(
+        self,
+        info: Info[RequestContext, None],
+        survivor_id: strawberry.ID,
+        merged_id: strawberry.ID,
+    ) -> CustomerMergePreview | None:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.read() as session:
+            preview = await merging.preview(
+                session=session,
+                actor=actor,
+                survivor_id=parse_id(survivor_id, "customer"),
+                merged_id=parse_id(merged_id, "customer"),
+            )
+            return _preview_view(preview, actor.access)
+
+
+@strawberry.type
+class CustomerMergeMutations:
+    @strawberry.mutation(
+        description=(
+            "Merge `mergedId` into `survivorId`: orders, addresses and missing contacts move; "
+            "the merged record stays as a tombstone. Undo with `unmergeCustomers`."
+        )
+    )
+    async def merge_customers(
+        self,
+        info: Info[RequestContext, None],
+        survivor_id: strawberry.ID,
+        merged_id: strawberry.ID,
+        reason: str,
+    ) -> CustomerMerge | None:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.write(
+            action="customer.merge",
+            operation="mergeCustomers",
+            target_type="Customer",
+            target_id=survivor_id,
+        ) as session:
+            record = await merging.merge(
+                session=session,
+                actor=actor,
+                survivor_id=parse_id(survivor_id, "customer"),
+                merged_id=parse_id(merged_id, "customer"),
+                reason=reason,
+            )
+        return await _merge_view(ctx, record)
+
+    @strawberry.mutation(description="Undo a merge: both records exactly as they were.")
+    async def unmerge_customers(
+        self, info: Info[RequestContext, None], merge_id: strawberry.ID
+    ) -> CustomerMerge | None:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.write(
+            action="customer.unmerge",
+            operation="unmergeCustomers",
+            target_type="CustomerMerge",
+            target_id=merge_id,
+        ) as session:
+            record = await merging.unmerge(
+                session=session, actor=actor, merge_id=parse_id(merge_id, "customer merge")
+            )
+        return await _merge_view(ctx, record)

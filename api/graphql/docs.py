@@ -411,6 +411,13 @@ DESCRIPTIONS: dict[str, str] = {
         "a valid number."
     ),
     "CustomerContactInput.email": "An email address (stored lower-case).",
+    "Query.customerMergePreview(survivorId)": "The customer that stays (global ID).",
+    "Query.customerMergePreview(mergedId)": "The customer merged into it (global ID).",
+    "Mutation.mergeCustomers(survivorId)": "The customer that stays (global ID).",
+    "Mutation.mergeCustomers(mergedId)": "The customer merged into it (global ID).",
+    "Mutation.mergeCustomers(reason)": "Why (required): kept with the merge and in the audit log.",
+    "Mutation.unmergeCustomers(mergeId)": "The merge's global ID (`CustomerMerge.id`).",
+    "CustomerMerge.id": "Global ID of the merge: pass it to `unmergeCustomers`.",
     "OrderEventType.ORDER_ADDRESS_CHANGED": (
         "An order's shipping address was changed before it shipped (`changeShippingAddress`)."
     ),

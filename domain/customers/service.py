@@ -79,11 +79,15 @@ def _scoped(stmt: Select[Any], actor: Actor) -> Select[Any]:
     )
 
 
-def matching(actor: Actor, flt: CustomerFilter | None = None) -> Select[Any]:
+def matching(
+    actor: Actor, flt: CustomerFilter | None = None, *, include_merged: bool = False
+) -> Select[Any]:
     """Customers in the caller's scope matching the filter, which may only use fields the
-    caller reads in full: the one query behind lists, look-ups and exports."""
+    caller reads in full: the one query behind lists, look-ups and exports. Records merged
+    into another are left out unless asked for (their ids resolve to the survivor)."""
     actor.access.require_full("Customer.id")
-    return _filtered(_scoped(select(Customer), actor), actor, flt or CustomerFilter())
+    stmt = _filtered(_scoped(select(Customer), actor), actor, flt or CustomerFilter())
+    return stmt if include_merged else stmt.where(Customer.merged_into_id.is_(None))
 
 
 async def list_customers(
@@ -107,12 +111,20 @@ async def list_customers(
     )
 
 
+MAX_MERGE_CHAIN = 20
+
+
 async def get_customer(*, session: AsyncSession, actor: Actor, customer_id: int) -> Customer:
-    stmt = matching(actor).where(Customer.id == customer_id)
-    customer = await session.scalar(stmt.options(selectinload(Customer.addresses)))
-    if customer is None:
-        raise NotFound("no such customer")
-    return customer
+    """One customer; the id of a record merged into another answers with its survivor."""
+    for _ in range(MAX_MERGE_CHAIN):
+        stmt = matching(actor, include_merged=True).where(Customer.id == customer_id)
+        customer = await session.scalar(stmt.options(selectinload(Customer.addresses)))
+        if customer is None:
+            raise NotFound("no such customer")
+        if customer.merged_into_id is None:
+            return customer
+        customer_id = customer.merged_into_id
+    raise NotFound("no such customer")
 
 
 # ---- keeping a customer current ----------------------------------------------------------------
@@ -133,7 +145,7 @@ KEY_FIELDS = ("phone", "email", "defaultAddress")
 async def _for_update(session: AsyncSession, actor: Actor, customer_id: int) -> Customer:
     """A customer in the caller's scope, not merged away, with its addresses."""
     customer = await session.scalar(
-        matching_scope(actor)
+        matching(actor, include_merged=True)
         .where(Customer.id == customer_id)
         .options(selectinload(Customer.addresses))
     )
@@ -144,10 +156,6 @@ async def _for_update(session: AsyncSession, actor: Actor, customer_id: int) -> 
             "this customer was merged into another; change the surviving record",
         )
     return customer
-
-
-def matching_scope(actor: Actor) -> Select[Any]:
-    return _scoped(select(Customer), actor)
 
 
 def _record(
@@ -373,7 +381,7 @@ async def customers_by_id(
     if not customer_ids:
         return {}
     found = await session.scalars(
-        matching(actor)
+        matching(actor, include_merged=True)
         .where(Customer.id.in_(list(customer_ids)))
         .options(selectinload(Customer.addresses))
     )
@@ -394,7 +402,12 @@ async def list_candidates(
     """Open pairs, for those who merge; the highest score is not first: newest first keeps the
     pages stable while the queue grows."""
     actor.access.require(Action.CUSTOMER_MERGE)
-    base = select(MatchCandidate).where(MatchCandidate.status == CandidateStatus.OPEN)
+    merged = select(Customer.id).where(Customer.merged_into_id.is_not(None))
+    base = select(MatchCandidate).where(
+        MatchCandidate.status == CandidateStatus.OPEN,
+        MatchCandidate.customer_id.not_in(merged),
+        MatchCandidate.other_id.not_in(merged),
+    )
     return await pagination.by_id(
         session,
         base,
