@@ -16,6 +16,8 @@ fragment AddressFields on Address {
 fragment CustomerFields on Customer {
   __typename id name phone email createdAt addresses { ...AddressFields }
   orders(first: 1) { __typename }
+  version phoneValid mergedInto orderCount totalSpent totalSpentCurrency lastOrderAt channels
+  returns contactHistory { field }
 }
 fragment OrderFields on Order {
   __typename id number channel externalId status currency createdAt updatedAt businessDay
