@@ -129,6 +129,16 @@ def _parser() -> argparse.ArgumentParser:
         help="the channel's view first: CSV with externalId,status,total,updatedAt",
     )
 
+    customers_cmd = sub.add_parser("customers", help="customer master data").add_subparsers(
+        dest="customers_command", required=True
+    )
+    cleanse = customers_cmd.add_parser(
+        "cleanse",
+        help="re-validate contacts; list merge candidates, invalid phones, incomplete records",
+    )
+    cleanse.add_argument("--quarter", required=True, help='like "2026-Q4"')
+    cleanse.add_argument("--format", choices=("json", "csv"), default="json")
+
     keys = sub.add_parser("keys", help="production secrets").add_subparsers(
         dest="keys_command", required=True
     )
@@ -342,6 +352,35 @@ async def _demo(settings: Settings, orders: int | None = None) -> None:
         where = settings.data_dir / "demo-password"
         new = " (new)" if generated else ""
         print(f"their password{new}: {password}   (kept in {where}, mode 0600)")
+
+
+async def _cleanse(settings: Settings, args: argparse.Namespace) -> int:
+    """`ordergate customers cleanse`: audited under `cli:<user>`; prints the report."""
+    from domain.customers import cleanse
+    from domain.errors import BadInput
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            try:
+                report = await cleanse.run(
+                    session=session,
+                    who=_cli_subject(),
+                    quarter=args.quarter,
+                    timezone=settings.timezone,
+                    now=utcnow(),
+                )
+            except BadInput as exc:
+                print(f"ordergate: {exc}", file=sys.stderr)
+                return 2
+            await session.commit()
+    finally:
+        await engine.dispose()
+    if args.format == "csv":
+        sys.stdout.write(cleanse.render_csv(report))
+    else:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    return 0
 
 
 async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
@@ -817,6 +856,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_sign(settings, args))
     if args.command == "reconcile":
         return asyncio.run(_reconcile(settings, args))
+    if args.command == "customers":
+        return asyncio.run(_cleanse(settings, args))
     if args.command == "policy":
         pdp = PolicyDecisionPoint(settings.policy_dir)
         if args.policy_command == "explain":

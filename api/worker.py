@@ -21,7 +21,10 @@ import httpx
 
 from api.runtime import Runtime
 from api.settings import Settings
+from domain.actor import SYSTEM_ORIGIN
 from domain.audit import service as audit
+from domain.audit.service import Subject
+from domain.customers import cleanse as customer_cleanse
 from domain.events import webhooks
 from domain.intake import escalation, reconciliation
 from domain.inventory import service as inventory
@@ -81,7 +84,34 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             await reconciliation.reconcile_day(session=session, business_day=day, now=slot)
             await session.commit()
 
+    async def cleanse_customers(slot: dt.datetime) -> None:
+        # The first day of each quarter (business time): the quarter just ended is cleansed
+        # and its summary handed to operations.
+        day = slot.astimezone(runtime.settings.timezone).date()
+        if day.day != 1 or day.month not in (1, 4, 7, 10):
+            return
+        ended = day - dt.timedelta(days=1)
+        quarter = f"{ended.year}-Q{(ended.month - 1) // 3 + 1}"
+        who = Subject(None, "ordergate-worker", (), SYSTEM_ORIGIN)
+        async with runtime.sessions() as session:
+            report = await customer_cleanse.run(
+                session=session,
+                who=who,
+                quarter=quarter,
+                timezone=runtime.settings.timezone,
+                now=slot,
+            )
+            await customer_cleanse.hand_over(session=session, who=who, report=report, now=slot)
+            await session.commit()
+
     return [
+        # Quarterly, on its first day at 02:00 business time: the customer cleanse.
+        Job(
+            name="customers.cleanse",
+            at=dt.time(2, 0),
+            zone=runtime.settings.timezone.key,
+            run=cleanse_customers,
+        ),
         # The previous business day, for every channel that sent its snapshot of it.
         Job(
             name="channels.reconcile",

@@ -255,9 +255,7 @@ async def unmerge(
     survivor, merged = await _locked(session, actor, record)
     snapshot = json.loads(record.snapshot)
     if survivor.merged_into_id is not None:
-        raise Conflict(
-            f"customer {survivor.id} was merged again since; undo that merge first"
-        )
+        raise Conflict(f"customer {survivor.id} was merged again since; undo that merge first")
     if merged.merged_into_id != survivor.id:
         raise Conflict(f"customer {merged.id} no longer points at customer {survivor.id}")
     if survivor.version != snapshot["survivorVersion"]:
