@@ -24,8 +24,9 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, select, union
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -122,28 +123,35 @@ class _Queue:
             self.pairs[key] = shared(a, b)
 
 
+def known_query(*, phones: set[str], emails: set[str], places: set[str]) -> Select[Any] | None:
+    """One index look-up per form, joined by a UNION (an OR across the three would leave the
+    planner a scan of the customers)."""
+    active = Customer.merged_into_id.is_(None)
+    parts = []
+    if phones:
+        parts.append(select(Customer.id).where(Customer.phone_e164.in_(phones), active))
+    if emails:
+        parts.append(select(Customer.id).where(Customer.email.in_(emails), active))
+    if places:
+        parts.append(select(Address.customer_id).where(Address.address_key.in_(places)))
+    if not parts:
+        return None
+    ids = union(*parts).subquery()
+    return (
+        select(Customer.id, Customer.name, Customer.phone_e164, Customer.email)
+        .where(Customer.id.in_(select(ids.c[0])), active)
+        .order_by(Customer.id)
+    )
+
+
 async def _known(
     session: AsyncSession, *, phones: set[str], emails: set[str], places: set[str]
 ) -> list[_Known]:
     """Active customers sharing a phone, an email or an address key, with their addresses."""
-    conditions = []
-    if phones:
-        conditions.append(Customer.phone_e164.in_(phones))
-    if emails:
-        conditions.append(Customer.email.in_(emails))
-    if places:
-        conditions.append(
-            Customer.id.in_(select(Address.customer_id).where(Address.address_key.in_(places)))
-        )
-    if not conditions:
+    stmt = known_query(phones=phones, emails=emails, places=places)
+    if stmt is None:
         return []
-    rows = (
-        await session.execute(
-            select(Customer.id, Customer.name, Customer.phone_e164, Customer.email)
-            .where(Customer.merged_into_id.is_(None), or_(*conditions))
-            .order_by(Customer.id)
-        )
-    ).all()
+    rows = (await session.execute(stmt)).all()
     found = {r.id: _Known(r.id, r.name, r.phone_e164, r.email) for r in rows}
     if found:
         for customer_id, key in (
@@ -155,6 +163,24 @@ async def _known(
         ).all():
             found[customer_id].places.add(key)
     return list(found.values())
+
+
+async def lookup(session: AsyncSession, person: Person) -> list[int]:
+    """The active customers one buyer may be, by phone, email or address (ids, oldest
+    first): the read half of `link`, for look-ups and the bench."""
+    number = normalise.phone(person.phone)
+    place = person.place
+    found = await _known(
+        session,
+        phones={number.e164} if number and number.e164 else set(),
+        emails={e} if (e := normalise.email(person.email)) else set(),
+        places={
+            normalise.address_key(city=place.city, district=place.district, street=place.street)
+        }
+        if place
+        else set(),
+    )
+    return [k.id for k in found]
 
 
 async def link(session: AsyncSession, people: Sequence[Person], at: dt.datetime) -> list[int]:
