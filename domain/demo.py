@@ -211,6 +211,8 @@ async def load_demo(
             session.add(item)
             await inventory.open_ledger(session=session, item=item, at=now)
 
+    # The demo salesperson looks after the demo customers (told when a key field changes).
+    owner = await session.scalar(select(User.id).where(User.username == demo_username("sales")))
     customers = []
     for i in range(100):
         province, city, districts, postal = rng.choice(PLACES)
@@ -222,6 +224,7 @@ async def load_demo(
                 phone=phone, email=f"user{i + 1:03d}@example.com" if rng.random() < 0.8 else None
             ),
             phone=phone,
+            owner_id=owner,
             created_at=now - dt.timedelta(days=rng.randrange(90, 700)),
             addresses=[
                 Address(

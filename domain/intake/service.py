@@ -4,7 +4,8 @@
 keyed by `(channel, externalId)`; one bad order is REJECTED with its code while the rest of the
 batch lands:
 
-- new key: CREATED, with its customer (matched on phone or email, else created), its
+- new key: CREATED, with its customer (domain/customers/matching.py: linked when certain,
+  else created, doubtful pairs queued for review), its
   `businessDay` in the business timezone, and — if it arrives paid — its picking list;
 - same key, same content: REPLAYED, the original order, nothing written;
 - same key, a later channel status (paid, cancelled by the buyer, shipped with carrier and
