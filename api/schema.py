@@ -28,6 +28,7 @@ from api.graphql.extension import AccessControl
 from api.graphql.inputs import InputGuard
 from api.graphql.intake import IntakeMutations
 from api.graphql.inventory import InventoryMutations, InventoryQueries
+from api.graphql.kpis import KpiQueries
 from api.graphql.limits import Limits, QueryLimits
 from api.graphql.nodes import NodeQueries
 from api.graphql.orders import OrderMutations, OrderQueries
@@ -50,6 +51,7 @@ class Query(
     CustomerQueries,
     CustomerReviewQueries,
     CustomerMergeQueries,
+    KpiQueries,
     StockQueries,
     InventoryQueries,
     TaskQueries,

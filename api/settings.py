@@ -8,10 +8,12 @@ import os
 import secrets
 import zoneinfo
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from domain.access import POLICY_DIR, ROLES
 from domain.audit.keys import CheckpointKey
+from domain.kpis.rules import KPIS, Thresholds
 from domain.reports.access import ReportSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +132,11 @@ class Settings:
     # the role (the highest applies): a channel feed is not an interactive user.
     role_budgets: tuple[tuple[str, int], ...] = (("integration", 60_000),)
     subscription_recheck_seconds: float = 30.0
+    # KPI thresholds, in percent (ORDERGATE_KPI_TIMELINESS_MIN, _STOCK_ACCURACY_MIN,
+    # _COMPLETENESS_MIN), and who gets a KPI's task instead of its default role
+    # (ORDERGATE_KPI_OWNERS=ORDER_TIMELINESS=alice,STOCK_ACCURACY=bob).
+    kpi_thresholds: Thresholds = field(default_factory=Thresholds)
+    kpi_owners: tuple[tuple[str, str], ...] = ()
 
     def budget_for(self, roles: frozenset[str] | set[str]) -> int:
         """Requests per minute for an account with these roles."""
@@ -153,6 +160,31 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _percent(env: dict[str, str], name: str, default: str) -> Decimal:
+    raw = env.get(name, default).strip()
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise SettingsError(f"{name} must be a percentage like 95 or 97.5, not {raw!r}") from None
+    if not value.is_finite() or not 0 <= value <= 100:
+        raise SettingsError(f"{name} must be between 0 and 100, not {raw!r}")
+    return value
+
+
+def _kpi_owners(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    name = "ORDERGATE_KPI_OWNERS"
+    raw = env.get(name, "").strip()
+    owners = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        kpi, sep, username = part.partition("=")
+        if not sep or kpi.strip() not in KPIS or not username.strip():
+            raise SettingsError(
+                f"{name} is KPI=username pairs separated by commas, KPI one of {', '.join(KPIS)}"
+            )
+        owners.append((kpi.strip(), username.strip()))
+    return tuple(owners)
 
 
 def _role_budgets(env: dict[str, str]) -> tuple[tuple[str, int], ...]:
@@ -348,4 +380,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         escalate_after_minutes=_int(env, "ORDERGATE_ESCALATE_AFTER_MINUTES", 120),
         reservation_ttl_seconds=_int(env, "ORDERGATE_RESERVATION_TTL_SECONDS", 900),
         subscription_recheck_seconds=_float(env, "ORDERGATE_SUBSCRIPTION_RECHECK_SECONDS", 30),
+        kpi_thresholds=Thresholds(
+            timeliness=_percent(env, "ORDERGATE_KPI_TIMELINESS_MIN", "95"),
+            stock_accuracy=_percent(env, "ORDERGATE_KPI_STOCK_ACCURACY_MIN", "98"),
+            completeness=_percent(env, "ORDERGATE_KPI_COMPLETENESS_MIN", "90"),
+        ),
+        kpi_owners=_kpi_owners(env),
     )

@@ -18,6 +18,7 @@ import signal
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from api.runtime import Runtime
 from api.settings import Settings
@@ -29,6 +30,8 @@ from domain.events import webhooks
 from domain.intake import escalation, reconciliation
 from domain.inventory import service as inventory
 from domain.jobs.scheduler import Job, run_due
+from domain.kpis import service as kpis
+from domain.users.models import User
 
 log = logging.getLogger("ordergate.worker")
 IDLE_SECONDS = 0.5
@@ -104,7 +107,50 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             await customer_cleanse.hand_over(session=session, who=who, report=report, now=slot)
             await session.commit()
 
+    async def close_kpi_days(slot: dt.datetime) -> None:
+        # Just after midnight (business time): yesterday's KPI facts, and any of the last 90
+        # days whose facts late data invalidated; then the three-day rule.
+        zone = runtime.settings.timezone
+        today = slot.astimezone(zone).date()
+        yesterday = today - dt.timedelta(days=1)
+        who = Subject(None, "ordergate-worker", (), SYSTEM_ORIGIN)
+        async with runtime.sessions() as session:
+            back = [today - dt.timedelta(days=n) for n in range(90, 1, -1)]
+            for day in await kpis.unclosed_days(session, back):
+                await kpis.close_day(session, day, zone, slot, with_completeness=False)
+            await kpis.close_day(session, yesterday, zone, slot)
+            owners = await kpi_owners(session)
+            await kpis.three_day_rule(
+                session=session,
+                who=who,
+                day=yesterday,
+                thresholds=runtime.settings.kpi_thresholds,
+                owners=owners,
+                now=slot,
+            )
+            await session.commit()
+
+    async def kpi_owners(session: Any) -> dict[str, int]:
+        named = dict(runtime.settings.kpi_owners)
+        if not named:
+            return {}
+        found = dict(
+            (
+                await session.execute(
+                    select(User.username, User.id).where(User.username.in_(named.values()))
+                )
+            ).all()
+        )
+        return {kpi: found[name] for kpi, name in named.items() if name in found}
+
     return [
+        # Just after each business day ends: its KPI facts, and the three-day rule.
+        Job(
+            name="kpis.close-day",
+            at=dt.time(0, 10),
+            zone=runtime.settings.timezone.key,
+            run=close_kpi_days,
+        ),
         # Quarterly, on its first day at 02:00 business time: the customer cleanse.
         Job(
             name="customers.cleanse",

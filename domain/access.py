@@ -58,6 +58,7 @@ class Action(StrEnum):
     ORDER_CHANGE_ADDRESS = "order:change_address"
     CUSTOMER_UPDATE = "customer:update"
     CUSTOMER_MERGE = "customer:merge"
+    KPI_READ = "kpi:read"
 
 
 class PolicyInvalid(Exception):

@@ -69,6 +69,34 @@ PRODUCTS = [
     "冲锋衣",
     "登山杖",
 ]
+# Each product's category, in the order of PRODUCTS (KPIs are sliced by category).
+CATEGORIES = [
+    "DIGITAL",
+    "DIGITAL",
+    "HOME",
+    "APPAREL",
+    "SPORTS",
+    "APPAREL",
+    "DIGITAL",
+    "BEAUTY",
+    "HOME",
+    "BEAUTY",
+    "FOOD",
+    "HOME",
+    "DIGITAL",
+    "SPORTS",
+    "BOOKS",
+    "HOME",
+    "APPAREL",
+    "HOME",
+    "DIGITAL",
+    "FOOD",
+    "DIGITAL",
+    "DIGITAL",
+    "HOME",
+    "APPAREL",
+    "SPORTS",
+]
 CARRIERS = ["SF", "ZTO", "YTO", "JD_LOGISTICS", "EMS"]
 PAYMENTS = {"TAOBAO": "ALIPAY", "JD": "JD_PAY", "PINDUODUO": "WECHAT_PAY", "WEB": "UNIONPAY"}
 WAREHOUSES = ["SH-01", "GZ-01"]
@@ -191,7 +219,13 @@ async def load_demo(
         base = PRODUCTS[i % len(PRODUCTS)]
         name = base if i < len(PRODUCTS) else f"{base} 升级款"
         price = rng.randrange(19, 1299) * 100 + rng.choice((0, 50, 90))
-        product = Product(sku=f"SKU-{i + 1:04d}", name=name, currency="CNY", list_price_minor=price)
+        product = Product(
+            sku=f"SKU-{i + 1:04d}",
+            name=name,
+            currency="CNY",
+            list_price_minor=price,
+            category=CATEGORIES[i % len(PRODUCTS)],
+        )
         products.append(product)
         session.add(product)
     await session.flush()
@@ -518,6 +552,12 @@ async def load_bulk(
                     "created_at": created,
                     "updated_at": history[-1].at,
                     "business_day": created.astimezone(DEMO_TIMEZONE).date(),
+                    "paid_at": next(
+                        (c.at for c in history if c.to_status is OrderStatus.PAID), None
+                    ),
+                    "shipped_at": next(
+                        (c.at for c in history if c.to_status is OrderStatus.SHIPPED), None
+                    ),
                 }
             )
             history_rows += [

@@ -29,6 +29,7 @@ from domain.inventory.models import (
     StockReturnLine,
 )
 from domain.jobs.scheduler import JobRun
+from domain.kpis.models import KpiFact
 from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.picking import PickingLine, PickingList
 from domain.ratelimit import RateCounter
@@ -50,6 +51,7 @@ __all__ = [
     "CustomerMerge",
     "ExportRequest",
     "JobRun",
+    "KpiFact",
     "MatchCandidate",
     "Order",
     "OrderLine",

@@ -202,4 +202,5 @@ OPERATIONS = {
     "customer:update": {"cs"},
     "order:change_address": {"cs"},
     "customer:merge": {"ops"},
+    "kpi:read": {"ops", "finance", "purchasing", "compliance"},
 }

@@ -418,6 +418,26 @@ DESCRIPTIONS: dict[str, str] = {
     "Mutation.mergeCustomers(reason)": "Why (required): kept with the merge and in the audit log.",
     "Mutation.unmergeCustomers(mergeId)": "The merge's global ID (`CustomerMerge.id`).",
     "CustomerMerge.id": "Global ID of the merge: pass it to `unmergeCustomers`.",
+    # ---- KPIs
+    "Query.kpis(from)": "The first business day (a Date such as 2026-11-01).",
+    "Query.kpis(to)": "The last business day, included.",
+    "Query.kpis(channel)": "One channel; all when left out.",
+    "Query.kpis(category)": "One product category (see `kpiCategories`); all when left out.",
+    "Query.handlingTimes(from)": "The first business day.",
+    "Query.handlingTimes(to)": "The last business day, included.",
+    "Query.handlingTimes(channel)": "One channel; all when left out.",
+    "Query.returnRates(from)": "The first business day.",
+    "Query.returnRates(to)": "The last business day, included.",
+    "Query.returnRates(region)": "One province as orders name it (上海市); all when left out.",
+    "KpiName.ORDER_TIMELINESS": (
+        "Orders shipped on their business day / orders of that day (cancelled ones left out)."
+    ),
+    "KpiName.STOCK_ACCURACY": (
+        "Counted SKU lines whose count equals the system quantity / SKU lines counted that day."
+    ),
+    "KpiName.CUSTOMER_COMPLETENESS": (
+        "Customers with a valid phone, a valid email and an address / all customers."
+    ),
     "OrderEventType.ORDER_ADDRESS_CHANGED": (
         "An order's shipping address was changed before it shipped (`changeShippingAddress`)."
     ),

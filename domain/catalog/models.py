@@ -18,6 +18,8 @@ class Product(Base):
     name: Mapped[str] = mapped_column(String(200))
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     list_price_minor: Mapped[int] = mapped_column(Integer)
+    # The product category KPIs are sliced by (BEAUTY, FOOD, APPAREL, HOME, DIGITAL, …).
+    category: Mapped[str] = mapped_column(String(32), default="GENERAL", server_default="GENERAL")
 
 
 class StockItem(Base):

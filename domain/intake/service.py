@@ -55,6 +55,7 @@ from domain.errors import (
 from domain.events import service as events
 from domain.events.models import OutboxHead
 from domain.inventory import service as inventory
+from domain.kpis import service as kpis
 from domain.money import to_minor
 from domain.orders import picking
 from domain.orders import service as orders_service
@@ -624,6 +625,8 @@ def _new_order(batch: _Batch, checked: _Checked) -> _New:
         "internal_note": None,
         "version": 1 + len(path),  # created at 1, one more per recorded step
         "business_day": day,
+        "paid_at": (checked.paid_at or now) if OrderStatus.PAID in path else None,
+        "shipped_at": now if OrderStatus.SHIPPED in path else None,
         "escalated_at": None,
         "intake_digest": checked.digest,
         "created_at": created,
@@ -680,6 +683,12 @@ async def _land(
     )
     for (_, n), order_id in zip(new, order_ids, strict=True):
         n.order_id = order_id
+    # Orders landing on a closed business day (a channel syncing late): that day's KPI facts
+    # are computed again.
+    today = now.astimezone(batch.zone).date()
+    late = {day for _, n in new if (day := n.row["business_day"]) < today}  # type: ignore[operator]
+    if late:
+        await kpis.invalidate(session, late, [kpis.TIMELINESS])  # type: ignore[arg-type]
     for k, lines in held.items():
         n = new[k][1]
         inventory.attach(

@@ -1057,6 +1057,15 @@ async def submit_count(
     missing = sorted(set(wanted) - set(on_hand))
     if missing:
         raise NotFound(f"no stock of {', '.join(missing[:10])} in warehouse {warehouse}")
+    # A count dated on a closed business day changes that day's stock accuracy: its facts
+    # are computed again (the day either side in UTC covers any business timezone).
+    from domain.kpis import service as kpis
+
+    await kpis.invalidate(
+        session,
+        [counted_at.date() + dt.timedelta(days=n) for n in (-1, 0, 1)],
+        [kpis.STOCK_ACCURACY],
+    )
     since = dict(
         (
             await session.execute(

@@ -87,6 +87,9 @@ class Order(Base):
     # The day the order was created on, in the business timezone (not UTC's day): what daily
     # queues, reports and reconciliation go by. Set by the intake; older rows may lack it.
     business_day: Mapped[dt.date | None] = mapped_column(Date)
+    # When the customer paid and when the parcel left: processing time and timeliness KPIs.
+    paid_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    shipped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # When the order was escalated to the manual channel for waiting too long (set once).
     escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # The SHA-256 of what a channel may never change about an ingested order (lines, money,

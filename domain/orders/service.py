@@ -318,6 +318,15 @@ async def move(
         # What the customer paid is fixed now; refunds are capped by it from here on.
         order.paid_minor = order.total_minor
         order.check_money()
+        if order.paid_at is None:
+            order.paid_at = at
+    elif to is OrderStatus.SHIPPED:
+        order.shipped_at = at
+    elif to is OrderStatus.CANCELLED and order.business_day is not None:
+        # A cancelled order leaves its day's timeliness: a closed day is computed again.
+        from domain.kpis import service as kpis
+
+        await kpis.invalidate(session, [order.business_day], [kpis.TIMELINESS])
     await flush_versioned(session, order, number)
     events.publish(
         session=session,

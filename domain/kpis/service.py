@@ -1,0 +1,459 @@
+"""The three KPIs, their supporting series, and the three-day rule.
+
+Definitions (per business day in the business timezone, sliced by channel and product
+category; `*` is every channel or category):
+
+- ORDER_TIMELINESS = orders of the day shipped on that same business day / orders of the day.
+  "Orders of the day" are those whose business day it is, less the ones cancelled (a
+  cancelled order needs no shipping). An order is in a category when one of its lines is.
+- STOCK_ACCURACY = counted SKU lines whose counted quantity equals the system's (as of the
+  count) / SKU lines counted, for counts taken that day. Stock has no channel: the channel
+  slice reads the same value.
+- CUSTOMER_COMPLETENESS = customers with a valid phone, a valid email and an address / all
+  customers (domain/customers/cleanse.py), as of the end of the day: kept daily by the worker,
+  live for today. Sliced by channel (customers who ordered there) and category (who bought it).
+- Supporting: HANDLING_SECONDS (paid → shipped, summed over the orders shipped that day /
+  their number) and RETURN_RATE by region (returns registered that day for parcels to a
+  province / orders shipped to it that day).
+
+Breach is exact: `numerator / denominator < threshold`, compared in integers (94.9% breaches a
+95% threshold, 95.0% does not). A day without data (no orders, no counts) has no value and
+breaches nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, delete, distinct, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.access import Action
+from domain.actor import Actor
+from domain.audit.service import Subject
+from domain.catalog.models import Product
+from domain.channels.models import Channel
+from domain.customers.cleanse import complete_condition
+from domain.customers.models import Customer
+from domain.errors import BadInput
+from domain.inventory.models import StockCount, StockCountLine, StockReturn
+from domain.kpis.models import ALL, KpiFact
+from domain.kpis.rules import (
+    BREACH_DAYS,
+    COMPLETENESS,
+    DEFAULT_ASSIGNEES,
+    HANDLING,
+    KPIS,
+    MAX_DAYS,
+    RETURN_RATE,
+    STOCK_ACCURACY,
+    TIMELINESS,
+    Thresholds,
+)
+from domain.orders.models import Order, OrderLine
+from domain.orders.rules import OrderStatus
+from domain.tasks import service as tasks
+
+
+@dataclass(frozen=True)
+class Value:
+    day: dt.date
+    name: str
+    channel: str
+    category: str
+    numerator: int
+    denominator: int
+    threshold: Decimal | None = None
+    region: str = ALL
+
+    @property
+    def ratio(self) -> float | None:
+        return self.numerator / self.denominator if self.denominator else None
+
+    @property
+    def breached(self) -> bool:
+        if not self.denominator or self.threshold is None:
+            return False
+        # numerator / denominator < threshold / 100, in integers: exact at the boundary.
+        return self.numerator * 100 < self.threshold * self.denominator
+
+
+def day_bounds(day: dt.date, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=zone)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+
+
+def _key(channel: str | None, category: str | None, region: str = ALL) -> tuple[str, str, str]:
+    return (channel or ALL, category or ALL, region)
+
+
+async def _timeliness(
+    session: AsyncSession, day: dt.date, end: dt.datetime
+) -> dict[tuple[str, str, str], tuple[int, int]]:
+    # Every channel named, so the (channel, business day) index serves the look-up.
+    channels = list(await session.scalars(select(Channel.code)))
+    live = and_(Order.channel_code.in_(channels), Order.status != OrderStatus.CANCELLED)
+    on_time = and_(Order.shipped_at.is_not(None), Order.shipped_at < end)
+    found: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    by_channel = (
+        select(Order.channel_code, func.count(), func.count().filter(on_time))
+        .where(Order.business_day == day, live)
+        .group_by(Order.channel_code)
+    )
+    for channel, total, shipped in (await session.execute(by_channel)).all():
+        for key in (_key(channel, None), _key(None, None)):
+            found[key][0] += shipped
+            found[key][1] += total
+    in_category = (
+        select(Order.channel_code, Product.category, Order.id, on_time)
+        .join(OrderLine, OrderLine.order_id == Order.id)
+        .join(Product, Product.sku == OrderLine.sku)
+        .where(Order.business_day == day, live)
+        .distinct()
+    )
+    for channel, category, _order_id, shipped in (await session.execute(in_category)).all():
+        for key in (_key(channel, category), _key(None, category)):
+            found[key][0] += int(bool(shipped))
+            found[key][1] += 1
+    return {k: (v[0], v[1]) for k, v in found.items()}
+
+
+async def _accuracy(
+    session: AsyncSession, start: dt.datetime, end: dt.datetime
+) -> dict[tuple[str, str, str], tuple[int, int]]:
+    found: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    rows = await session.execute(
+        select(Product.category, StockCountLine.system == StockCountLine.counted)
+        .join(StockCount, StockCount.id == StockCountLine.count_id)
+        .join(Product, Product.sku == StockCountLine.sku)
+        .where(StockCount.counted_at >= start, StockCount.counted_at < end)
+    )
+    for category, exact in rows.all():
+        for key in (_key(None, None), _key(None, category)):
+            found[key][0] += int(bool(exact))
+            found[key][1] += 1
+    return {k: (v[0], v[1]) for k, v in found.items()}
+
+
+async def completeness(session: AsyncSession) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """As of now, for every channel and category slice (a customer with orders on two channels
+    counts in each, once in `*`)."""
+    active = Customer.merged_into_id.is_(None)
+    complete = func.count().filter(complete_condition())
+    found: dict[tuple[str, str, str], tuple[int, int]] = {}
+    total, done = (await session.execute(select(func.count(), complete).where(active))).one()
+    found[_key(None, None)] = (int(done), int(total))
+    ordered_on = (
+        select(Order.channel_code.label("channel"), Order.customer_id.label("customer_id"))
+        .where(Order.customer_id.is_not(None))
+        .distinct()
+        .subquery()
+    )
+    for channel, total, done in (
+        await session.execute(
+            select(ordered_on.c.channel, func.count(), complete)
+            .select_from(Customer)
+            .join(ordered_on, ordered_on.c.customer_id == Customer.id)
+            .where(active)
+            .group_by(ordered_on.c.channel)
+        )
+    ).all():
+        found[_key(channel, None)] = (int(done), int(total))
+    bought = (
+        select(Product.category.label("category"), Order.customer_id.label("customer_id"))
+        .join(OrderLine, OrderLine.order_id == Order.id)
+        .join(Product, Product.sku == OrderLine.sku)
+        .where(Order.customer_id.is_not(None))
+        .distinct()
+        .subquery()
+    )
+    for category, total, done in (
+        await session.execute(
+            select(bought.c.category, func.count(), complete)
+            .select_from(Customer)
+            .join(bought, bought.c.customer_id == Customer.id)
+            .where(active)
+            .group_by(bought.c.category)
+        )
+    ).all():
+        found[_key(None, category)] = (int(done), int(total))
+    return found
+
+
+async def _supporting(
+    session: AsyncSession, start: dt.datetime, end: dt.datetime
+) -> tuple[
+    dict[tuple[str, str, str], tuple[int, int]], dict[tuple[str, str, str], tuple[int, int]]
+]:
+    handling: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    shipped = await session.execute(
+        select(Order.channel_code, Order.ship_province, Order.paid_at, Order.shipped_at).where(
+            Order.shipped_at >= start, Order.shipped_at < end
+        )
+    )
+    shipped_to: dict[tuple[str, str, str], int] = defaultdict(int)
+    for channel, province, paid_at, shipped_at in shipped.all():
+        for region in (ALL, province):
+            shipped_to[_key(None, None, region)] += 1
+        if paid_at is None:
+            continue
+        seconds = max(0, int((shipped_at - paid_at).total_seconds()))
+        for key in (_key(channel, None), _key(None, None)):
+            handling[key][0] += seconds
+            handling[key][1] += 1
+    returned: dict[tuple[str, str, str], int] = defaultdict(int)
+    for province, count in (
+        await session.execute(
+            select(Order.ship_province, func.count(StockReturn.id))
+            .join(StockReturn, StockReturn.order_id == Order.id)
+            .where(StockReturn.registered_at >= start, StockReturn.registered_at < end)
+            .group_by(Order.ship_province)
+        )
+    ).all():
+        returned[_key(None, None, province)] += count
+        returned[_key(None, None, ALL)] += count
+    rates = {key: (returned.get(key, 0), n) for key, n in shipped_to.items()}
+    return {k: (v[0], v[1]) for k, v in handling.items()}, rates
+
+
+async def compute_day(
+    session: AsyncSession, day: dt.date, zone: ZoneInfo, *, with_completeness: bool
+) -> list[KpiFact]:
+    """Every fact of one business day from the data (completeness only when asked: it is the
+    state now, not of a past day)."""
+    start, end = day_bounds(day, zone)
+    facts: list[KpiFact] = []
+
+    def add(name: str, found: dict[tuple[str, str, str], tuple[int, int]]) -> None:
+        for (channel, category, region), (numerator, denominator) in sorted(found.items()):
+            facts.append(
+                KpiFact(
+                    day=day,
+                    name=name,
+                    channel=channel,
+                    category=category,
+                    region=region,
+                    numerator=numerator,
+                    denominator=denominator,
+                )
+            )
+
+    add(TIMELINESS, await _timeliness(session, day, end))
+    add(STOCK_ACCURACY, await _accuracy(session, start, end))
+    handling, returns = await _supporting(session, start, end)
+    add(HANDLING, handling)
+    add(RETURN_RATE, returns)
+    if with_completeness:
+        add(COMPLETENESS, await completeness(session))
+    return facts
+
+
+CLOSED = "CLOSED"  # a marker fact: the day was closed (so a day without orders is too)
+
+
+async def close_day(
+    session: AsyncSession,
+    day: dt.date,
+    zone: ZoneInfo,
+    now: dt.datetime,
+    *,
+    with_completeness: bool = True,
+) -> int:
+    """Store a business day's facts (replacing any): the worker, after the day ends. A day
+    closed again later (late data) keeps its completeness snapshot, which was of that day."""
+    facts = await compute_day(session, day, zone, with_completeness=with_completeness)
+    facts.append(KpiFact(day=day, name=CLOSED, numerator=0, denominator=0))
+    kept = [] if with_completeness else [COMPLETENESS]
+    await session.execute(delete(KpiFact).where(KpiFact.day == day, KpiFact.name.not_in(kept)))
+    for fact in facts:
+        fact.computed_at = now
+    session.add_all(facts)
+    await session.flush()
+    return len(facts)
+
+
+async def unclosed_days(session: AsyncSession, days: Sequence[dt.date]) -> list[dt.date]:
+    """Which of these days have no stored facts (never closed, or invalidated since)."""
+    if not days:
+        return []
+    closed = set(
+        await session.scalars(
+            select(KpiFact.day).where(
+                KpiFact.name == CLOSED, KpiFact.day.between(min(days), max(days))
+            )
+        )
+    )
+    return [d for d in days if d not in closed]
+
+
+async def invalidate(session: AsyncSession, days: Iterable[dt.date], names: Sequence[str]) -> None:
+    """Late data for closed days (an order landing on a past business day, a count dated in
+    the past, a cancellation): their stored facts go, and are computed live until the worker
+    closes those days again. Completeness snapshots stay (they are of their day)."""
+    days = sorted(set(days))
+    if days:
+        await session.execute(
+            delete(KpiFact).where(KpiFact.day.in_(days), KpiFact.name.in_([*names, CLOSED]))
+        )
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    if end < start:
+        raise BadInput("`to` is before `from`")
+    if (end - start).days + 1 > MAX_DAYS:
+        raise BadInput(f"at most {MAX_DAYS} days at a time")
+    return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+async def values(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    start: dt.date,
+    end: dt.date,
+    channel: str | None,
+    category: str | None,
+    zone: ZoneInfo,
+    thresholds: Thresholds,
+    today: dt.date,
+    names: Sequence[str] = KPIS,
+    region: str | None = None,
+) -> list[Value]:
+    """Each KPI for each day of the period and the slice: stored facts for closed days, live
+    for the rest. Days after today have no value."""
+    actor.access.require(Action.KPI_READ)
+    days = [d for d in _days(start, end) if d <= today]
+    stored: dict[tuple[dt.date, str], tuple[int, int]] = {}
+    closed: set[dt.date] = set()
+    if days:
+        rows = await session.execute(
+            select(
+                KpiFact.day,
+                KpiFact.name,
+                KpiFact.channel,
+                KpiFact.category,
+                KpiFact.region,
+                KpiFact.numerator,
+                KpiFact.denominator,
+            ).where(
+                KpiFact.day.between(days[0], days[-1]),
+                KpiFact.name.in_([*names, CLOSED, COMPLETENESS]),
+            )
+        )
+        for day, name, ch, cat, reg, numerator, denominator in rows.all():
+            if name == CLOSED:
+                closed.add(day)
+            elif (ch, cat, reg) == _slice(name, channel, category, region):
+                stored[(day, name)] = (numerator, denominator)
+    found: list[Value] = []
+    for day in days:
+        live: dict[str, dict[tuple[str, str, str], tuple[int, int]]] | None = None
+        for name in names:
+            if day in closed or (name == COMPLETENESS and day != today):
+                # Completeness is a snapshot of its day: without one, a past day has none.
+                pair = stored.get((day, name), (0, 0))
+            else:
+                if live is None:
+                    facts = await compute_day(session, day, zone, with_completeness=day == today)
+                    live = defaultdict(dict)
+                    for f in facts:
+                        live[f.name][(f.channel, f.category, f.region)] = (
+                            f.numerator,
+                            f.denominator,
+                        )
+                pair = live.get(name, {}).get(_slice(name, channel, category, region), (0, 0))
+            found.append(
+                Value(
+                    day=day,
+                    name=name,
+                    channel=channel or ALL,
+                    category=category or ALL,
+                    region=region or ALL,
+                    numerator=pair[0],
+                    denominator=pair[1],
+                    threshold=thresholds.of(name) if name in KPIS else None,
+                )
+            )
+    return found
+
+
+def _slice(
+    name: str, channel: str | None, category: str | None, region: str | None
+) -> tuple[str, str, str]:
+    if name == STOCK_ACCURACY:
+        return (ALL, category or ALL, ALL)  # stock is not per channel
+    if name == HANDLING:
+        return (channel or ALL, ALL, ALL)
+    if name == RETURN_RATE:
+        return (ALL, ALL, region or ALL)
+    return (channel or ALL, category or ALL, ALL)
+
+
+async def three_day_rule(
+    *,
+    session: AsyncSession,
+    who: Subject,
+    day: dt.date,
+    thresholds: Thresholds,
+    owners: dict[str, int],
+    now: dt.datetime,
+) -> list[str]:
+    """After `day` is closed: each KPI below its threshold on `day` and the two business days
+    before it (stored facts, every channel and category) gets one task, unless one is open."""
+    window = [day - dt.timedelta(days=n) for n in range(BREACH_DAYS - 1, -1, -1)]
+    rows = await session.execute(
+        select(KpiFact.day, KpiFact.name, KpiFact.numerator, KpiFact.denominator).where(
+            KpiFact.day.in_(window),
+            KpiFact.name.in_(list(KPIS)),
+            KpiFact.channel == ALL,
+            KpiFact.category == ALL,
+            KpiFact.region == ALL,
+        )
+    )
+    by_name: dict[str, dict[dt.date, Value]] = defaultdict(dict)
+    for d, name, numerator, denominator in rows.all():
+        by_name[name][d] = Value(d, name, ALL, ALL, numerator, denominator, thresholds.of(name))
+    raised = []
+    for name in KPIS:
+        series = [by_name[name].get(d) for d in window]
+        if not all(v is not None and v.breached for v in series):
+            continue
+        evidence = [
+            {
+                "day": v.day.isoformat(),
+                "value": f"{Decimal(v.numerator * 100) / Decimal(v.denominator):.2f}%",
+                "numerator": v.numerator,
+                "denominator": v.denominator,
+            }
+            for v in series
+            if v is not None
+        ]
+        task = await tasks.raise_task(
+            session,
+            kind="KPI_BREACH",
+            title=(
+                f"{name.replace('_', ' ').lower()} below {thresholds.of(name)}% for "
+                f"{BREACH_DAYS} business days (to {day.isoformat()})"
+            ),
+            details={"kpi": name, "threshold": f"{thresholds.of(name)}%", "days": evidence},
+            by=who,
+            assignee_user_id=owners.get(name),
+            assignee_role=None if name in owners else DEFAULT_ASSIGNEES[name],
+            dedupe_key=f"kpi:{name}",
+            now=now,
+        )
+        if task is not None:
+            raised.append(name)
+    return raised
+
+
+async def categories(session: AsyncSession) -> list[str]:
+    return list(
+        await session.scalars(select(distinct(Product.category)).order_by(Product.category))
+    )
