@@ -55,5 +55,7 @@ def routes() -> list[Route | Mount]:
         Route("/picking-lists/{picking_id}", _shell("picking.html"), methods=["GET"]),
         # The approver's inbox: signs with a device-bound WebCrypto key (see approvals.js).
         Route("/approvals", _shell("approvals.html"), methods=["GET"]),
+        # The operations dashboard: KPIs with SVG charts, filters and open tasks.
+        Route("/dashboard", _shell("dashboard.html"), methods=["GET"]),
         Mount("/assets", _Assets(directory=PAGES_DIR), name="assets"),
     ]
