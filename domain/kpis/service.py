@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, distinct, func, select
+from sqlalchemy import and_, delete, distinct, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import Action
@@ -141,14 +141,34 @@ async def _accuracy(
     return {k: (v[0], v[1]) for k, v in found.items()}
 
 
-async def completeness(session: AsyncSession) -> dict[tuple[str, str, str], tuple[int, int]]:
+async def completeness(
+    session: AsyncSession, only: tuple[str, str, str] | None = None
+) -> dict[tuple[str, str, str], tuple[int, int]]:
     """As of now, for every channel and category slice (a customer with orders on two channels
-    counts in each, once in `*`)."""
+    counts in each, once in `*`), or for the one slice `only`."""
     active = Customer.merged_into_id.is_(None)
     complete = func.count().filter(complete_condition())
     found: dict[tuple[str, str, str], tuple[int, int]] = {}
+    if only is not None and only != _key(None, None):
+        channel, category, _ = only
+        stmt = select(func.count(), complete).where(active)
+        if channel != ALL:
+            stmt = stmt.where(
+                exists().where(Order.customer_id == Customer.id, Order.channel_code == channel)
+            )
+        if category != ALL:
+            stmt = stmt.where(
+                exists()
+                .where(Order.customer_id == Customer.id)
+                .where(OrderLine.order_id == Order.id)
+                .where(Product.sku == OrderLine.sku, Product.category == category)
+            )
+        total, done = (await session.execute(stmt)).one()
+        return {only: (int(done), int(total))}
     total, done = (await session.execute(select(func.count(), complete).where(active))).one()
     found[_key(None, None)] = (int(done), int(total))
+    if only is not None:
+        return found
     ordered_on = (
         select(Order.channel_code.label("channel"), Order.customer_id.label("customer_id"))
         .where(Order.customer_id.is_not(None))
@@ -223,10 +243,20 @@ async def _supporting(
 
 
 async def compute_day(
-    session: AsyncSession, day: dt.date, zone: ZoneInfo, *, with_completeness: bool
+    session: AsyncSession,
+    day: dt.date,
+    zone: ZoneInfo,
+    *,
+    with_completeness: bool,
+    names: Sequence[str] | None = None,
+    completeness_slice: tuple[str, str, str] | None = None,
 ) -> list[KpiFact]:
-    """Every fact of one business day from the data (completeness only when asked: it is the
-    state now, not of a past day)."""
+    """The facts of one business day from the data: every KPI, or those in `names`
+    (completeness only when asked, as it is the state now, not of a past day; for every
+    slice, or the one given)."""
+    wanted = (
+        set(names) if names is not None else {TIMELINESS, STOCK_ACCURACY, HANDLING, RETURN_RATE}
+    )
     start, end = day_bounds(day, zone)
     facts: list[KpiFact] = []
 
@@ -244,13 +274,16 @@ async def compute_day(
                 )
             )
 
-    add(TIMELINESS, await _timeliness(session, day, end))
-    add(STOCK_ACCURACY, await _accuracy(session, start, end))
-    handling, returns = await _supporting(session, start, end)
-    add(HANDLING, handling)
-    add(RETURN_RATE, returns)
+    if TIMELINESS in wanted:
+        add(TIMELINESS, await _timeliness(session, day, end))
+    if STOCK_ACCURACY in wanted:
+        add(STOCK_ACCURACY, await _accuracy(session, start, end))
+    if wanted & {HANDLING, RETURN_RATE}:
+        handling, returns = await _supporting(session, start, end)
+        add(HANDLING, handling)
+        add(RETURN_RATE, returns)
     if with_completeness:
-        add(COMPLETENESS, await completeness(session))
+        add(COMPLETENESS, await completeness(session, completeness_slice))
     return facts
 
 
@@ -360,7 +393,14 @@ async def values(
                 pair = stored.get((day, name), (0, 0))
             else:
                 if live is None:
-                    facts = await compute_day(session, day, zone, with_completeness=day == today)
+                    facts = await compute_day(
+                        session,
+                        day,
+                        zone,
+                        with_completeness=day == today and COMPLETENESS in names,
+                        names=names,
+                        completeness_slice=_slice(COMPLETENESS, channel, category, region),
+                    )
                     live = defaultdict(dict)
                     for f in facts:
                         live[f.name][(f.channel, f.category, f.region)] = (

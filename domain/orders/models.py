@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -45,6 +46,13 @@ class Order(Base):
         Index("ix_orders_customer_created_at_id", "customer_id", "created_at", "id"),
         Index("ix_orders_customer_phone", "customer_phone"),
         Index("ix_orders_channel_business_day", "channel_code", "business_day"),
+        # Orders shipped in a time range (KPIs); unshipped orders are not in the index.
+        Index(
+            "ix_orders_shipped_at",
+            "shipped_at",
+            postgresql_where=text("shipped_at IS NOT NULL"),
+            sqlite_where=text("shipped_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

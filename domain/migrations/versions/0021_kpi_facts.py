@@ -36,6 +36,11 @@ def upgrade() -> None:
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.add_column(sa.Column('paid_at', domain.db.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('shipped_at', domain.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.create_index(
+            'ix_orders_shipped_at', ['shipped_at'], unique=False,
+            postgresql_where=sa.text('shipped_at IS NOT NULL'),
+            sqlite_where=sa.text('shipped_at IS NOT NULL'),
+        )
 
     with op.batch_alter_table('products', schema=None) as batch_op:
         batch_op.add_column(sa.Column('category', sa.String(length=32), server_default='GENERAL', nullable=False))
@@ -55,6 +60,7 @@ def downgrade() -> None:
         batch_op.drop_column('category')
 
     with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.drop_index('ix_orders_shipped_at')
         batch_op.drop_column('shipped_at')
         batch_op.drop_column('paid_at')
 
