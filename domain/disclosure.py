@@ -41,6 +41,10 @@ KEY_FIELDS: Mapping[str, str] = {
     "nameContains": "Customer.name",
     "phone": "Customer.phone",
     "email": "Customer.email",
+    # customer contact changes, and shipping addresses before and after a change
+    "customerName": "Customer.name",
+    "recipient": "Address.recipient",
+    "street": "Address.street",
 }
 
 # Failure messages of money operations may quote amounts ("refunds would total 120.00, more

@@ -140,6 +140,7 @@ class ContactChange:
 
 
 KEY_FIELDS = ("phone", "email", "defaultAddress")
+_DETAIL_KEYS = {"name": "customerName", "phone": "phone", "email": "email"}
 
 
 async def _for_update(session: AsyncSession, actor: Actor, customer_id: int) -> Customer:
@@ -292,8 +293,9 @@ async def update_contact(
         at=now,
         details={
             "customerId": customer.id,
-            "before": {f: b for f, (b, _) in changed.items()},
-            "after": {f: a for f, (_, a) in changed.items()},
+            # Keys that name the governed field, so readers of the log see them masked.
+            "before": {_DETAIL_KEYS[f]: b for f, (b, _) in changed.items()},
+            "after": {_DETAIL_KEYS[f]: a for f, (_, a) in changed.items()},
             "version": customer.version,
         },
     )

@@ -78,6 +78,19 @@ async def test_cs_changes_the_address_before_shipping_with_a_reason_audited_and_
             )
         ).all()
     assert published == [("ORDER_ADDRESS_CHANGED", str(db_id(order["id"])))]
+    # Compliance reads the log with the addresses' personal parts masked, as in any query.
+    logged = await api.gql(
+        """query($f: AuditEventFilter) { auditEvents(filter: $f, first: 5) {
+             edges { node { details } } } }""",
+        {"f": {"action": "order.change_address"}},
+        as_="compliance",
+    )
+    [edge] = logged["data"]["auditEvents"]["edges"]
+    shown = edge["node"]["details"]["after"]["shippingAddress"]
+    assert shown["recipient"] == "李*"
+    assert shown["phone"] == "139****2222"
+    assert shown["street"] == "文三****"
+    assert shown["city"] == "杭州市"
 
 
 @pytest.mark.parametrize("status", ["SHIPPED", "COMPLETED", "CANCELLED"])
