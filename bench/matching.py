@@ -36,6 +36,7 @@ from sqlalchemy import text
 
 from api.settings import normalise_database_url
 from bench._live import database
+from domain.addresses import PostalAddress
 from domain.customers import matching, normalise
 from domain.customers.models import address_columns, contact_columns
 from domain.db import create_engine, session_factory
@@ -164,7 +165,7 @@ def buyers(people: list[tuple], count: int, rng: random.Random) -> tuple[list, l
                 name=person[0],
                 phone=person[1],
                 email=person[2],
-                place=matching.Place(
+                place=PostalAddress(
                     recipient=person[0],
                     phone=person[1],
                     province=province,

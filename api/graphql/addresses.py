@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from domain.orders.address import PostalAddress
+from domain.addresses import PostalAddress
 
 
 @strawberry.input(description="A postal address.")

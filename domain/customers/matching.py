@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.addresses import PostalAddress
 from domain.bulk import insert_rows
 from domain.customers import normalise
 from domain.customers.models import (
@@ -52,24 +53,13 @@ REASONS = {
 
 
 @dataclass(frozen=True)
-class Place:
-    recipient: str
-    phone: str
-    province: str
-    city: str
-    district: str
-    street: str
-    postal_code: str | None = None
-
-
-@dataclass(frozen=True)
 class Person:
     """Someone to find: a channel's buyer and where the order ships."""
 
     name: str
     phone: str | None
     email: str | None
-    place: Place | None = None
+    place: PostalAddress | None = None
 
 
 @dataclass

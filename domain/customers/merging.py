@@ -210,27 +210,13 @@ async def merge(
     )
     session.add(record)
     await session.flush()
-    events.publish(
-        session=session,
-        type=events.EventType.CUSTOMERS_MERGED,
-        aggregate_type="Customer",
-        aggregate_id=survivor.id,
-        version=survivor.version,
-        at=now,
-        payload={"survivorId": survivor.id, "mergedId": merged.id, "mergeId": record.id},
-    )
-    await audit.record(
-        session=session,
-        who=actor,
-        action="customer.merge",
-        operation="mergeCustomers",
-        target_type="Customer",
-        target_id=survivor.id,
-        at=now,
+    await _announce(
+        session,
+        actor,
+        record,
+        now,
+        merged=True,
         details={
-            "customerId": survivor.id,
-            "mergedId": merged.id,
-            "mergeId": record.id,
             "reason": reason,
             "orders": len(order_ids),
             "addresses": len(snapshot["addresses"]),
@@ -309,26 +295,46 @@ async def unmerge(
     record.reversed_at = now
     record.reversed_by_id = actor.user_id
     await session.flush()
+    await _announce(session, actor, record, now, merged=False)
+    return record
+
+
+async def _announce(
+    session: AsyncSession,
+    actor: Actor,
+    record: CustomerMerge,
+    now: dt.datetime,
+    *,
+    merged: bool,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """A merge or its undoing: published (on the survivor) and audited, in its transaction."""
+    ids = {
+        "survivorId": record.survivor_id,
+        "mergedId": record.merged_id,
+        "mergeId": record.id,
+    }
+    survivor = await session.get(Customer, record.survivor_id)
+    assert survivor is not None
     events.publish(
         session=session,
-        type=events.EventType.CUSTOMERS_UNMERGED,
+        type=events.EventType.CUSTOMERS_MERGED if merged else events.EventType.CUSTOMERS_UNMERGED,
         aggregate_type="Customer",
-        aggregate_id=survivor.id,
+        aggregate_id=record.survivor_id,
         version=survivor.version,
         at=now,
-        payload={"survivorId": survivor.id, "mergedId": merged.id, "mergeId": record.id},
+        payload=ids,
     )
     await audit.record(
         session=session,
         who=actor,
-        action="customer.unmerge",
-        operation="unmergeCustomers",
+        action="customer.merge" if merged else "customer.unmerge",
+        operation="mergeCustomers" if merged else "unmergeCustomers",
         target_type="Customer",
-        target_id=survivor.id,
+        target_id=record.survivor_id,
         at=now,
-        details={"customerId": survivor.id, "mergedId": merged.id, "mergeId": record.id},
+        details={"customerId": record.survivor_id, **ids, **(details or {})},
     )
-    return record
 
 
 async def _locked(

@@ -16,6 +16,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from domain import pagination
 from domain.access import Action
 from domain.actor import Actor
+from domain.addresses import PostalAddress
 from domain.audit import service as audit
 from domain.customers import matching as finder
 from domain.customers import normalise
@@ -31,7 +32,6 @@ from domain.errors import BadInput, Conflict, NotFound
 from domain.events import service as events
 from domain.inventory.models import StockReturn
 from domain.orders import service as orders_service
-from domain.orders.address import PostalAddress
 from domain.orders.models import Order
 from domain.tasks import service as tasks
 from domain.values import clean_text

@@ -38,6 +38,7 @@ from sqlalchemy.orm import selectinload
 
 from domain.access import Action
 from domain.actor import Actor
+from domain.addresses import PostalAddress
 from domain.audit import service as audit
 from domain.audit.chain import canonical_json
 from domain.bulk import insert_rows
@@ -100,15 +101,8 @@ class Buyer:
     email: str | None = None
 
 
-@dataclass(frozen=True)
-class ShippingAddress:
-    recipient: str
-    phone: str
-    province: str
-    city: str
-    district: str
-    street: str
-    postal_code: str | None = None
+# A channel's shipping address: the one postal address type (domain/addresses.py).
+ShippingAddress = PostalAddress
 
 
 @dataclass(frozen=True)
@@ -291,20 +285,9 @@ def _time(value: dt.datetime | str, what: str) -> dt.datetime:
 
 
 def _person(checked: _Checked) -> matching.Person:
-    buyer, a = checked.buyer, checked.address
+    buyer = checked.buyer
     return matching.Person(
-        name=buyer.name,
-        phone=buyer.phone,
-        email=buyer.email,
-        place=matching.Place(
-            recipient=a.recipient,
-            phone=a.phone,
-            province=a.province,
-            city=a.city,
-            district=a.district,
-            street=a.street,
-            postal_code=a.postal_code,
-        ),
+        name=buyer.name, phone=buyer.phone, email=buyer.email, place=checked.address
     )
 
 

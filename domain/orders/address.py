@@ -10,15 +10,14 @@ version moves on, so an approval asked about the old order is void.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import Action
 from domain.actor import Actor
+from domain.addresses import PostalAddress
 from domain.audit import service as audit
-from domain.customers import normalise
 from domain.db import utcnow
 from domain.errors import BadInput, Conflict
 from domain.events import service as events
@@ -30,46 +29,6 @@ from domain.values import clean_text
 # Until it ships; after that the parcel is on its way and only the carrier can redirect it.
 CHANGEABLE = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PAID, OrderStatus.PICKING})
 MAX_REASON = 500
-SIZES = {
-    "recipient": 100,
-    "phone": 32,
-    "province": 50,
-    "city": 50,
-    "district": 50,
-    "street": 200,
-    "postal_code": 12,
-}
-
-
-@dataclass(frozen=True)
-class PostalAddress:
-    recipient: str
-    phone: str
-    province: str
-    city: str
-    district: str
-    street: str
-    postal_code: str | None = None
-
-    def checked(self) -> PostalAddress:
-        """Each part as clean text within its column; all but the postal code required."""
-        values = {
-            part: clean_text(
-                getattr(self, part),
-                what=part if part != "postal_code" else "postalCode",
-                max_length=size,
-                required=part != "postal_code",
-            )
-            or None
-            for part, size in SIZES.items()
-        }
-        return PostalAddress(**values)  # type: ignore[arg-type]
-
-    def digest(self) -> str:
-        """A digest of where it goes, whoever it is addressed to: the same place written two
-        ways has one digest; the address itself stays out of the report."""
-        key = normalise.address_key(city=self.city, district=self.district, street=self.street)
-        return hashlib.sha256(key.encode()).hexdigest()
 
 
 def shipping_address_of(order: Order) -> PostalAddress:
