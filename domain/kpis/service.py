@@ -28,9 +28,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, distinct, exists, func, select
+from sqlalchemy import and_, case, delete, distinct, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import Action
@@ -110,17 +111,33 @@ async def _timeliness(
         for key in (_key(channel, None), _key(None, None)):
             found[key][0] += shipped
             found[key][1] += total
-    in_category = (
-        select(Order.channel_code, Product.category, Order.id, on_time)
+    # An order is in each category one of its lines is in: one row per order and category,
+    # counted per (channel, category), and per category over every channel.
+    per_category = (
+        select(
+            Order.channel_code.label("channel"),
+            Product.category.label("category"),
+            Order.id.label("order_id"),
+            func.max(case((on_time, 1), else_=0)).label("on_time"),
+        )
         .join(OrderLine, OrderLine.order_id == Order.id)
         .join(Product, Product.sku == OrderLine.sku)
         .where(Order.business_day == day, live)
-        .distinct()
+        .group_by(Order.channel_code, Product.category, Order.id)
+        .subquery()
     )
-    for channel, category, _order_id, shipped in (await session.execute(in_category)).all():
+    rows = await session.execute(
+        select(
+            per_category.c.channel,
+            per_category.c.category,
+            func.sum(per_category.c.on_time),
+            func.count(),
+        ).group_by(per_category.c.channel, per_category.c.category)
+    )
+    for channel, category, shipped, total in rows.all():
         for key in (_key(channel, category), _key(None, category)):
-            found[key][0] += int(bool(shipped))
-            found[key][1] += 1
+            found[key][0] += int(shipped or 0)
+            found[key][1] += int(total)
     return {k: (v[0], v[1]) for k, v in found.items()}
 
 
@@ -128,16 +145,18 @@ async def _accuracy(
     session: AsyncSession, start: dt.datetime, end: dt.datetime
 ) -> dict[tuple[str, str, str], tuple[int, int]]:
     found: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    exact = case((StockCountLine.system == StockCountLine.counted, 1), else_=0)
     rows = await session.execute(
-        select(Product.category, StockCountLine.system == StockCountLine.counted)
+        select(Product.category, func.sum(exact), func.count())
         .join(StockCount, StockCount.id == StockCountLine.count_id)
         .join(Product, Product.sku == StockCountLine.sku)
         .where(StockCount.counted_at >= start, StockCount.counted_at < end)
+        .group_by(Product.category)
     )
-    for category, exact in rows.all():
+    for category, matched, total in rows.all():
         for key in (_key(None, None), _key(None, category)):
-            found[key][0] += int(bool(exact))
-            found[key][1] += 1
+            found[key][0] += int(matched or 0)
+            found[key][1] += int(total)
     return {k: (v[0], v[1]) for k, v in found.items()}
 
 
@@ -206,27 +225,40 @@ async def completeness(
     return found
 
 
+def _seconds_between(session: AsyncSession, earlier: Any, later: Any) -> Any:
+    """Whole seconds from one timestamp column to another, in the database's own terms."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.floor(func.extract("epoch", later - earlier))
+    # SQLite stores UTC timestamps as text; julianday differences are in days.
+    return func.round((func.julianday(later) - func.julianday(earlier)) * 86400)
+
+
 async def _supporting(
     session: AsyncSession, start: dt.datetime, end: dt.datetime
 ) -> tuple[
     dict[tuple[str, str, str], tuple[int, int]], dict[tuple[str, str, str], tuple[int, int]]
 ]:
     handling: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    shipped = await session.execute(
-        select(Order.channel_code, Order.ship_province, Order.paid_at, Order.shipped_at).where(
-            Order.shipped_at >= start, Order.shipped_at < end
+    in_day = and_(Order.shipped_at >= start, Order.shipped_at < end)
+    seconds = _seconds_between(session, Order.paid_at, Order.shipped_at)
+    for channel, total, count in (
+        await session.execute(
+            select(Order.channel_code, func.sum(seconds), func.count())
+            .where(in_day, Order.paid_at.is_not(None), Order.shipped_at >= Order.paid_at)
+            .group_by(Order.channel_code)
         )
-    )
-    shipped_to: dict[tuple[str, str, str], int] = defaultdict(int)
-    for channel, province, paid_at, shipped_at in shipped.all():
-        for region in (ALL, province):
-            shipped_to[_key(None, None, region)] += 1
-        if paid_at is None:
-            continue
-        seconds = max(0, int((shipped_at - paid_at).total_seconds()))
+    ).all():
         for key in (_key(channel, None), _key(None, None)):
-            handling[key][0] += seconds
-            handling[key][1] += 1
+            handling[key][0] += int(total or 0)
+            handling[key][1] += int(count)
+    shipped_to: dict[tuple[str, str, str], int] = defaultdict(int)
+    for province, count in (
+        await session.execute(
+            select(Order.ship_province, func.count()).where(in_day).group_by(Order.ship_province)
+        )
+    ).all():
+        for region in (ALL, province):
+            shipped_to[_key(None, None, region)] += int(count)
     returned: dict[tuple[str, str, str], int] = defaultdict(int)
     for province, count in (
         await session.execute(

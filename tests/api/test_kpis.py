@@ -66,10 +66,17 @@ async def orders_on(
             shipped = local(day, 18) if n < on_time else local(day + dt.timedelta(days=1), 10)
             await session.execute(
                 text("UPDATE orders SET status = 'SHIPPED', shipped_at = :at WHERE id = :id"),
-                {"at": shipped.astimezone(dt.UTC).replace(tzinfo=None), "id": order_id},
+                {"at": _stored(api, shipped), "id": order_id},
             )
         await session.commit()
     return ids
+
+
+def _stored(api: Api, at: dt.datetime) -> dt.datetime:
+    """A time as a raw statement binds it: aware for PostgreSQL, naive UTC for SQLite."""
+    if api.app.state.runtime.settings.database_url.startswith("postgresql"):
+        return at
+    return at.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 async def kpi(api: Api, day: dt.date, name: str, as_: str = "ops", **slice_: str) -> dict:
@@ -284,3 +291,25 @@ def test_thresholds_and_owners_are_settings(tmp_path: Path) -> None:
     ):
         with pytest.raises(SettingsError):
             settings_for(url, tmp_path, **bad)
+
+
+async def test_handling_time_and_return_rate_are_supporting_series(any_api: Api) -> None:
+    api = any_api
+    day = dt.date(2026, 6, 17)
+    # Paid at 09:05, shipped at 18:00 the same day: 8 h 55 min each.
+    await orders_on(api, day, 3, on_time=3, prefix="H")
+
+    result = await api.gql(
+        """query($d: Date!) { handlingTimes(from: $d, to: $d) { day shipped averageHours }
+          returnRates(from: $d, to: $d, region: "上海市") { region returns shipped rate } }""",
+        {"d": day.isoformat()},
+        as_="finance",
+    )
+
+    assert "errors" not in result, result
+    [handled] = result["data"]["handlingTimes"]
+    assert handled["shipped"] == 3
+    assert handled["averageHours"] == pytest.approx(8 + 55 / 60)
+    [returns] = result["data"]["returnRates"]
+    assert (returns["region"], returns["returns"], returns["shipped"]) == ("上海市", 0, 3)
+    assert returns["rate"] == 0
