@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, delete, distinct, exists, func, select
+from sqlalchemy import and_, case, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import Action
@@ -527,5 +527,5 @@ async def three_day_rule(
 
 async def categories(session: AsyncSession) -> list[str]:
     return list(
-        await session.scalars(select(distinct(Product.category)).order_by(Product.category))
+        await session.scalars(select(Product.category).distinct().order_by(Product.category))
     )

@@ -313,3 +313,11 @@ async def test_handling_time_and_return_rate_are_supporting_series(any_api: Api)
     [returns] = result["data"]["returnRates"]
     assert (returns["region"], returns["returns"], returns["shipped"]) == ("上海市", 0, 3)
     assert returns["rate"] == 0
+
+
+async def test_the_categories_to_slice_by_are_listed(api: Api) -> None:
+    result = await api.gql("{ kpiCategories }", as_="purchasing")
+
+    assert "errors" not in result, result
+    assert result["data"]["kpiCategories"] == sorted(set(result["data"]["kpiCategories"]))
+    assert {"DIGITAL", "HOME", "FOOD"} <= set(result["data"]["kpiCategories"])
