@@ -188,40 +188,35 @@ async def completeness(
     found[_key(None, None)] = (int(done), int(total))
     if only is not None:
         return found
+    # Whether each customer is complete, decided once per customer (not once per order).
+    flags = (
+        select(Customer.id.label("id"), case((complete_condition(), 1), else_=0).label("ok"))
+        .where(active)
+        .subquery()
+    )
     ordered_on = (
-        select(Order.channel_code.label("channel"), Order.customer_id.label("customer_id"))
+        select(Order.channel_code.label("slice"), Order.customer_id.label("customer_id"))
         .where(Order.customer_id.is_not(None))
         .distinct()
         .subquery()
     )
-    for channel, total, done in (
-        await session.execute(
-            select(ordered_on.c.channel, func.count(), complete)
-            .select_from(Customer)
-            .join(ordered_on, ordered_on.c.customer_id == Customer.id)
-            .where(active)
-            .group_by(ordered_on.c.channel)
-        )
-    ).all():
-        found[_key(channel, None)] = (int(done), int(total))
     bought = (
-        select(Product.category.label("category"), Order.customer_id.label("customer_id"))
+        select(Product.category.label("slice"), Order.customer_id.label("customer_id"))
         .join(OrderLine, OrderLine.order_id == Order.id)
         .join(Product, Product.sku == OrderLine.sku)
         .where(Order.customer_id.is_not(None))
         .distinct()
         .subquery()
     )
-    for category, total, done in (
-        await session.execute(
-            select(bought.c.category, func.count(), complete)
-            .select_from(Customer)
-            .join(bought, bought.c.customer_id == Customer.id)
-            .where(active)
-            .group_by(bought.c.category)
+    for pairs, as_channel in ((ordered_on, True), (bought, False)):
+        rows = await session.execute(
+            select(pairs.c.slice, func.count(), func.sum(flags.c.ok))
+            .join(flags, flags.c.id == pairs.c.customer_id)
+            .group_by(pairs.c.slice)
         )
-    ).all():
-        found[_key(None, category)] = (int(done), int(total))
+        for value, total, done in rows.all():
+            key = _key(value, None) if as_channel else _key(None, value)
+            found[key] = (int(done or 0), int(total))
     return found
 
 
