@@ -321,3 +321,16 @@ async def test_the_categories_to_slice_by_are_listed(api: Api) -> None:
     assert "errors" not in result, result
     assert result["data"]["kpiCategories"] == sorted(set(result["data"]["kpiCategories"]))
     assert {"DIGITAL", "HOME", "FOOD"} <= set(result["data"]["kpiCategories"])
+
+
+async def test_completeness_slices_agree_between_the_nightly_snapshot_and_live(
+    any_api: Api,
+) -> None:
+    """The night computes every slice at once; today computes the one asked for: both agree."""
+    from domain.kpis import service as kpis_service
+
+    async with any_api.app.state.runtime.sessions() as session:
+        every = await kpis_service.completeness(session)
+        for key in (("*", "*", "*"), ("JD", "*", "*"), ("TAOBAO", "*", "*"), ("*", "HOME", "*")):
+            assert every[key] == (await kpis_service.completeness(session, key))[key], key
+        assert every[("JD", "*", "*")][1] < every[("*", "*", "*")][1]
