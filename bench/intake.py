@@ -83,6 +83,8 @@ async def _send(
                         headers={"authorization": f"Bearer {token}"},
                     )
                 ).json()
+                if not (body.get("data") or {}).get("ingestOrders"):
+                    raise SystemExit(f"ingestOrders failed: {str(body)[:500]}")
                 results = body["data"]["ingestOrders"]["results"]
                 rejected += sum(1 for r in results if r["outcome"] == "REJECTED")
 

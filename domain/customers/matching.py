@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, select, union
+from sqlalchemy import Select, and_, func, select, union
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,6 +44,9 @@ from domain.customers.models import (
 )
 
 WEIGHTS = {"phone": 60, "email": 40, "address": 35, "name": 15}
+# More customers than this at one address make it a shared place (an office, a locker): the
+# address is then no evidence that two of them are one person.
+SHARED_PLACE = 10
 REASONS = {
     "phone": "same phone number",
     "email": "same email address",
@@ -83,12 +86,18 @@ def display_phone(raw: str | None) -> str | None:
 
 
 def shared(a: _Known, b: _Known) -> list[str]:
+    return shared_forms(a, b, set())
+
+
+def shared_forms(a: _Known, b: _Known, ignored_places: set[str]) -> list[str]:
+    """What two customers share; an address in `ignored_places` (shared places) is no
+    evidence."""
     what = []
     if a.phone and a.phone == b.phone:
         what.append("phone")
     if a.email and a.email == b.email:
         what.append("email")
-    if a.places & b.places:
+    if (a.places & b.places) - ignored_places:
         what.append("address")
     if a.name and normalise.name(a.name) == normalise.name(b.name):
         what.append("name")
@@ -123,7 +132,20 @@ def known_query(*, phones: set[str], emails: set[str], places: set[str]) -> Sele
     if emails:
         parts.append(select(Customer.id).where(Customer.email.in_(emails), active))
     if places:
-        parts.append(select(Address.customer_id).where(Address.address_key.in_(places)))
+        # A place shared by many customers (an office, a parcel locker) says nothing about who
+        # someone is: at most SHARED_PLACE + 1 customers per address are looked at, so the
+        # caller can tell a shared place from a home.
+        ranked = (
+            select(
+                Address.customer_id.label("id"),
+                func.row_number()
+                .over(partition_by=Address.address_key, order_by=Address.customer_id)
+                .label("n"),
+            )
+            .where(Address.address_key.in_(places))
+            .subquery()
+        )
+        parts.append(select(ranked.c.id).where(ranked.c.n <= SHARED_PLACE + 1))
     if not parts:
         return None
     ids = union(*parts).subquery()
@@ -226,9 +248,11 @@ async def link(session: AsyncSession, people: Sequence[Person], at: dt.datetime)
             chosen.append(target.id)
             continue
         me = _Known(-(len(new) + 1), person.name, phone, email, {place} if place else set())
-        for other in by_place.get(place, []) if place else []:
-            if normalise.name(other.name) == normalise.name(person.name):
-                queue.add(me, other)
+        neighbours = by_place.get(place, []) if place else []
+        if len(neighbours) <= SHARED_PLACE:  # a home, not a shared place
+            for other in neighbours:
+                if normalise.name(other.name) == normalise.name(person.name):
+                    queue.add(me, other)
         new.append((person, me))
         register(me)
         chosen.append(me.id)
@@ -321,10 +345,15 @@ async def review(session: AsyncSession, customer: Customer, at: dt.datetime) -> 
         places=places,
     )
     queue = _Queue()
+    sharing: dict[str, int] = defaultdict(int)
+    for other in others:
+        for key in other.places & places:
+            sharing[key] += 1
+    shared = {key for key, n in sharing.items() if n > SHARED_PLACE}
     for other in others:
         if other.id == me.id:
             continue
-        what = shared(me, other)
+        what = shared_forms(me, other, shared)
         if "phone" in what or "email" in what or {"address", "name"} <= set(what):
             queue.add(me, other)
     await enqueue(session, queue.pairs, at)

@@ -375,3 +375,19 @@ async def test_the_360_view_counts_what_the_caller_may_see(api: Api) -> None:
     assert shown["phone"] == "135****9999"
     assert shown["contactHistory"] is None
     assert ("FORBIDDEN", "Customer.contactHistory") in errors_of(as_sales)
+
+
+async def test_a_shared_place_is_no_evidence_and_the_queue_stays_bounded(api: Api) -> None:
+    """Forty buyers called 买家 at one office address with forty phones (a parcel locker, an
+    office): the first few look alike and are queued; past SHARED_PLACE the address is a shared
+    place, and nothing more is queued however many arrive."""
+    from domain.customers.matching import SHARED_PLACE
+
+    first = [buyer_order(f"TB-S-{i}", "买家", f"1390000{i:04d}") for i in range(20)]
+    more = [buyer_order(f"TB-S-{i}", "买家", f"1390000{i:04d}") for i in range(20, 40)]
+    await ingest(api, first)
+    queued = len(await pairs(api))
+    await ingest(api, more)
+
+    assert queued <= SHARED_PLACE * (SHARED_PLACE + 1) // 2
+    assert len(await pairs(api)) == queued
