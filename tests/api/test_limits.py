@@ -365,6 +365,9 @@ def _introspection_padding(schema: GraphQLSchema, remaining: int, max_pieces: in
         "__schema { types { enumValues { name } } }",
         "__schema { types { fields { name } } }",
         "__schema { types { fields { name type { name } } } }",
+        # Larger pieces, so a growing schema's half-again budget fits in few aliases.
+        "__schema { types { fields { name type { name } args { name } } } }",
+        "__schema { types { fields { name type { name kind } args { name type { name } } } } }",
     ]
     costs: dict[int, str] = {}
     for shape in shapes:
