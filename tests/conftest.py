@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
@@ -167,6 +169,10 @@ class Api:
     _tokens: dict[str, str]
 
     async def token(self, role: str) -> str:
+        cached = self._tokens.get(role)
+        if cached is not None and _expires_within(cached, seconds=120):
+            # A session-wide token outlives its 15 minutes in a long run: log in again.
+            del self._tokens[role]
         if role not in self._tokens:
             result = await self.gql(
                 "mutation($u: String!, $p: String!) { login(username: $u, password: $p) "
@@ -198,6 +204,11 @@ class Api:
         response = await self.post(body, as_=as_, **headers)
         assert response.status_code == 200, response.text
         return response.json()
+
+
+def _expires_within(token: str, *, seconds: int) -> bool:
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return int(claims["exp"]) - seconds <= time.time()
 
 
 # Tokens do not depend on which copy of the database a test uses (same keys, same user ids),

@@ -74,7 +74,7 @@ def _policy_dir(tmp_path: Path) -> Path:
     return target
 
 
-def _total_as_warehouse(base: str) -> dict:
+def _warehouse_token(base: str) -> str:
     login = httpx.post(
         f"{base}/graphql",
         json={
@@ -84,7 +84,13 @@ def _total_as_warehouse(base: str) -> dict:
         },
         timeout=30,
     ).json()
-    token = login["data"]["login"]["accessToken"]
+    assert "errors" not in login, login
+    return login["data"]["login"]["accessToken"]
+
+
+def _total_as_warehouse(base: str, token: str) -> dict:
+    # One login per test: polling by logging in again would run into the login rate limit
+    # whenever the reload takes a few seconds.
     return httpx.post(
         f"{base}/graphql",
         json={"query": QUERY},
@@ -112,25 +118,27 @@ def test_a_saved_policy_change_takes_effect_without_a_restart(
 ) -> None:
     policy_dir = _policy_dir(tmp_path)
     with _serve(database_url, tmp_path, policy_dir, poll="0.2") as (base, _):
-        before = _total_as_warehouse(base)
+        token = _warehouse_token(base)
+        before = _total_as_warehouse(base, token)
 
         _grant_total_to_warehouse(policy_dir)
 
         assert before["errors"][0]["extensions"]["field"] == "Order.total"
-        assert _wait_for(lambda: "errors" not in _total_as_warehouse(base))
+        assert _wait_for(lambda: "errors" not in _total_as_warehouse(base, token))
 
 
 def test_sighup_reloads_the_policy(database_url: str, tmp_path: Path) -> None:
     policy_dir = _policy_dir(tmp_path)
     with _serve(database_url, tmp_path, policy_dir, poll="0") as (base, process):
+        token = _warehouse_token(base)
         _grant_total_to_warehouse(policy_dir)
         time.sleep(0.5)
-        unchanged = _total_as_warehouse(base)
+        unchanged = _total_as_warehouse(base, token)
 
         process.send_signal(signal.SIGHUP)
 
         assert "errors" in unchanged
-        assert _wait_for(lambda: "errors" not in _total_as_warehouse(base))
+        assert _wait_for(lambda: "errors" not in _total_as_warehouse(base, token))
 
 
 def _login(base: str, role: str) -> str:
