@@ -35,6 +35,8 @@ from domain.users.models import User
 
 log = logging.getLogger("ordergate.worker")
 IDLE_SECONDS = 0.5
+# How often today's customer-completeness snapshot is retaken (domain/kpis/service.py).
+COMPLETENESS_MINUTES = 5
 
 
 def scheduled_jobs(runtime: Runtime) -> list[Job]:
@@ -130,6 +132,14 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             )
             await session.commit()
 
+    async def refresh_completeness(slot: dt.datetime) -> None:
+        # Every few minutes: today's customer-completeness snapshot (kpis.refresh_completeness
+        # says why it is not computed on every read).
+        today = slot.astimezone(runtime.settings.timezone).date()
+        async with runtime.sessions() as session:
+            await kpis.refresh_completeness(session, today, slot)
+            await session.commit()
+
     async def kpi_owners(session: Any) -> dict[str, int]:
         named = dict(runtime.settings.kpi_owners)
         if not named:
@@ -150,6 +160,14 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
             at=dt.time(0, 10),
             zone=runtime.settings.timezone.key,
             run=close_kpi_days,
+        ),
+        # Every five minutes: today's customer completeness, as the dashboard shows it.
+        Job(
+            name="kpis.refresh-completeness",
+            at=dt.time(0, 0),
+            zone=runtime.settings.timezone.key,
+            every=dt.timedelta(minutes=COMPLETENESS_MINUTES),
+            run=refresh_completeness,
         ),
         # Quarterly, on its first day at 02:00 business time: the customer cleanse.
         Job(

@@ -40,6 +40,13 @@ class KpiValue:
     breached: bool = strawberry.field(
         description="value < threshold, compared exactly (94.9% breaches 95%, 95.0% does not)."
     )
+    as_of: dt.datetime | None = strawberry.field(
+        description=(
+            "When stored figures were computed: a closed day's when it closed, today's "
+            "customer completeness when the worker last took it (every five minutes); null "
+            "when computed for this answer."
+        )
+    )
 
 
 @strawberry.type(
@@ -123,6 +130,7 @@ class KpiQueries:
                 denominator=v.denominator,
                 threshold=float(v.threshold or 0) / 100,
                 breached=v.breached,
+                as_of=v.as_of,
             )
             for v in found
         ]

@@ -198,6 +198,53 @@ async def test_customer_completeness_today_is_the_cleanse_figure(api: Api) -> No
     assert value["breached"] is (complete * 100 < 90 * total)
 
 
+async def test_todays_completeness_is_the_workers_latest_snapshot(any_api: Api) -> None:
+    """Until the worker has taken today's snapshot the figure is live (no `asOf`); then the
+    query reads the snapshot, every slice of it, with its time, until the next one."""
+    api = any_api
+    runtime = api.app.state.runtime
+    [job] = [j for j in scheduled_jobs(runtime) if j.name == "kpis.refresh-completeness"]
+    now = utcnow()
+    today = now.astimezone(SHANGHAI).date()
+    query = """query($d: Date!, $c: Channel) { kpis(from: $d, to: $d, channel: $c) {
+      name numerator denominator asOf } }"""
+
+    async def completeness(channel: str | None = None) -> dict:
+        result = await api.gql(query, {"d": today.isoformat(), "c": channel}, as_="ops")
+        assert "errors" not in result, result
+        [value] = [v for v in result["data"]["kpis"] if v["name"] == "CUSTOMER_COMPLETENESS"]
+        return value
+
+    live, live_taobao = await completeness(), await completeness("TAOBAO")
+    assert (live["asOf"], live_taobao["asOf"]) == (None, None)
+
+    await run_due(sessions=runtime.sessions, jobs=[job], now=now)
+    taken, taken_taobao = await completeness(), await completeness("TAOBAO")
+    async with runtime.sessions() as session:  # a complete customer loses their email
+        victim = await session.scalar(
+            select(Customer.id).where(complete_condition(), Customer.merged_into_id.is_(None))
+        )
+        await session.execute(
+            text("UPDATE customers SET email_valid = false WHERE id = :id"), {"id": victim}
+        )
+        await session.commit()
+    still = await completeness()
+    await run_due(sessions=runtime.sessions, jobs=[job], now=now + dt.timedelta(minutes=5))
+    retaken = await completeness()
+
+    counts = [(v["numerator"], v["denominator"]) for v in (taken, taken_taobao, still, retaken)]
+    assert counts == [
+        (live["numerator"], live["denominator"]),
+        (live_taobao["numerator"], live_taobao["denominator"]),
+        (live["numerator"], live["denominator"]),  # the snapshot, until the next one
+        (live["numerator"] - 1, live["denominator"]),
+    ]
+    first = dt.datetime.fromisoformat(taken["asOf"])
+    assert now - dt.timedelta(minutes=5) < first <= now  # the run's five-minute slot
+    assert taken_taobao["asOf"] == still["asOf"] == taken["asOf"]
+    assert dt.datetime.fromisoformat(retaken["asOf"]) == first + dt.timedelta(minutes=5)
+
+
 async def test_a_kpi_below_threshold_three_days_running_raises_one_task(api: Api) -> None:
     runtime = api.app.state.runtime
     [job] = [j for j in scheduled_jobs(runtime) if j.name == "kpis.close-day"]

@@ -8,7 +8,7 @@ import { el, firstError, gql, setText, signIn } from "./session.js";
 const SVG = "http://www.w3.org/2000/svg";
 const KPIS = `query($f: Date!, $t: Date!, $c: Channel, $k: String) {
   kpis(from: $f, to: $t, channel: $c, category: $k) {
-    day name value numerator denominator threshold breached } }`;
+    day name value numerator denominator threshold breached asOf } }`;
 const CATEGORIES = `{ kpiCategories }`;
 const TASKS = `{ tasks(status: OPEN, first: 50) { edges { node {
   id kind title assignee createdAt } } } }`;
@@ -124,6 +124,11 @@ function card(name, latest) {
     el("p", latest ? `threshold ${percent(latest.threshold)} · ${latest.day}` : "no data", "note"),
     el("p", latest ? `${latest.numerator} of ${latest.denominator}` : "", "note"),
   );
+  // Today's completeness is the worker's latest snapshot: say when it was taken.
+  if (latest && latest.asOf && name === "CUSTOMER_COMPLETENESS") {
+    const taken = new Date(latest.asOf);
+    box.append(el("p", `as of ${taken.toLocaleString()}`, "note asof"));
+  }
   if (latest && latest.breached) box.append(el("p", "Below threshold", "flag"));
   return box;
 }
