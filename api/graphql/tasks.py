@@ -33,8 +33,9 @@ assert {e.value for e in TaskStatus} == {e.value for e in models.TaskStatus}
 class Task:
     id: strawberry.ID
     kind: str = strawberry.field(
-        description="What raised it: STOCK_TRACE, STOCK_COUNT_DUE, RECONCILIATION, "
-        "ESCALATION (and, later, KPI breaches)."
+        description="What raised it: STOCK_TRACE, STOCK_COUNT_DUE, STOCK_SHORT (a paid order "
+        "no warehouse could hold), RETURN_OVERDUE, RECONCILIATION, ESCALATION, KPI_BREACH, "
+        "CUSTOMER_CHANGED, CUSTOMER_CLEANSE."
     )
     title: str
     assignee: str = strawberry.field(

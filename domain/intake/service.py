@@ -634,29 +634,32 @@ async def _land(
     if not new:
         return results
     new.sort(key=lambda pair: pair[1].checked.external_id)  # one lock order for every batch
-    # An unpaid order holds its stock at once; one whose stock is short lands cancelled, with
-    # INSUFFICIENT_STOCK in its result, so the channel can cancel it upstream.
+    # An order holds its stock as it lands, the whole batch at once: an unpaid one until it
+    # is paid (one whose stock is short lands cancelled, with INSUFFICIENT_STOCK in its
+    # result, so the channel can cancel it upstream), one that arrives paid until it ships
+    # (one whose stock is short still lands paid, the sale is made: it holds nothing, and the
+    # warehouse gets a task). Orders that arrive shipped, completed or cancelled hold nothing.
+    holding = [k for k, (_, n) in enumerate(new) if _holds(n.path)]
     held: dict[int, list[inventory.LineInput]] = {}
-    for k, (_, n) in enumerate(new):
-        if n.path:
-            continue  # arrives paid, or further: not reserved here (see README, Inventory)
-        wanted: dict[str, int] = {}
-        for li in n.lines:
-            wanted[str(li["sku"])] = wanted.get(str(li["sku"]), 0) + int(li["quantity"])  # type: ignore[call-overload]
-        lines = await inventory.hold_for_order(
+    unheld: list[_New] = []
+    if holding:
+        found = await inventory.hold_for_orders(
             session,
-            number=str(n.row["number"]),
-            wanted=wanted,
+            orders=[(str(new[k][1].row["number"]), _wanted(new[k][1].lines)) for k in holding],
             who=actor,
             now=now,
         )
-        if lines is None:
-            n.short = True
-            n.path = [OrderStatus.CANCELLED]
-            n.row["status"] = OrderStatus.CANCELLED
-            n.row["version"] = 2
-        else:
-            held[k] = lines
+        for k, lines in zip(holding, found, strict=True):
+            n = new[k][1]
+            if lines is not None:
+                held[k] = lines
+            elif n.path:
+                unheld.append(n)
+            else:
+                n.short = True
+                n.path = [OrderStatus.CANCELLED]
+                n.row["status"] = OrderStatus.CANCELLED
+                n.row["version"] = 2
     # Each buyer's customer: linked when certain, new otherwise, doubtful pairs queued.
     customer_ids = await matching.link(session, [_person(n.checked) for _, n in new], now)
     for (_, n), customer_id in zip(new, customer_ids, strict=True):
@@ -681,6 +684,15 @@ async def _land(
             lines=lines,
             ttl_seconds=batch.reservation_ttl_seconds,
             created_by=actor.username,
+            now=now,
+            paid=bool(n.path),
+        )
+    for n in unheld:
+        await inventory.short_on_arrival(
+            session,
+            number=str(n.row["number"]),
+            wanted=_wanted(n.lines),
+            who=actor,
             now=now,
         )
     await insert_rows(
@@ -712,12 +724,12 @@ async def _land(
                 )
             ).all()
         ]
-        warehouses = []
-        for n in to_pick:
-            wanted: dict[str, int] = {}
-            for li in n.lines:
-                wanted[str(li["sku"])] = wanted.get(str(li["sku"]), 0) + int(li["quantity"])  # type: ignore[call-overload]
-            warehouses.append(picking.choose_warehouse(wanted, stock))  # type: ignore[arg-type]
+        held_in = {id(new[k][1]): lines[0].warehouse for k, lines in held.items()}
+        # Picked where its stock is held; an order that holds nothing, where it best can be.
+        warehouses = [
+            held_in.get(id(n)) or picking.choose_warehouse(_wanted(n.lines), stock)  # type: ignore[arg-type]
+            for n in to_pick
+        ]
         list_ids = await insert_rows(
             session,
             picking.PickingList.__table__,
@@ -795,6 +807,20 @@ async def _land(
         else:
             results[i] = Result(n.checked.external_id, Outcome.CREATED, order_id)
     return results
+
+
+def _holds(path: list[OrderStatus]) -> bool:
+    """Whether an order landing with this path holds stock: unpaid, or paid and not yet
+    shipped."""
+    return not path or path[-1] is OrderStatus.PAID
+
+
+def _wanted(lines: list[dict[str, object]]) -> dict[str, int]:
+    """sku -> units of an order's lines (lines of one SKU summed)."""
+    wanted: dict[str, int] = {}
+    for li in lines:
+        wanted[str(li["sku"])] = wanted.get(str(li["sku"]), 0) + int(li["quantity"])  # type: ignore[call-overload]
+    return wanted
 
 
 def _change(

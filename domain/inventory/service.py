@@ -136,10 +136,12 @@ async def _book(
     reference: str,
     who: _Who,
     at: dt.datetime,
+    parts: Sequence[tuple[str, int]] = (),
 ) -> StockItem:
     """Change one stock item by (`on_hand`, `reserved`) if the result stays within
     0 ≤ reserved ≤ on_hand, with its movement and event; else INSUFFICIENT_STOCK (or
-    NOT_FOUND for an unknown item), and nothing changed."""
+    NOT_FOUND for an unknown item), and nothing changed. A change made for several orders at
+    once gives their (reference, reserved delta) `parts`: one movement each, one statement."""
     table = StockItem.__table__
     new_on_hand = table.c.on_hand + on_hand
     new_reserved = table.c.reserved + reserved
@@ -182,20 +184,22 @@ async def _book(
         raise InsufficientStock(
             f"not enough {sku} in {warehouse} for this change", sku=sku, warehouse=warehouse
         )
-    session.add(
+    assert not parts or (on_hand == 0 and sum(q for _, q in parts) == reserved)
+    session.add_all(
         StockMovement(
             at=at,
             sku=sku,
             warehouse=warehouse,
-            on_hand_delta=on_hand,
-            reserved_delta=reserved,
+            on_hand_delta=on_hand if not parts else 0,
+            reserved_delta=part_reserved,
             reason=reason.value,
-            reference=reference[:100],
+            reference=part_reference[:100],
             actor_id=who.user_id,
             actor_username=who.username,
             currency=row.currency,
             unit_cost_minor=row.unit_cost_minor,
         )
+        for part_reference, part_reserved in (parts or [(reference, reserved)])
     )
     events.publish(
         session=session,
@@ -1366,6 +1370,99 @@ async def hold_for_order(
     return lines
 
 
+async def hold_for_orders(
+    session: AsyncSession,
+    *,
+    orders: Sequence[tuple[str, dict[str, int]]],
+    who: Actor,
+    now: dt.datetime,
+) -> list[list[LineInput] | None]:
+    """`hold_for_order` for a batch of (number, sku -> units), set-based: one stock read, each
+    order's warehouse chosen as `hold_for_order` would, in the batch's order and counting
+    what the orders before it took, then one conditional update per SKU and warehouse for
+    the batch's total, with one ledger movement per order. Each order's lines held, or None.
+    Should a total no longer fit when written (stock taken concurrently since the read), the
+    batch is held order by order instead."""
+    skus = sorted({sku for _, wanted in orders for sku in wanted})
+    stock = (
+        await session.execute(
+            select(StockItem.warehouse, StockItem.sku, StockItem.on_hand - StockItem.reserved)
+            .where(StockItem.sku.in_(skus))
+            .order_by(StockItem.warehouse)
+        )
+    ).all()
+    supply: dict[str, dict[str, int]] = {}
+    for warehouse, sku, available in stock:
+        supply.setdefault(warehouse, {})[sku] = available
+    chosen: list[list[LineInput] | None] = []
+    parts: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for number, wanted in orders:
+        able = [
+            w for w, has in supply.items() if all(has.get(s, 0) >= q for s, q in wanted.items())
+        ]
+        if not able:
+            chosen.append(None)
+            continue
+        warehouse = max(able, key=lambda w: (sum(supply[w].values()), [-ord(c) for c in w]))
+        for sku, quantity in wanted.items():
+            supply[warehouse][sku] -= quantity
+            parts.setdefault((sku, warehouse), []).append((f"order {number}", quantity))
+        chosen.append([LineInput(sku, warehouse, wanted[sku]) for sku in sorted(wanted)])
+    mark = events.pending_mark(session)
+    alerted = session.info.get(_ALERTED)
+    alerted = (alerted[0], set(alerted[1])) if alerted is not None else None  # a copy
+    try:
+        async with session.begin_nested():
+            for sku, warehouse in sorted(parts):  # one lock order for every batch
+                of_item = parts[(sku, warehouse)]
+                await _book(
+                    session,
+                    sku=sku,
+                    warehouse=warehouse,
+                    on_hand=0,
+                    reserved=sum(q for _, q in of_item),
+                    reason=MovementReason.RESERVE,
+                    reference=of_item[0][0],
+                    who=_who(who),
+                    at=now,
+                    parts=of_item,
+                )
+    except InsufficientStock:  # taken since it was read: order by order, each as it can
+        events.forget_since(session, mark)
+        if alerted is None:  # the alerts of the undone writes are undone too
+            session.info.pop(_ALERTED, None)
+        else:
+            session.info[_ALERTED] = alerted
+        return [
+            await hold_for_order(session, number=number, wanted=wanted, who=who, now=now)
+            for number, wanted in orders
+        ]
+    return chosen
+
+
+async def short_on_arrival(
+    session: AsyncSession,
+    *,
+    number: str,
+    wanted: dict[str, int],
+    who: Actor,
+    now: dt.datetime,
+) -> None:
+    """An order arrived paid and no warehouse has all of it to hold: the sale is made, so it
+    lands paid and holds nothing, and operations get a STOCK_SHORT task to decide (wait for
+    a delivery, split it, or agree a refund with the buyer) before it is promised again."""
+    await tasks.raise_task(
+        session,
+        kind="STOCK_SHORT",
+        title=f"Order {number} arrived paid, and no warehouse has all of it in stock",
+        details={"order": number, "wanted": dict(sorted(wanted.items()))},
+        by=who,
+        assignee_role="ops",
+        dedupe_key=f"short:{number}",
+        now=now,
+    )
+
+
 def attach(
     session: AsyncSession,
     *,
@@ -1375,12 +1472,14 @@ def attach(
     ttl_seconds: int,
     created_by: str,
     now: dt.datetime,
+    paid: bool = False,
 ) -> StockReservation:
-    """The reservation record of stock `hold_for_order` held, tied to its order."""
+    """The reservation record of stock `hold_for_order` held, tied to its order: ACTIVE
+    until paid, or CONFIRMED for an order that arrived paid."""
     reservation = StockReservation(
         reference=f"order {number}",
         order_id=order_id,
-        status=ReservationStatus.ACTIVE,
+        status=ReservationStatus.CONFIRMED if paid else ReservationStatus.ACTIVE,
         expires_at=now + dt.timedelta(seconds=ttl_seconds),
         digest=_digest(lines),
         created_by=created_by,

@@ -24,6 +24,7 @@ from domain.catalog.models import StockItem
 from domain.db import Base, UTCDateTime, utcnow
 from domain.errors import NotFound
 from domain.events import service as events
+from domain.inventory.models import ReservationStatus, StockReservation, StockReservationLine
 from domain.orders import views
 from domain.orders.models import Order, OrderLine
 from domain.values import clean_text
@@ -109,7 +110,16 @@ async def open_for(*, session: AsyncSession, order: Order, at: dt.datetime) -> P
             )
         ).all()
     )
-    warehouse = await _warehouse_for(session, lines)
+    # Picked where the order's stock is held; an order that holds nothing, where it can best be.
+    warehouse = await session.scalar(
+        select(StockReservationLine.warehouse)
+        .join(StockReservation, StockReservation.id == StockReservationLine.reservation_id)
+        .where(
+            StockReservation.order_id == order.id,
+            StockReservation.status.in_([ReservationStatus.ACTIVE, ReservationStatus.CONFIRMED]),
+        )
+        .limit(1)
+    ) or await _warehouse_for(session, lines)
     picking = PickingList(
         number=f"PK-{order.number}",
         order_id=order.id,

@@ -206,44 +206,112 @@ async def _warehouse_of(api: Api, order_id: str) -> str:
         )
 
 
-async def test_an_order_that_arrived_paid_takes_its_units_out_when_it_ships(any_api: Api) -> None:
+async def test_an_order_that_arrives_paid_holds_its_units_until_it_ships(any_api: Api) -> None:
     api = any_api
+    # The demo's own unpaid holds expire first, so the figures below are this order's alone.
+    await _expire(api, utcnow() + dt.timedelta(hours=1))
+    before = await _stock(api, "SKU-0017")
     order = await _paid_on_arrival(api, "TB-S-6", "SKU-0017", 2)
     home = await _warehouse_of(api, order)
-    before = (await _stock(api, "SKU-0017"))[home]
+
+    # Held where it is picked, confirmed (no TTL), and no longer on sale.
+    assert await _held_in(api, "SKU-0017", before, 2) == home
+    held = await _reservation(api, db_id(order))
+    assert held is not None
+    assert held.status == "CONFIRMED"
+    assert [(li.sku, li.warehouse, li.quantity) for li in held.lines] == [("SKU-0017", home, 2)]
+    await _expire(api, utcnow() + dt.timedelta(hours=2))
+    assert (await _reservation(api, db_id(order))).status == "CONFIRMED"  # type: ignore[union-attr]
 
     for step in ("PICKING", "SHIPPED"):
         assert "errors" not in await api.gql(MOVE, {"id": order, "to": step}, as_="warehouse")
 
     after = (await _stock(api, "SKU-0017"))[home]
     assert after == {
-        "onHand": before["onHand"] - 2,
-        "reserved": before["reserved"],
-        "available": before["available"] - 2,
+        "onHand": before[home]["onHand"] - 2,
+        "reserved": before[home]["reserved"],
+        "available": before[home]["available"] - 2,
     }
+    async with api.app.state.runtime.sessions() as session:
+        moves = (
+            await session.execute(
+                select(StockMovement.reason, StockMovement.on_hand_delta,
+                       StockMovement.reserved_delta)
+                .where(StockMovement.reference == held.reference)
+                .order_by(StockMovement.id)
+            )
+        ).all()  # fmt: skip
+    assert [tuple(m) for m in moves] == [("RESERVE", 0, 2), ("SHIP", -2, -2)]
 
 
-async def test_shipping_more_than_the_books_hold_is_not_stopped_but_traced(any_api: Api) -> None:
+async def test_paid_orders_of_one_batch_hold_together_and_a_short_one_still_lands_paid(
+    any_api: Api,
+) -> None:
+    """Three paid orders of one SKU in one call: the first two are held (one ledger movement
+    each), the third finds no warehouse with enough left and lands paid, holding nothing,
+    with a task for operations; its shipping later is traced, not stopped."""
     api = any_api
-    order = await _paid_on_arrival(api, "TB-S-7", "SKU-0018", 3)
-    home = await _warehouse_of(api, order)
-    # The books say only 1 is left to sell there (the rest reserved or gone).
-    available = (await _stock(api, "SKU-0018"))[home]["available"]
-    change = {"sku": "SKU-0018", "warehouse": home, "delta": 1 - available, "reason": "count"}
-    assert "errors" not in await api.gql(
-        "mutation($i: AdjustStockInput!) { adjustStock(input: $i) { available } }",
-        {"i": change},
-        as_="warehouse",
+    before = await _stock(api, "SKU-0018")
+    most = max(v["available"] for v in before.values())
+    least = min(v["available"] for v in before.values())
+    assert least > 2
+    orders = [
+        channel_order(
+            external_id, lines=[{"sku": "SKU-0018", "quantity": quantity, "unitPrice": "9.90"}]
+        )
+        for external_id, quantity in (("TB-S-7A", 1), ("TB-S-7B", 1), ("TB-S-7C", most + 1))
+    ]
+
+    results = await ingest(api, orders)
+
+    assert [(r["outcome"], r["code"]) for r in results] == [("CREATED", None)] * 3
+    statuses = [
+        (await api.gql(ORDER, {"id": r["order"]["id"]}, as_="ops"))["data"]["order"]["status"]
+        for r in results
+    ]
+    assert statuses == ["PAID"] * 3
+    after = await _stock(api, "SKU-0018")
+    assert (
+        sum(v["reserved"] for v in after.values())
+        == sum(v["reserved"] for v in before.values()) + 2
     )
-    before = (await _stock(api, "SKU-0018"))[home]
-
-    for step in ("PICKING", "SHIPPED"):
-        moved = await api.gql(MOVE, {"id": order, "to": step}, as_="warehouse")
-        assert "errors" not in moved, moved
-
-    assert (await _stock(api, "SKU-0018"))[home] == before  # nothing booked for it
+    assert [await _reservation(api, db_id(r["order"]["id"])) is None for r in results] == [
+        False,
+        False,
+        True,
+    ]
     found = await api.gql(
-        "{ tasks(status: OPEN, first: 50) { edges { node { kind title details } } } }",
+        "{ tasks(status: OPEN, first: 50) { edges { node { kind assignee details } } } }",
+        as_="ops",
+    )
+    shorts = [
+        e["node"] for e in found["data"]["tasks"]["edges"] if e["node"]["kind"] == "STOCK_SHORT"
+    ]
+    assert [(t["assignee"], t["details"]["wanted"]) for t in shorts] == [
+        ("ops", {"SKU-0018": most + 1})
+    ]
+    async with api.app.state.runtime.sessions() as session:
+        references = list(
+            await session.scalars(
+                select(StockMovement.reference)
+                .where(StockMovement.sku == "SKU-0018", StockMovement.reason == "RESERVE")
+                .order_by(StockMovement.id.desc())
+                .limit(2)
+            )
+        )
+    held = [await _reservation(api, db_id(r["order"]["id"])) for r in results[:2]]
+    assert sorted(references) == sorted(h.reference for h in held)  # type: ignore[union-attr]
+
+    # The short one ships anyway (the warehouse found the units): traced, not booked.
+    short = results[2]["order"]["id"]
+    home = await _warehouse_of(api, short)
+    before_ship = (await _stock(api, "SKU-0018"))[home]
+    for step in ("PICKING", "SHIPPED"):
+        moved = await api.gql(MOVE, {"id": short, "to": step}, as_="warehouse")
+        assert "errors" not in moved, moved
+    assert (await _stock(api, "SKU-0018"))[home] == before_ship
+    found = await api.gql(
+        "{ tasks(status: OPEN, first: 50) { edges { node { kind details } } } }",
         as_="warehouse",
     )
     [trace] = [
@@ -251,7 +319,7 @@ async def test_shipping_more_than_the_books_hold_is_not_stopped_but_traced(any_a
         for e in found["data"]["tasks"]["edges"]
         if e["node"]["kind"] == "STOCK_TRACE" and e["node"]["details"].get("sku") == "SKU-0018"
     ]
-    assert trace["details"]["shipped"] == 3
+    assert trace["details"]["shipped"] == most + 1
 
 
 async def test_an_order_paid_after_its_hold_expired_holds_again(any_api: Api) -> None:

@@ -102,6 +102,7 @@ async def test_two_hundred_buyers_for_one_unit_across_two_processes(
                     StockMovement.sku == "SKU-0003",
                     StockMovement.warehouse == "SH-01",
                     StockMovement.reason == "RESERVE",
+                    StockMovement.reference.like("reservation FS-%"),
                 )
             )
             on_hand, reserved = (
