@@ -62,6 +62,13 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether a database error is PostgreSQL's deadlock_detected (40P01) or
+    serialization_failure (40001): the transaction lost a race, and may be tried again."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) in {"40P01", "40001"}
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

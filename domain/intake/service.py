@@ -25,14 +25,15 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -44,7 +45,7 @@ from domain.audit.chain import canonical_json
 from domain.bulk import insert_rows
 from domain.catalog.models import Product, StockItem
 from domain.customers import matching
-from domain.db import utcnow
+from domain.db import is_deadlock, utcnow
 from domain.errors import (
     BadInput,
     Conflict,
@@ -64,7 +65,11 @@ from domain.orders.models import Order, OrderLine, OrderStatusChange
 from domain.orders.rules import OrderStatus, allowed_next
 from domain.values import check_minor, clean_text, parse_time
 
+log = logging.getLogger("ordergate.intake")
 MAX_BATCH = 500
+# Tries for a batch that loses a race for stock, and for one order met by a concurrent
+# submission of its key.
+ATTEMPTS = 3
 MAX_LINES = 100
 MAX_QUANTITY = 100_000
 CURRENCIES = frozenset({"CNY"})
@@ -409,10 +414,63 @@ async def ingest(
         await session.execute(
             update(OutboxHead).where(OutboxHead.id == 1).values(seq=OutboxHead.seq)
         )
+    else:
+        # A batch inserts hundreds of rows whose foreign keys PostgreSQL checks one by one. A
+        # connection keeps the plan of each check; one made while a table was small (a new
+        # deployment, a new table) scans the whole table for every row once it has grown,
+        # until autovacuum analyzes it: hundreds of milliseconds a batch. Planned afresh for
+        # this transaction, the checks use the primary key's index as the table grows.
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     keys = [o.external_id for o in orders]
     if len(set(keys)) != len(keys):
         raise BadInput("an externalId appears twice in the batch")
+    # The stock the batch holds is planned from a read without locks and written last, in one
+    # order for every batch. Should a concurrent batch take that stock in between
+    # (StockMoved), or a deadlock abort this attempt (orders moved on one by one change stock
+    # rows in their own order), the attempt's savepoint is rolled back and the batch decided
+    # again from what committed; the last attempt locks its stock rows first and cannot lose.
+    for attempt in range(ATTEMPTS):
+        mark = events.pending_mark(session)
+        alerts = inventory.alerts_mark(session)
+        try:
+            async with session.begin_nested():
+                return await _ingest(
+                    session=session,
+                    actor=actor,
+                    channel=channel,
+                    orders=orders,
+                    timezone=timezone,
+                    now=now,
+                    reservation_ttl_seconds=reservation_ttl_seconds,
+                    lock_first=attempt == ATTEMPTS - 1,
+                )
+        except (DBAPIError, inventory.StockMoved) as exc:
+            lost = isinstance(exc, inventory.StockMoved) or is_deadlock(exc)
+            if not lost or attempt == ATTEMPTS - 1:
+                raise
+            events.forget_since(session, mark)
+            inventory.restore_alerts(session, alerts)
+            log.info(
+                "intake batch lost a race for stock; deciding it again",
+                extra={"channel": channel, "reason": type(exc).__name__},
+            )
+    raise AssertionError("unreachable")
+
+
+async def _ingest(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    channel: str,
+    orders: Sequence[ChannelOrder],
+    timezone: ZoneInfo,
+    now: dt.datetime,
+    reservation_ttl_seconds: int,
+    lock_first: bool,
+) -> list[Result]:
     skus = {line.sku for o in orders for line in o.lines if isinstance(line.sku, str)}
+    if lock_first:
+        await inventory.lock_stock(session, skus)
     products = {
         p.sku: p for p in (await session.scalars(select(Product).where(Product.sku.in_(skus))))
     }
@@ -466,22 +524,26 @@ async def ingest(
                 later.append(i)
             else:
                 results[i] = Result(c.external_id, Outcome.REPLAYED, row.id)
+    holds: list[inventory.HoldPlan] = []
     if fresh:
         mark = events.pending_mark(session)
         try:
             async with session.begin_nested():
-                landed = await _land(session, batch, {i: checked[i] for i in fresh})
+                landed = await _land(session, batch, {i: checked[i] for i in fresh}, holds)
         except IntegrityError:
             # A concurrent submission created one of these keys after our lookup: nothing of
             # the bulk insert stays; each order is decided again on its own.
             events.forget_since(session, mark)
+            holds.clear()
             later.extend(fresh)
         else:
             for i, result in landed.items():
                 results[i] = result
     # One by one, in key order (concurrent batches meet their keys in the same order).
     for i in sorted(later, key=lambda i: checked[i].external_id):
-        results[i] = await _one(session, batch, checked[i])
+        results[i] = await _one(session, batch, checked[i], holds)
+    # Last: the stock every new order of the batch holds (StockMoved: decide it again).
+    await inventory.apply_holds(session, inventory.merge(holds), who=actor, now=now)
     done = [r for r in results if r is not None]
     assert len(done) == len(orders)
     await audit.record(
@@ -619,10 +681,14 @@ def _new_order(batch: _Batch, checked: _Checked) -> _New:
 
 
 async def _land(
-    session: AsyncSession, batch: _Batch, orders: dict[int, _Checked]
+    session: AsyncSession,
+    batch: _Batch,
+    orders: dict[int, _Checked],
+    holds: list[inventory.HoldPlan],
 ) -> dict[int, Result]:
     """The batch's new orders, written together; the same rows, events and picking lists as
-    creating each and moving it step by step (`_create`) would leave."""
+    creating each and moving it step by step (`_create`) would leave. The stock they hold is
+    planned here and added to `holds`, for the caller to write last (`apply_holds`)."""
     actor, channel, now = batch.actor, batch.channel, batch.now
     results: dict[int, Result] = {}
     new: list[tuple[int, _New]] = []
@@ -639,17 +705,18 @@ async def _land(
     # result, so the channel can cancel it upstream), one that arrives paid until it ships
     # (one whose stock is short still lands paid, the sale is made: it holds nothing, and the
     # warehouse gets a task). Orders that arrive shipped, completed or cancelled hold nothing.
+    # Planned from one read now, written last (`inventory.apply_holds`), so the stock rows are
+    # locked only from there to the commit.
     holding = [k for k, (_, n) in enumerate(new) if _holds(n.path)]
     held: dict[int, list[inventory.LineInput]] = {}
     unheld: list[_New] = []
+    plan = inventory.HoldPlan([], {})
     if holding:
-        found = await inventory.hold_for_orders(
+        plan = await inventory.plan_holds(
             session,
             orders=[(str(new[k][1].row["number"]), _wanted(new[k][1].lines)) for k in holding],
-            who=actor,
-            now=now,
         )
-        for k, lines in zip(holding, found, strict=True):
+        for k, lines in zip(holding, plan.chosen, strict=True):
             n = new[k][1]
             if lines is not None:
                 held[k] = lines
@@ -675,18 +742,17 @@ async def _land(
     late = {day for _, n in new if (day := n.row["business_day"]) < today}  # type: ignore[operator]
     if late:
         await kpis.invalidate(session, late, [kpis.TIMELINESS])  # type: ignore[arg-type]
-    for k, lines in held.items():
-        n = new[k][1]
-        inventory.attach(
-            session,
-            order_id=n.order_id,
-            number=str(n.row["number"]),
-            lines=lines,
-            ttl_seconds=batch.reservation_ttl_seconds,
-            created_by=actor.username,
-            now=now,
-            paid=bool(n.path),
-        )
+    # The holds' records; the stock itself is booked last (`apply_holds`).
+    await inventory.attach_many(
+        session,
+        holds=[
+            (new[k][1].order_id, str(new[k][1].row["number"]), lines, bool(new[k][1].path))
+            for k, lines in sorted(held.items())
+        ],
+        ttl_seconds=batch.reservation_ttl_seconds,
+        created_by=actor.username,
+        now=now,
+    )
     for n in unheld:
         await inventory.short_on_arrival(
             session,
@@ -806,6 +872,7 @@ async def _land(
             )
         else:
             results[i] = Result(n.checked.external_id, Outcome.CREATED, order_id)
+    holds.append(plan)
     return results
 
 
@@ -842,17 +909,21 @@ def _change(
     }
 
 
-async def _one(session: AsyncSession, batch: _Batch, checked: _Checked) -> Result:
+async def _one(
+    session: AsyncSession, batch: _Batch, checked: _Checked, holds: list[inventory.HoldPlan]
+) -> Result:
     """One order in a savepoint of its own: the path for updates and for keys met
-    concurrently."""
+    concurrently. A new order's stock plan goes to `holds` once the order stands."""
     actor, channel, now = batch.actor, batch.channel, batch.now
-    for _attempt in range(2):
+    for _attempt in range(ATTEMPTS):
         mark = events.pending_mark(session)
         try:
             async with session.begin_nested():
                 existing = await _existing(session, channel, checked.external_id)
                 if existing is None:  # the bulk path, for one order
-                    landed = await _land(session, batch, {0: checked})
+                    planned: list[inventory.HoldPlan] = []
+                    landed = await _land(session, batch, {0: checked}, planned)
+                    holds.extend(planned)
                     return landed[0]
                 outcome = await _resubmitted(session, actor, channel, existing, checked, now)
                 return Result(checked.external_id, outcome, existing.id)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, case, func, select, update
+from sqlalchemy import Select, and_, case, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import Action
@@ -31,6 +31,7 @@ from domain.actor import SYSTEM_ORIGIN, Actor
 from domain.audit import service as audit
 from domain.audit.chain import canonical_json
 from domain.audit.service import Subject
+from domain.bulk import insert_rows
 from domain.catalog.models import Product, StockItem
 from domain.db import utcnow
 from domain.errors import BadInput, Conflict, InsufficientStock, InvalidTransition, NotFound
@@ -136,12 +137,10 @@ async def _book(
     reference: str,
     who: _Who,
     at: dt.datetime,
-    parts: Sequence[tuple[str, int]] = (),
 ) -> StockItem:
     """Change one stock item by (`on_hand`, `reserved`) if the result stays within
     0 ≤ reserved ≤ on_hand, with its movement and event; else INSUFFICIENT_STOCK (or
-    NOT_FOUND for an unknown item), and nothing changed. A change made for several orders at
-    once gives their (reference, reserved delta) `parts`: one movement each, one statement."""
+    NOT_FOUND for an unknown item), and nothing changed."""
     table = StockItem.__table__
     new_on_hand = table.c.on_hand + on_hand
     new_reserved = table.c.reserved + reserved
@@ -184,22 +183,20 @@ async def _book(
         raise InsufficientStock(
             f"not enough {sku} in {warehouse} for this change", sku=sku, warehouse=warehouse
         )
-    assert not parts or (on_hand == 0 and sum(q for _, q in parts) == reserved)
-    session.add_all(
+    session.add(
         StockMovement(
             at=at,
             sku=sku,
             warehouse=warehouse,
-            on_hand_delta=on_hand if not parts else 0,
-            reserved_delta=part_reserved,
+            on_hand_delta=on_hand,
+            reserved_delta=reserved,
             reason=reason.value,
-            reference=part_reference[:100],
+            reference=reference[:100],
             actor_id=who.user_id,
             actor_username=who.username,
             currency=row.currency,
             unit_cost_minor=row.unit_cost_minor,
         )
-        for part_reference, part_reserved in (parts or [(reference, reserved)])
     )
     events.publish(
         session=session,
@@ -226,6 +223,20 @@ async def _book(
 
 
 _ALERTED = "ordergate.inventory.alerted"
+
+
+def alerts_mark(session: AsyncSession) -> tuple[int, set[tuple[str, str]]] | None:
+    """Which crossings this transaction has alerted, to restore when a savepoint holding later
+    ones (and their alert rows) is rolled back (`restore_alerts`)."""
+    alerted = session.info.get(_ALERTED)
+    return (alerted[0], set(alerted[1])) if alerted is not None else None
+
+
+def restore_alerts(session: AsyncSession, mark: tuple[int, set[tuple[str, str]]] | None) -> None:
+    if mark is None:
+        session.info.pop(_ALERTED, None)
+    else:
+        session.info[_ALERTED] = (mark[0], set(mark[1]))
 
 
 def _alert_once(
@@ -1370,24 +1381,39 @@ async def hold_for_order(
     return lines
 
 
-async def hold_for_orders(
-    session: AsyncSession,
-    *,
-    orders: Sequence[tuple[str, dict[str, int]]],
-    who: Actor,
-    now: dt.datetime,
-) -> list[list[LineInput] | None]:
-    """`hold_for_order` for a batch of (number, sku -> units), set-based: one stock read, each
-    order's warehouse chosen as `hold_for_order` would, in the batch's order and counting
-    what the orders before it took, then one conditional update per SKU and warehouse for
-    the batch's total, with one ledger movement per order. Each order's lines held, or None.
-    Should a total no longer fit when written (stock taken concurrently since the read), the
-    batch is held order by order instead."""
-    skus = sorted({sku for _, wanted in orders for sku in wanted})
+class StockMoved(Exception):
+    """A planned hold no longer fits: stock was taken since the plan read it."""
+
+
+@dataclass(frozen=True)
+class HoldPlan:
+    """Where each order of a batch will hold its stock (its lines, or None: short), and the
+    ledger parts per SKU and warehouse, decided from one read (`plan_holds`)."""
+
+    chosen: list[list[LineInput] | None]
+    parts: dict[tuple[str, str], list[tuple[str, int]]]
+
+
+def merge(plans: Sequence[HoldPlan]) -> HoldPlan:
+    """Several plans as one, to write together."""
+    parts: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for plan in plans:
+        for key, of_item in plan.parts.items():
+            parts.setdefault(key, []).extend(of_item)
+    return HoldPlan([c for plan in plans for c in plan.chosen], parts)
+
+
+async def plan_holds(
+    session: AsyncSession, *, orders: Sequence[tuple[str, dict[str, int]]]
+) -> HoldPlan:
+    """For a batch of (number, sku -> units): each order's warehouse chosen as
+    `hold_for_order` would, in the batch's order and counting what the orders before it take,
+    from one read of the stock. Nothing is locked or written: `apply_holds` writes the plan,
+    as late in the transaction as it can, so the stock rows are locked only until commit."""
     stock = (
         await session.execute(
             select(StockItem.warehouse, StockItem.sku, StockItem.on_hand - StockItem.reserved)
-            .where(StockItem.sku.in_(skus))
+            .where(StockItem.sku.in_(sorted({sku for _, wanted in orders for sku in wanted})))
             .order_by(StockItem.warehouse)
         )
     ).all()
@@ -1408,36 +1434,174 @@ async def hold_for_orders(
             supply[warehouse][sku] -= quantity
             parts.setdefault((sku, warehouse), []).append((f"order {number}", quantity))
         chosen.append([LineInput(sku, warehouse, wanted[sku]) for sku in sorted(wanted)])
-    mark = events.pending_mark(session)
-    alerted = session.info.get(_ALERTED)
-    alerted = (alerted[0], set(alerted[1])) if alerted is not None else None  # a copy
-    try:
-        async with session.begin_nested():
-            for sku, warehouse in sorted(parts):  # one lock order for every batch
-                of_item = parts[(sku, warehouse)]
-                await _book(
-                    session,
-                    sku=sku,
-                    warehouse=warehouse,
-                    on_hand=0,
-                    reserved=sum(q for _, q in of_item),
-                    reason=MovementReason.RESERVE,
-                    reference=of_item[0][0],
-                    who=_who(who),
-                    at=now,
-                    parts=of_item,
-                )
-    except InsufficientStock:  # taken since it was read: order by order, each as it can
-        events.forget_since(session, mark)
-        if alerted is None:  # the alerts of the undone writes are undone too
-            session.info.pop(_ALERTED, None)
-        else:
-            session.info[_ALERTED] = alerted
-        return [
-            await hold_for_order(session, number=number, wanted=wanted, who=who, now=now)
-            for number, wanted in orders
-        ]
-    return chosen
+    return HoldPlan(chosen, parts)
+
+
+async def lock_stock(session: AsyncSession, skus: set[str]) -> None:
+    """Lock every stock row of these SKUs, in the order `apply_holds` writes them (SKU, then
+    warehouse): what a plan then reads stays true until it is written, and changes made to
+    them in another order cannot deadlock."""
+    if skus:
+        await session.execute(
+            select(StockItem.id)
+            .where(StockItem.sku.in_(sorted(skus)))
+            .order_by(StockItem.sku, StockItem.warehouse)
+            .with_for_update()
+        )
+
+
+async def apply_holds(
+    session: AsyncSession, plan: HoldPlan, *, who: Actor, now: dt.datetime
+) -> None:
+    """Write a plan in three statements whatever the batch's size: lock its stock rows in one
+    order for every batch (SKU, then warehouse: concurrent batches cannot deadlock), raise
+    each row's reserved count by the batch's total for it where it still fits (one
+    conditional UPDATE), and write one ledger movement per order and SKU; then an event per
+    row with the levels it left, and the low-stock alerts it crossed. StockMoved when a total
+    no longer fits (stock taken since the plan read it): the caller rolls the batch back and
+    plans again."""
+    if not plan.parts:
+        return
+    table = StockItem.__table__
+    keys = sorted(plan.parts)
+    totals = {key: sum(q for _, q in plan.parts[key]) for key in keys}
+    where = tuple_(table.c.sku, table.c.warehouse).in_(keys)
+    await session.execute(
+        select(table.c.id).where(where).order_by(table.c.sku, table.c.warehouse).with_for_update()
+    )
+    delta = case(
+        *(
+            (and_(table.c.sku == sku, table.c.warehouse == warehouse), totals[(sku, warehouse)])
+            for sku, warehouse in keys
+        ),
+        else_=0,
+    )
+    new_reserved = table.c.reserved + delta
+    low_since = case(
+        (
+            table.c.on_hand - new_reserved < table.c.safety_threshold,
+            func.coalesce(table.c.low_since, now),
+        ),
+        else_=None,
+    )
+    rows = (
+        await session.execute(
+            update(table)
+            .where(where, table.c.on_hand >= new_reserved)
+            .values(reserved=new_reserved, updated_at=now, low_since=low_since)
+            .returning(
+                table.c.id,
+                table.c.sku,
+                table.c.warehouse,
+                table.c.on_hand,
+                table.c.reserved,
+                table.c.currency,
+                table.c.unit_cost_minor,
+                table.c.safety_threshold,
+                table.c.low_since,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    if len(rows) != len(keys):
+        missing = sorted(set(keys) - {(r.sku, r.warehouse) for r in rows})
+        raise StockMoved(f"{missing[0][0]} in {missing[0][1]} was taken since it was read")
+    by_key = {(r.sku, r.warehouse): r for r in rows}
+    actor = _who(who)
+    await insert_rows(
+        session,
+        StockMovement.__table__,
+        [
+            {
+                "at": now,
+                "sku": sku,
+                "warehouse": warehouse,
+                "on_hand_delta": 0,
+                "reserved_delta": quantity,
+                "reason": MovementReason.RESERVE.value,
+                "reference": reference[:100],
+                "actor_id": actor.user_id,
+                "actor_username": actor.username,
+                "currency": by_key[(sku, warehouse)].currency,
+                "unit_cost_minor": by_key[(sku, warehouse)].unit_cost_minor,
+            }
+            for sku, warehouse in keys
+            for reference, quantity in plan.parts[(sku, warehouse)]
+        ],
+    )
+    for key in keys:
+        row = by_key[key]
+        events.publish(
+            session=session,
+            type=events.EventType.STOCK_CHANGED,
+            aggregate_type="StockItem",
+            aggregate_id=row.id,
+            version=0,
+            at=now,
+            payload={
+                "sku": row.sku,
+                "warehouse": row.warehouse,
+                "onHand": row.on_hand,
+                "reserved": row.reserved,
+                "available": row.on_hand - row.reserved,
+                "reason": MovementReason.RESERVE.value,
+            },
+        )
+        if row.low_since is not None and row.low_since == now:
+            _alert_once(
+                session,
+                row.sku,
+                row.warehouse,
+                row.on_hand - row.reserved,
+                row.safety_threshold,
+                now,
+            )
+
+
+async def attach_many(
+    session: AsyncSession,
+    *,
+    holds: Sequence[tuple[int, str, list[LineInput], bool]],
+    ttl_seconds: int,
+    created_by: str,
+    now: dt.datetime,
+) -> None:
+    """The reservation records of stock a plan holds, tied to their orders — (order id,
+    number, lines, paid) each: ACTIVE until paid, or CONFIRMED for an order that arrived
+    paid — as two multi-row INSERTs."""
+    if not holds:
+        return
+    ids = await insert_rows(
+        session,
+        StockReservation.__table__,
+        [
+            {
+                "reference": f"order {number}",
+                "order_id": order_id,
+                "status": ReservationStatus.CONFIRMED if paid else ReservationStatus.ACTIVE,
+                "expires_at": now + dt.timedelta(seconds=ttl_seconds),
+                "digest": _digest(lines),
+                "created_by": created_by,
+                "created_at": now,
+            }
+            for order_id, number, lines, paid in holds
+        ],
+        return_ids=True,
+    )
+    await insert_rows(
+        session,
+        StockReservationLine.__table__,
+        [
+            {
+                "reservation_id": reservation_id,
+                "sku": li.sku,
+                "warehouse": li.warehouse,
+                "quantity": li.quantity,
+            }
+            for reservation_id, (_, _, lines, _) in zip(ids, holds, strict=True)
+            for li in lines
+        ],
+    )
 
 
 async def short_on_arrival(
@@ -1461,34 +1625,6 @@ async def short_on_arrival(
         dedupe_key=f"short:{number}",
         now=now,
     )
-
-
-def attach(
-    session: AsyncSession,
-    *,
-    order_id: int,
-    number: str,
-    lines: list[LineInput],
-    ttl_seconds: int,
-    created_by: str,
-    now: dt.datetime,
-    paid: bool = False,
-) -> StockReservation:
-    """The reservation record of stock `hold_for_order` held, tied to its order: ACTIVE
-    until paid, or CONFIRMED for an order that arrived paid."""
-    reservation = StockReservation(
-        reference=f"order {number}",
-        order_id=order_id,
-        status=ReservationStatus.CONFIRMED if paid else ReservationStatus.ACTIVE,
-        expires_at=now + dt.timedelta(seconds=ttl_seconds),
-        digest=_digest(lines),
-        created_by=created_by,
-        created_at=now,
-        lines=[StockReservationLine(sku=li.sku, warehouse=li.warehouse, quantity=li.quantity)
-               for li in lines],
-    )  # fmt: skip
-    session.add(reservation)
-    return reservation
 
 
 async def follow_order(

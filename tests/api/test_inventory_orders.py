@@ -5,12 +5,16 @@ does not; an unpaid order whose stock is short lands cancelled with INSUFFICIENT
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from api.worker import scheduled_jobs
+from domain.catalog.models import StockItem
 from domain.db import utcnow
+from domain.intake import service as intake
 from domain.inventory.models import StockMovement, StockReservation
 from domain.jobs.scheduler import run_due
 from tests.api.test_intake import channel_order, ingest
@@ -344,3 +348,84 @@ async def test_an_order_paid_after_its_hold_expired_holds_again(any_api: Api) ->
     assert [(li.sku, li.warehouse, li.quantity) for li in again.lines] == [
         ("SKU-0019", warehouse, 2)
     ]
+
+
+@pytest.mark.parametrize("attempts", [3, 1], ids=["optimistic", "locking-first"])
+async def test_concurrent_batches_of_paid_orders_never_hold_more_than_there_is(
+    pg_api: Api, attempts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight batches at once, every order paid and wanting SKU-0021, with 40 units left in all:
+    each batch plans its holds from a read without locks, so most lose the race at least once
+    (StockMoved, or a deadlock) and are decided again; a batch's last attempt locks its stock
+    rows first and cannot lose (with one attempt, every batch does). Every order lands paid,
+    the holds add up to the stock that was there and no more, and each order that got none
+    has its task."""
+    monkeypatch.setattr(intake, "ATTEMPTS", attempts)
+    api = pg_api
+    await _expire(api, utcnow() + dt.timedelta(hours=1))
+    await api.token("integration")
+    before = await _stock(api, "SKU-0021")
+    for warehouse, levels in before.items():  # 20 left to sell in each of two warehouses
+        keep = 20 if warehouse in sorted(before)[:2] else 0
+        change = {
+            "sku": "SKU-0021",
+            "warehouse": warehouse,
+            "delta": keep - levels["available"],
+            "reason": "flash sale stock",
+        }
+        adjusted = await api.gql(
+            "mutation($i: AdjustStockInput!) { adjustStock(input: $i) { available } }",
+            {"i": change},
+            as_="warehouse",
+        )
+        assert "errors" not in adjusted, adjusted
+    start = await _stock(api, "SKU-0021")
+    assert sum(v["available"] for v in start.values()) == 40
+
+    def paid(key: str, quantity: int) -> dict:
+        return channel_order(
+            key, lines=[{"sku": "SKU-0021", "quantity": quantity, "unitPrice": "9.90"}]
+        )
+
+    batches = [[paid(f"TB-FL-{b}-{n}", 1 + (b + n) % 2) for n in range(6)] for b in range(8)]
+    results = await asyncio.gather(*(ingest(api, batch) for batch in batches))
+
+    landed = [r for outcome in results for r in outcome]
+    assert [r["outcome"] for r in landed] == ["CREATED"] * 48
+    wanted = {f"TB-FL-{b}-{n}": 1 + (b + n) % 2 for b in range(8) for n in range(6)}
+    held = {}
+    for r in landed:
+        reservation = await _reservation(api, db_id(r["order"]["id"]))
+        if reservation is not None:
+            assert reservation.status == "CONFIRMED"
+            held[r["externalId"]] = sum(li.quantity for li in reservation.lines)
+    end = await _stock(api, "SKU-0021")
+    assert all(v["available"] >= 0 for v in end.values())
+    assert sum(held.values()) == sum(v["reserved"] - start[w]["reserved"] for w, v in end.items())
+    assert all(held[k] == wanted[k] for k in held)
+    assert 20 <= sum(held.values()) <= 40
+    found = await api.gql(
+        "{ tasks(status: OPEN, first: 100) { edges { node { kind details } } } }", as_="ops"
+    )
+    short = sorted(
+        e["node"]["details"]["order"]
+        for e in found["data"]["tasks"]["edges"]
+        if e["node"]["kind"] == "STOCK_SHORT"
+    )
+    assert len(short) == 48 - len(held)
+    async with api.app.state.runtime.sessions() as session:
+        for warehouse in end:
+            on_hand, reserved = (
+                await session.execute(
+                    select(
+                        func.sum(StockMovement.on_hand_delta),
+                        func.sum(StockMovement.reserved_delta),
+                    ).where(StockMovement.sku == "SKU-0021", StockMovement.warehouse == warehouse)
+                )
+            ).one()
+            row = await session.scalar(
+                select(StockItem).where(
+                    StockItem.sku == "SKU-0021", StockItem.warehouse == warehouse
+                )
+            )
+            assert (on_hand, reserved) == (row.on_hand, row.reserved)  # type: ignore[union-attr]
