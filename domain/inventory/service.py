@@ -198,6 +198,23 @@ async def _book(
             unit_cost_minor=row.unit_cost_minor,
         )
     )
+    _changed(session, sku, warehouse, row, reason, at)
+    # The session's copy, if it holds one, is stale now.
+    item = await session.get(StockItem, row.id, populate_existing=True)
+    assert item is not None
+    return item
+
+
+def _changed(
+    session: AsyncSession,
+    sku: str,
+    warehouse: str,
+    row: Any,
+    reason: MovementReason,
+    at: dt.datetime,
+) -> None:
+    """After a stock row changed (`row`: its id and levels as the change left them): the
+    STOCK_CHANGED event, and the low-stock alert when the change crossed the threshold."""
     events.publish(
         session=session,
         type=events.EventType.STOCK_CHANGED,
@@ -216,10 +233,6 @@ async def _book(
     )
     if row.low_since is not None and row.low_since == at:
         _alert_once(session, sku, warehouse, row.on_hand - row.reserved, row.safety_threshold, at)
-    # The session's copy, if it holds one, is stale now.
-    item = await session.get(StockItem, row.id, populate_existing=True)
-    assert item is not None
-    return item
 
 
 _ALERTED = "ordergate.inventory.alerted"
@@ -1529,33 +1542,8 @@ async def apply_holds(
             for reference, quantity in plan.parts[(sku, warehouse)]
         ],
     )
-    for key in keys:
-        row = by_key[key]
-        events.publish(
-            session=session,
-            type=events.EventType.STOCK_CHANGED,
-            aggregate_type="StockItem",
-            aggregate_id=row.id,
-            version=0,
-            at=now,
-            payload={
-                "sku": row.sku,
-                "warehouse": row.warehouse,
-                "onHand": row.on_hand,
-                "reserved": row.reserved,
-                "available": row.on_hand - row.reserved,
-                "reason": MovementReason.RESERVE.value,
-            },
-        )
-        if row.low_since is not None and row.low_since == now:
-            _alert_once(
-                session,
-                row.sku,
-                row.warehouse,
-                row.on_hand - row.reserved,
-                row.safety_threshold,
-                now,
-            )
+    for sku, warehouse in keys:
+        _changed(session, sku, warehouse, by_key[(sku, warehouse)], MovementReason.RESERVE, now)
 
 
 async def attach_many(
