@@ -73,6 +73,18 @@ def test_a_manager_filters_the_dashboard_and_the_chart_changes(browser: Any, liv
     week_points = page.eval_on_selector_all(
         "#db-charts figure[data-kpi=ORDER_TIMELINESS] circle", "cs => cs.length"
     )
+    # Today's completeness is the worker's snapshot (`serve` runs the worker in development):
+    # the card says when it was taken. Reload until the first one exists.
+    taken = None
+    for attempt in range(20):
+        period = ("30", "7")[attempt % 2]
+        page.select_option("#db-period", period)
+        page.wait_for_selector(f"#db-main[data-loaded='{period}|JD|']")
+        found = page.query_selector("#db-cards article[data-kpi=CUSTOMER_COMPLETENESS] .asof")
+        if found is not None:
+            taken = found.inner_text()
+            break
+        page.wait_for_timeout(500)
     page.emulate_media(media="print")
     print_hidden = not page.is_visible("#db-print")
     page.close()
@@ -91,6 +103,8 @@ def test_a_manager_filters_the_dashboard_and_the_chart_changes(browser: Any, liv
     assert taobao_path != jd_path  # the filter changed the chart
     assert taobao_card != jd_card
     assert week_points >= 1
+    assert taken is not None
+    assert taken.startswith("as of ")
     assert print_hidden
 
 
