@@ -424,11 +424,12 @@ async def ingest(
     keys = [o.external_id for o in orders]
     if len(set(keys)) != len(keys):
         raise BadInput("an externalId appears twice in the batch")
-    # The stock the batch holds is planned from a read without locks and written last, in one
-    # order for every batch. Should a concurrent batch take that stock in between
-    # (StockMoved), or a deadlock abort this attempt (orders moved on one by one change stock
-    # rows in their own order), the attempt's savepoint is rolled back and the batch decided
-    # again from what committed; the last attempt locks its stock rows first and cannot lose.
+    # The stock new orders hold is planned from a read without locks and written at the end of
+    # their landing, in one order for every batch. Should a concurrent batch take that stock
+    # in between (StockMoved), or a deadlock abort this attempt (orders landed or moved on one
+    # by one change stock rows in their own order), the attempt's savepoint is rolled back
+    # and the batch decided again from what committed. The last attempt locks its stock rows
+    # before anything else: nobody can change them under it, so it cannot lose.
     for attempt in range(ATTEMPTS):
         mark = events.pending_mark(session)
         alerts = inventory.alerts_mark(session)
@@ -524,26 +525,22 @@ async def _ingest(
                 later.append(i)
             else:
                 results[i] = Result(c.external_id, Outcome.REPLAYED, row.id)
-    holds: list[inventory.HoldPlan] = []
     if fresh:
         mark = events.pending_mark(session)
         try:
             async with session.begin_nested():
-                landed = await _land(session, batch, {i: checked[i] for i in fresh}, holds)
+                landed = await _land(session, batch, {i: checked[i] for i in fresh})
         except IntegrityError:
             # A concurrent submission created one of these keys after our lookup: nothing of
             # the bulk insert stays; each order is decided again on its own.
             events.forget_since(session, mark)
-            holds.clear()
             later.extend(fresh)
         else:
             for i, result in landed.items():
                 results[i] = result
     # One by one, in key order (concurrent batches meet their keys in the same order).
     for i in sorted(later, key=lambda i: checked[i].external_id):
-        results[i] = await _one(session, batch, checked[i], holds)
-    # Last: the stock every new order of the batch holds (StockMoved: decide it again).
-    await inventory.apply_holds(session, inventory.merge(holds), who=actor, now=now)
+        results[i] = await _one(session, batch, checked[i])
     done = [r for r in results if r is not None]
     assert len(done) == len(orders)
     await audit.record(
@@ -681,14 +678,11 @@ def _new_order(batch: _Batch, checked: _Checked) -> _New:
 
 
 async def _land(
-    session: AsyncSession,
-    batch: _Batch,
-    orders: dict[int, _Checked],
-    holds: list[inventory.HoldPlan],
+    session: AsyncSession, batch: _Batch, orders: dict[int, _Checked]
 ) -> dict[int, Result]:
     """The batch's new orders, written together; the same rows, events and picking lists as
     creating each and moving it step by step (`_create`) would leave. The stock they hold is
-    planned here and added to `holds`, for the caller to write last (`apply_holds`)."""
+    planned first and written last (StockMoved: the caller decides the batch again)."""
     actor, channel, now = batch.actor, batch.channel, batch.now
     results: dict[int, Result] = {}
     new: list[tuple[int, _New]] = []
@@ -872,7 +866,7 @@ async def _land(
             )
         else:
             results[i] = Result(n.checked.external_id, Outcome.CREATED, order_id)
-    holds.append(plan)
+    await inventory.apply_holds(session, plan, who=actor, now=now)
     return results
 
 
@@ -909,11 +903,9 @@ def _change(
     }
 
 
-async def _one(
-    session: AsyncSession, batch: _Batch, checked: _Checked, holds: list[inventory.HoldPlan]
-) -> Result:
+async def _one(session: AsyncSession, batch: _Batch, checked: _Checked) -> Result:
     """One order in a savepoint of its own: the path for updates and for keys met
-    concurrently. A new order's stock plan goes to `holds` once the order stands."""
+    concurrently."""
     actor, channel, now = batch.actor, batch.channel, batch.now
     for _attempt in range(ATTEMPTS):
         mark = events.pending_mark(session)
@@ -921,9 +913,7 @@ async def _one(
             async with session.begin_nested():
                 existing = await _existing(session, channel, checked.external_id)
                 if existing is None:  # the bulk path, for one order
-                    planned: list[inventory.HoldPlan] = []
-                    landed = await _land(session, batch, {0: checked}, planned)
-                    holds.extend(planned)
+                    landed = await _land(session, batch, {0: checked})
                     return landed[0]
                 outcome = await _resubmitted(session, actor, channel, existing, checked, now)
                 return Result(checked.external_id, outcome, existing.id)

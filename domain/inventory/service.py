@@ -1407,15 +1407,6 @@ class HoldPlan:
     parts: dict[tuple[str, str], list[tuple[str, int]]]
 
 
-def merge(plans: Sequence[HoldPlan]) -> HoldPlan:
-    """Several plans as one, to write together."""
-    parts: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for plan in plans:
-        for key, of_item in plan.parts.items():
-            parts.setdefault(key, []).extend(of_item)
-    return HoldPlan([c for plan in plans for c in plan.chosen], parts)
-
-
 async def plan_holds(
     session: AsyncSession, *, orders: Sequence[tuple[str, dict[str, int]]]
 ) -> HoldPlan:
