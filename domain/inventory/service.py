@@ -126,6 +126,14 @@ def _digest(lines: Sequence[LineInput], campaign: str | None = None) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def _levels(table: Any) -> tuple[Any, ...]:
+    """What a stock change returns: the row's id, levels and cost as the change left them,
+    and its low-stock state (`_changed` reads them)."""
+    c = table.c
+    return (c.id, c.on_hand, c.reserved, c.currency, c.unit_cost_minor, c.safety_threshold,
+            c.low_since)  # fmt: skip
+
+
 async def _book(
     session: AsyncSession,
     *,
@@ -163,15 +171,7 @@ async def _book(
                 new_on_hand >= new_reserved,
             )
             .values(on_hand=new_on_hand, reserved=new_reserved, updated_at=at, low_since=low_since)
-            .returning(
-                table.c.id,
-                table.c.on_hand,
-                table.c.reserved,
-                table.c.currency,
-                table.c.unit_cost_minor,
-                table.c.safety_threshold,
-                table.c.low_since,
-            )
+            .returning(*_levels(table))
         )
     ).one_or_none()
     if row is None:
@@ -1493,18 +1493,7 @@ async def apply_holds(
             update(table)
             .where(where, table.c.on_hand >= new_reserved)
             .values(reserved=new_reserved, updated_at=now, low_since=low_since)
-            .returning(
-                table.c.id,
-                table.c.sku,
-                table.c.warehouse,
-                table.c.on_hand,
-                table.c.reserved,
-                table.c.currency,
-                table.c.unit_cost_minor,
-                table.c.safety_threshold,
-                table.c.low_since,
-            )
-            .execution_options(synchronize_session=False)
+            .returning(table.c.sku, table.c.warehouse, *_levels(table))
         )
     ).all()
     if len(rows) != len(keys):

@@ -51,6 +51,17 @@ async def _reservation(api: Api, order_id: int) -> StockReservation | None:
         )
 
 
+async def _ledger(api: Api, reference: str, *columns: object) -> list[tuple]:
+    """These columns of the ledger movements with this reference, oldest first."""
+    async with api.app.state.runtime.sessions() as session:
+        rows = await session.execute(
+            select(*columns)  # type: ignore[call-overload]
+            .where(StockMovement.reference == reference)
+            .order_by(StockMovement.id)
+        )
+        return [tuple(r) for r in rows.all()]
+
+
 async def _held_in(api: Api, sku: str, before: dict, units: int) -> str:
     """The warehouse whose reserved count rose by `units` since `before`."""
     after = await _stock(api, sku)
@@ -95,16 +106,14 @@ async def test_an_unpaid_order_holds_its_summed_lines_and_payment_then_shipping_
         "available": before[warehouse]["available"] - 3,
     }
     assert (await _reservation(api, db_id(order))).status == "SHIPPED"  # type: ignore[union-attr]
-    async with api.app.state.runtime.sessions() as session:
-        moves = (
-            await session.execute(
-                select(StockMovement.reason, StockMovement.on_hand_delta,
-                       StockMovement.reserved_delta)
-                .where(StockMovement.reference == f"order {held.reference.split()[-1]}")
-                .order_by(StockMovement.id)
-            )
-        ).all()  # fmt: skip
-    assert [tuple(m) for m in moves] == [("RESERVE", 0, 3), ("SHIP", -3, -3)]
+    moves = await _ledger(
+        api,
+        f"order {held.reference.split()[-1]}",
+        StockMovement.reason,
+        StockMovement.on_hand_delta,
+        StockMovement.reserved_delta,
+    )
+    assert moves == [("RESERVE", 0, 3), ("SHIP", -3, -3)]
 
 
 async def _expire(api: Api, now: dt.datetime) -> None:
@@ -130,16 +139,14 @@ async def test_an_unpaid_orders_hold_expires_but_the_order_stays_to_be_paid(any_
     await _expire(api, held.expires_at + dt.timedelta(seconds=59))  # the next minute's run
 
     assert (await _reservation(api, order_id)).status == "EXPIRED"  # type: ignore[union-attr]
-    async with api.app.state.runtime.sessions() as session:
-        moves = (
-            await session.execute(
-                select(StockMovement.reason, StockMovement.reserved_delta,
-                       StockMovement.actor_username)
-                .where(StockMovement.reference == held.reference)
-                .order_by(StockMovement.id)
-            )
-        ).all()  # fmt: skip
-    assert [tuple(m) for m in moves] == [
+    moves = await _ledger(
+        api,
+        held.reference,
+        StockMovement.reason,
+        StockMovement.reserved_delta,
+        StockMovement.actor_username,
+    )
+    assert moves == [
         ("RESERVE", 2, "demo-integration"),
         ("EXPIRE", -2, "system:reservations"),
     ]
@@ -236,16 +243,14 @@ async def test_an_order_that_arrives_paid_holds_its_units_until_it_ships(any_api
         "reserved": before[home]["reserved"],
         "available": before[home]["available"] - 2,
     }
-    async with api.app.state.runtime.sessions() as session:
-        moves = (
-            await session.execute(
-                select(StockMovement.reason, StockMovement.on_hand_delta,
-                       StockMovement.reserved_delta)
-                .where(StockMovement.reference == held.reference)
-                .order_by(StockMovement.id)
-            )
-        ).all()  # fmt: skip
-    assert [tuple(m) for m in moves] == [("RESERVE", 0, 2), ("SHIP", -2, -2)]
+    moves = await _ledger(
+        api,
+        held.reference,
+        StockMovement.reason,
+        StockMovement.on_hand_delta,
+        StockMovement.reserved_delta,
+    )
+    assert moves == [("RESERVE", 0, 2), ("SHIP", -2, -2)]
 
 
 async def test_paid_orders_of_one_batch_hold_together_and_a_short_one_still_lands_paid(
