@@ -130,6 +130,15 @@ async def record(
     session.sync_session.info.setdefault(_PENDING, []).append(event)
 
 
+async def write_pending(session: AsyncSession) -> None:
+    """Write the events this transaction has recorded so far now rather than at COMMIT
+    (PostgreSQL: queued for the deferred trigger, which still chains them inside COMMIT;
+    SQLite: chained now, under the write lock the transaction holds anyway). For a transaction
+    about to lock a contended row: what is written before the lock is not written while
+    holding it. A rollback still takes them away; later events go at COMMIT as usual."""
+    await session.run_sync(_append_pending)
+
+
 @sa_event.listens_for(Session, "before_commit")
 def _append_pending(session: Session) -> None:
     """Chain every event the transaction recorded. PostgreSQL: queue them in audit_pending,

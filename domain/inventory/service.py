@@ -16,6 +16,7 @@ row and checking it is still ACTIVE on the primary before releasing it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select, tuple_, update
+from sqlalchemy import Select, and_, bindparam, case, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import Action
@@ -134,6 +135,74 @@ def _levels(table: Any) -> tuple[Any, ...]:
             c.low_since)  # fmt: skip
 
 
+# What a booking writes into the ledger, by bind parameter (named apart from the columns:
+# SQLAlchemy reserves column names for SET and VALUES).
+_LEDGER_PARAMS = {
+    "at": "p_at",
+    "sku": "p_sku",
+    "warehouse": "p_warehouse",
+    "on_hand_delta": "p_on_hand",
+    "reserved_delta": "p_reserved",
+    "reason": "p_reason",
+    "reference": "p_reference",
+    "actor_id": "p_actor_id",
+    "actor_username": "p_actor_username",
+}
+
+
+def _ledger_param(column: str) -> Any:
+    ledger = StockMovement.__table__
+    return bindparam(_LEDGER_PARAMS[column], type_=ledger.c[column].type)
+
+
+_MOVEMENT = insert(StockMovement.__table__).values(
+    **{column: _ledger_param(column) for column in _LEDGER_PARAMS},
+    currency=bindparam("p_currency"),
+    unit_cost_minor=bindparam("p_cost"),
+)
+
+
+@functools.cache
+def _booking(postgresql: bool) -> Any:
+    """The conditional update of one stock item, built once (a booking runs on every
+    reservation, and building and hashing the statement cost more than running it). On
+    PostgreSQL its movement is written by the same statement; elsewhere by `_MOVEMENT`."""
+    table = StockItem.__table__
+    c = table.c
+    new_on_hand = c.on_hand + _ledger_param("on_hand_delta")
+    new_reserved = c.reserved + _ledger_param("reserved_delta")
+    at = _ledger_param("at")
+    # The low-stock edge, in the same statement: below the threshold, `low_since` keeps the
+    # time it first went below (set now if it was not); back at or above it, cleared.
+    low_since = case(
+        (new_on_hand - new_reserved < c.safety_threshold, func.coalesce(c.low_since, at)),
+        else_=None,
+    )
+    change = (
+        update(table)
+        .where(
+            c.sku == _ledger_param("sku"),
+            c.warehouse == _ledger_param("warehouse"),
+            new_reserved >= 0,
+            new_on_hand >= new_reserved,
+        )
+        .values(on_hand=new_on_hand, reserved=new_reserved, updated_at=at, low_since=low_since)
+        .returning(*_levels(table))
+    )
+    if not postgresql:
+        return change
+    changed = change.cte("changed")
+    moved = insert(StockMovement.__table__).from_select(
+        [*_LEDGER_PARAMS, "currency", "unit_cost_minor"],
+        select(
+            *(_ledger_param(column) for column in _LEDGER_PARAMS),
+            changed.c.currency,
+            changed.c.unit_cost_minor,
+        ),
+    )
+    return select(changed).add_cte(moved.cte("moved"))
+
+
 async def _book(
     session: AsyncSession,
     *,
@@ -145,35 +214,32 @@ async def _book(
     reference: str,
     who: _Who,
     at: dt.datetime,
-) -> StockItem:
+) -> Any:
     """Change one stock item by (`on_hand`, `reserved`) if the result stays within
     0 ≤ reserved ≤ on_hand, with its movement and event; else INSUFFICIENT_STOCK (or
-    NOT_FOUND for an unknown item), and nothing changed."""
-    table = StockItem.__table__
-    new_on_hand = table.c.on_hand + on_hand
-    new_reserved = table.c.reserved + reserved
-    # The low-stock edge, in the same statement: below the threshold, `low_since` keeps the
-    # time it first went below (set now if it was not); back at or above it, cleared.
-    low_since = case(
-        (
-            new_on_hand - new_reserved < table.c.safety_threshold,
-            func.coalesce(table.c.low_since, at),
-        ),
-        else_=None,
-    )
-    row = (
+    NOT_FOUND for an unknown item), and nothing changed. Returns the row's levels as the
+    change left them (`_levels`); an ORM copy of the item the session holds is stale now.
+
+    The change locks the row until COMMIT, so it should be a transaction's last work: on
+    PostgreSQL the update and its movement are one statement (a data-modifying CTE), and
+    what follows in the transaction is its event and the COMMIT."""
+    params = {
+        "p_sku": sku,
+        "p_warehouse": warehouse,
+        "p_on_hand": on_hand,
+        "p_reserved": reserved,
+        "p_at": at,
+        "p_reason": reason.value,
+        "p_reference": reference[:100],
+        "p_actor_id": who.user_id,
+        "p_actor_username": who.username,
+    }
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    row = (await session.execute(_booking(postgresql), params)).one_or_none()
+    if row is not None and not postgresql:
         await session.execute(
-            update(table)
-            .where(
-                table.c.sku == sku,
-                table.c.warehouse == warehouse,
-                new_reserved >= 0,
-                new_on_hand >= new_reserved,
-            )
-            .values(on_hand=new_on_hand, reserved=new_reserved, updated_at=at, low_since=low_since)
-            .returning(*_levels(table))
+            _MOVEMENT, {**params, "p_currency": row.currency, "p_cost": row.unit_cost_minor}
         )
-    ).one_or_none()
     if row is None:
         exists = await session.scalar(
             select(StockItem.id).where(StockItem.sku == sku, StockItem.warehouse == warehouse)
@@ -183,26 +249,8 @@ async def _book(
         raise InsufficientStock(
             f"not enough {sku} in {warehouse} for this change", sku=sku, warehouse=warehouse
         )
-    session.add(
-        StockMovement(
-            at=at,
-            sku=sku,
-            warehouse=warehouse,
-            on_hand_delta=on_hand,
-            reserved_delta=reserved,
-            reason=reason.value,
-            reference=reference[:100],
-            actor_id=who.user_id,
-            actor_username=who.username,
-            currency=row.currency,
-            unit_cost_minor=row.unit_cost_minor,
-        )
-    )
     _changed(session, sku, warehouse, row, reason, at)
-    # The session's copy, if it holds one, is stale now.
-    item = await session.get(StockItem, row.id, populate_existing=True)
-    assert item is not None
-    return item
+    return row
 
 
 def _changed(
@@ -310,23 +358,11 @@ async def reserve(
     now = now or utcnow()
     who = _who(actor)
     pool = await _running_pool(session, campaign, now) if campaign is not None else None
-    drawn: dict[tuple[str, str], int] = {}
-    for line in wanted:
-        if pool is not None and (line.sku, line.warehouse) == (pool.sku, pool.warehouse):
-            await _draw(session, pool, line.quantity, now)
-            drawn[(line.sku, line.warehouse)] = pool.id
-            continue
-        await _book(
-            session,
-            sku=line.sku,
-            warehouse=line.warehouse,
-            on_hand=0,
-            reserved=line.quantity,
-            reason=MovementReason.RESERVE,
-            reference=f"reservation {reference}",
-            who=who,
-            at=now,
-        )
+    pooled = (pool.sku, pool.warehouse) if pool is not None else None
+    # Everything but the stock first: the stock rows stay locked from their update to COMMIT,
+    # and on a hot SKU every request queues on that lock — so the reservation, its lines and
+    # its audit record are written before it, and only the updates, their events and the
+    # COMMIT while it is held. Refused, it all rolls back.
     reservation = StockReservation(
         reference=reference,
         status=ReservationStatus.ACTIVE,
@@ -339,7 +375,7 @@ async def reserve(
                 sku=li.sku,
                 warehouse=li.warehouse,
                 quantity=li.quantity,
-                pool_id=drawn.get((li.sku, li.warehouse)),
+                pool_id=pool.id if pool is not None and (li.sku, li.warehouse) == pooled else None,
             )
             for li in wanted
         ],
@@ -347,6 +383,22 @@ async def reserve(
     session.add(reservation)
     await session.flush()
     await _audit(session, actor, "stock.reserve", "reserveStock", reservation, now)
+    await audit.write_pending(session)
+    for line in wanted:
+        if pool is not None and (line.sku, line.warehouse) == pooled:
+            await _draw(session, pool, line.quantity, now)
+            continue
+        await _book(
+            session,
+            sku=line.sku,
+            warehouse=line.warehouse,
+            on_hand=0,
+            reserved=line.quantity,
+            reason=MovementReason.RESERVE,
+            reference=f"reservation {reference}",
+            who=who,
+            at=now,
+        )
     return reservation
 
 
@@ -1739,7 +1791,7 @@ async def adjust(
     why = clean_text(reason, what="reason", max_length=200, required=True)
     now = now or utcnow()
     kind = MovementReason.RECEIPT if delta > 0 else MovementReason.CORRECTION
-    item = await _book(
+    row = await _book(
         session,
         sku=sku,
         warehouse=warehouse,
@@ -1756,10 +1808,12 @@ async def adjust(
         action="stock.adjust",
         operation="adjustStock",
         target_type="StockItem",
-        target_id=item.id,
+        target_id=row.id,
         at=now,
         details={"sku": sku, "warehouse": warehouse, "delta": delta, "reason": why},
     )
+    item = await session.get(StockItem, row.id, populate_existing=True)
+    assert item is not None
     return item
 
 

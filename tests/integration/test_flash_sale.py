@@ -5,14 +5,18 @@ never goes negative and the ledger explains every unit."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
 
+from domain.audit.models import AuditEvent
 from domain.db import create_engine, session_factory
 from domain.inventory.models import StockMovement
-from tests.conftest import DEMO_PASSWORD
+from tests.conftest import DEMO_PASSWORD, TOKEN_KEYS
 from tests.integration.test_live_server import _policy_dir, _serve
 
 RESERVE = """mutation($i: ReserveStockInput!) { reserveStock(input: $i) { id status } }"""
@@ -113,10 +117,34 @@ async def test_two_hundred_buyers_for_one_unit_across_two_processes(
                     ).where(StockMovement.sku == "SKU-0003", StockMovement.warehouse == "SH-01")
                 )
             ).one()
+            audited = (
+                await session.execute(
+                    select(AuditEvent.outcome, AuditEvent.code, func.count())
+                    .where(AuditEvent.action == "stock.reserve")
+                    .group_by(AuditEvent.outcome, AuditEvent.code)
+                )
+            ).all()
     finally:
         await engine.dispose()
     assert reserves == 1
     assert (on_hand, reserved) == (after["onHand"], after["reserved"])
+    # Each attempt is audited once, and the chain the two processes appended to concurrently
+    # verifies (a reservation's audit record is queued before its stock lock is taken).
+    assert sorted(audited) == [("failure", "INSUFFICIENT_STOCK", 199), ("success", None, 1)]
+    verified = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "api.cli", "audit", "verify"],
+        env={
+            **os.environ,
+            "DATABASE_URL": pg_database,
+            "ORDERGATE_DATA_DIR": str(tmp_path / "a"),
+            "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 async def test_a_pool_of_one_hundred_serves_exactly_one_hundred_of_a_thousand(
