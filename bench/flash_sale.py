@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import aiohttp
 import asyncpg
 import httpx
 
@@ -31,6 +32,7 @@ SKU, WAREHOUSE = "SKU-0007", "SH-01"
 RESERVE = """mutation($i: ReserveStockInput!) { reserveStock(input: $i) { id } }"""
 ITEM = """query($s: String!, $w: String) { stockItem(sku: $s, warehouse: $w) {
   onHand reserved available } }"""
+VIEWER = "{ viewer { username } }"
 ADJUST = """mutation($i: AdjustStockInput!) { adjustStock(input: $i) { available } }"""
 
 
@@ -57,24 +59,33 @@ async def _set_available(base: str, ops: str, warehouse: str, stock: int) -> Non
 
 
 async def _through_api(
-    base: str, token: str, buyers: int, concurrency: int, run: str
+    base: str, token: str, buyers: int, concurrency: int, run: str, query: str = RESERVE
 ) -> tuple[float, int, int]:
-    """(seconds, reserved, refused) for `buyers` one-unit reservations."""
+    """(seconds, reserved, refused) for `buyers` one-unit reservations (or, with another
+    `query`, that many requests of it). The load comes from aiohttp: httpx, at 64 connections,
+    spends so much CPU per request that it caps near 130 requests/s on this machine whatever
+    the server does (measured with `{ viewer { username } }`: httpx 132/s, aiohttp 480-520/s,
+    wrk 600-630/s against the same server)."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(buyers):
         queue.put_nowait(n)
     won = refused = 0
     line = {"sku": SKU, "warehouse": WAREHOUSE, "quantity": 1}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
+    headers = {"authorization": f"Bearer {token}"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(base, connector=connector, timeout=timeout) as http:
 
         async def buyer() -> None:
             nonlocal won, refused
             while not queue.empty():
                 n = queue.get_nowait()
-                body = await _gql(
-                    http, token, RESERVE, {"i": {"reference": f"{run}-{n}", "lines": [line]}}
-                )
+                variables = {"i": {"reference": f"{run}-{n}", "lines": [line]}}
+                if query is not RESERVE:
+                    variables = {}
+                payload = {"query": query, "variables": variables}
+                async with http.post("/graphql", json=payload, headers=headers) as response:
+                    body = await response.json()
                 codes = [e["extensions"]["code"] for e in body.get("errors", [])]
                 if not codes:
                     won += 1
@@ -174,15 +185,26 @@ async def main(buyers: int, stock: int, concurrency: int) -> None:
             await _set_available(base, ops, warehouse, stock)
             held_before = (await _books(raw_url))[1]
             seconds, won, refused = await _through_api(base, buyer, buyers, concurrency, "SALE")
+            # What the stack costs with no work behind it: the same account, client and
+            # concurrency asking who it is (authentication, policy, strawberry, middleware).
+            floor_seconds, _, _ = await _through_api(
+                base, buyer, buyers, concurrency, "FLOOR", query=VIEWER
+            )
         on_hand, reserved, moved_on_hand, moved_reserved = await _books(raw_url)
         ceiling_seconds, ceiling_won = await _ceiling(raw_url, buyers, stock, concurrency)
         api_rate, ceiling_rate = buyers / seconds, buyers / ceiling_seconds
+        floor_rate = buyers / floor_seconds
         oversold = max(0, won - stock) + max(0, reserved - on_hand)
         print(f"{'path':<28} {'attempts/s':>10} {'reserved':>9} {'refused':>8}")
         print(f"{'reserveStock (API)':<28} {api_rate:>10.0f} {won:>9} {refused:>8}")
         print(f"{'conditional UPDATE (raw)':<28} {ceiling_rate:>10.0f} {ceiling_won:>9} "
               f"{buyers - ceiling_won:>8}")  # fmt: skip
+        print(f"{'viewer query (API, no work)':<28} {floor_rate:>10.0f}")
         print(f"API / ceiling: {api_rate / ceiling_rate:.3f}  (target >= 0.25)")
+        print(
+            f"viewer query / ceiling: {floor_rate / ceiling_rate:.3f}; "
+            f"reserveStock / viewer query: {api_rate / floor_rate:.3f}"
+        )
         print(
             f"oversold: {oversold}; stock row reserved {reserved - held_before} by the sale, "
             f"on hand {on_hand}; ledger sums (on hand, reserved) = ({moved_on_hand}, "
