@@ -253,6 +253,23 @@ async def _book(
     return row
 
 
+async def _hold(
+    session: AsyncSession, line: LineInput, *, reference: str, who: _Who, at: dt.datetime
+) -> None:
+    """Reserve one (summed) line from the main stock, or INSUFFICIENT_STOCK."""
+    await _book(
+        session,
+        sku=line.sku,
+        warehouse=line.warehouse,
+        on_hand=0,
+        reserved=line.quantity,
+        reason=MovementReason.RESERVE,
+        reference=reference,
+        who=who,
+        at=at,
+    )
+
+
 def _changed(
     session: AsyncSession,
     sku: str,
@@ -388,17 +405,7 @@ async def reserve(
         if pool is not None and (line.sku, line.warehouse) == pooled:
             await _draw(session, pool, line.quantity, now)
             continue
-        await _book(
-            session,
-            sku=line.sku,
-            warehouse=line.warehouse,
-            on_hand=0,
-            reserved=line.quantity,
-            reason=MovementReason.RESERVE,
-            reference=f"reservation {reference}",
-            who=who,
-            at=now,
-        )
+        await _hold(session, line, reference=f"reservation {reference}", who=who, at=now)
     return reservation
 
 
@@ -1429,17 +1436,7 @@ async def hold_for_order(
     try:
         async with session.begin_nested():
             for line in lines:
-                await _book(
-                    session,
-                    sku=line.sku,
-                    warehouse=line.warehouse,
-                    on_hand=0,
-                    reserved=line.quantity,
-                    reason=MovementReason.RESERVE,
-                    reference=f"order {number}",
-                    who=_who(who),
-                    at=now,
-                )
+                await _hold(session, line, reference=f"order {number}", who=_who(who), at=now)
     except InsufficientStock:  # taken since it was read, by a concurrent reservation
         events.forget_since(session, mark)
         return None
