@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ARRAY, BigInteger, bindparam, func, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -424,6 +424,15 @@ async def ingest(
     keys = [o.external_id for o in orders]
     if len(set(keys)) != len(keys):
         raise BadInput("an externalId appears twice in the batch")
+    if session.get_bind().dialect.name == "postgresql":
+        # Batches sharing orders take turns, in one key order, before either writes: otherwise
+        # one waits on the other's uncommitted order (its unique key) while the other waits on
+        # a stock or customer row the first has locked, and PostgreSQL aborts one of them —
+        # on its last attempt too. Held until COMMIT; batches with no order in common never
+        # wait here.
+        await session.execute(
+            _TAKE_TURNS, {"keys": sorted({_turn_key(channel, key) for key in keys})}
+        )
     # The stock new orders hold is planned from a read without locks and written at the end of
     # their landing, in one order for every batch. Should a concurrent batch take that stock
     # in between (StockMoved), or a deadlock abort this attempt (orders landed or moved on one
@@ -456,6 +465,18 @@ async def ingest(
                 extra={"channel": channel, "reason": type(exc).__name__},
             )
     raise AssertionError("unreachable")
+
+
+_TAKE_TURNS = text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k)"
+).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
+
+
+def _turn_key(channel: str, external_id: object) -> int:
+    """A 64-bit advisory-lock key for one channel order (a collision only makes two batches
+    take turns needlessly)."""
+    digest = hashlib.blake2b(f"intake\x1f{channel}\x1f{external_id}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 async def _ingest(
