@@ -172,6 +172,16 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_parser("checkpoint", help="sign the current head now")
     audit.add_parser("checkpoints", help="print every checkpoint as JSON lines, to keep elsewhere")
     audit.add_parser("public-key", help="print the checkpoint public key (PEM)")
+
+    events_cmd = sub.add_parser("events", help="the event outbox").add_subparsers(
+        dest="events_command", required=True
+    )
+    check = events_cmd.add_parser(
+        "check", help="every committed order version has its event (exit 1 when one has none)"
+    )
+    check.add_argument(
+        "--since", type=_aware, help="only orders changed at or after this time (ISO 8601)"
+    )
     return parser
 
 
@@ -607,6 +617,27 @@ async def _sign(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _events_check(settings: Settings, args: argparse.Namespace) -> int:
+    """Every committed order version has its outbox event: one line per version without one."""
+    from domain.events.check import missing_order_events, order_versions
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            checked = await order_versions(session, since=args.since)
+            missing = await missing_order_events(session, since=args.since)
+    finally:
+        await engine.dispose()
+    for order_id, version in missing:
+        print(f"MISSING  order {order_id} version {version}: committed without its event")
+    versions = sum(checked.values())
+    print(
+        f"{'FAIL' if missing else 'OK'}  {len(checked)} order(s), {versions} version(s), "
+        f"{len(missing)} without an event"
+    )
+    return 1 if missing else 0
+
+
 async def _audit_command(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -852,6 +883,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_audit_command(settings, args))
     if args.command == "report":
         return asyncio.run(_report(settings, args))
+    if args.command == "events":
+        return asyncio.run(_events_check(settings, args))
     if args.command == "sign":
         return asyncio.run(_sign(settings, args))
     if args.command == "reconcile":

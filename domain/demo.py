@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import POLICY_DIR, ROLES, PolicyDecisionPoint
@@ -366,8 +366,13 @@ async def load_demo(
             await orders_service.transition(
                 session=session, actor=warehouse, order_id=order.id, to=OrderStatus.PICKING
             )
-        if external_id in notes:  # a staff note, not channel data
-            order.internal_note = notes[external_id]
+        if external_id in notes:  # a staff note, not channel data (not a new version)
+            await session.execute(
+                update(Order)
+                .where(Order.id == order.id)
+                .values(internal_note=notes[external_id])
+                .execution_options(synchronize_session="fetch")
+            )
     await session.flush()
     # Orders waiting past the threshold are escalated as the every-minute job would.
     while await escalation.escalate_waiting(session=session, now=now, after=ESCALATE_AFTER):

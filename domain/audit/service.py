@@ -15,7 +15,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from domain import pagination
+from domain import pagination, pending
 from domain.access import Action
 from domain.actor import Actor, Origin
 from domain.audit.chain import (
@@ -80,7 +80,7 @@ _CLAIM_HEAD = (
 )
 _INSERT_EVENT = insert(AuditEvent.__table__)
 _QUEUE_EVENT = insert(AuditPending.__table__)
-_PENDING = "ordergate.audit.pending"
+_PENDING = "audit"
 
 # Called with the seconds each append took (the API feeds its metrics with it); the domain
 # knows nothing of how it is measured.
@@ -127,7 +127,7 @@ async def record(
         "code": _clip(code, 32),
         "details": canonical_json(dict(details or {})),
     }
-    session.sync_session.info.setdefault(_PENDING, []).append(event)
+    pending.add(session.sync_session, _PENDING, event)
 
 
 async def write_pending(session: AsyncSession) -> None:
@@ -145,21 +145,21 @@ def _append_pending(session: Session) -> None:
     where a deferred trigger numbers, hashes and moves them while the commit runs, so the
     head's lock never waits on the app (migration 0009). SQLite: claim the head, chain and
     insert here (its write lock serialises writers anyway)."""
-    pending = session.info.pop(_PENDING, None)
-    if not pending:
+    events = pending.take(session, _PENDING)
+    if not events:
         return
     started = time.perf_counter()
     if session.get_bind().dialect.name == "postgresql":
         rows = []
-        for event in pending:
+        for event in events:
             head, tail = digest_around_seq(event)
             rows.append({**event, "digest_head": head, "digest_tail": tail})
         session.execute(_QUEUE_EVENT, rows)
         _observe(started, len(rows))
         return
-    last_seq, prev_hash = session.execute(_CLAIM_HEAD, {"n": len(pending)}).one()
+    last_seq, prev_hash = session.execute(_CLAIM_HEAD, {"n": len(events)}).one()
     rows = []
-    for seq, event in enumerate(pending, start=last_seq - len(pending) + 1):
+    for seq, event in enumerate(events, start=last_seq - len(events) + 1):
         ordered = {"seq": seq, **event}
         digest = compute_hash(prev_hash, ordered)
         rows.append({**ordered, "prev_hash": prev_hash, "hash": digest})
@@ -174,11 +174,6 @@ def _observe(started: float, count: int) -> None:
     for observe in append_observers:
         for _ in range(count):
             observe(elapsed)
-
-
-@sa_event.listens_for(Session, "after_rollback")
-def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
 
 
 # ---- reading ----------------------------------------------------------------------------------

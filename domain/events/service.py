@@ -19,11 +19,12 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from domain import pending
 from domain.audit.chain import canonical_json
 from domain.db import utcnow
 from domain.events.models import OutboxEvent, OutboxHead
 
-_PENDING = "ordergate.events.pending"
+_PENDING = "outbox"
 _TABLE = OutboxEvent.__table__
 _HEAD = OutboxHead.__table__
 _CLAIM = (
@@ -89,7 +90,9 @@ def publish(
 ) -> str:
     """Add one event to the caller's transaction; returns its event id."""
     event_id = str(uuid.uuid4())
-    session.sync_session.info.setdefault(_PENDING, []).append(
+    pending.add(
+        session.sync_session,
+        _PENDING,
         {
             "event_id": event_id,
             "type": str(type),
@@ -103,26 +106,14 @@ def publish(
     return event_id
 
 
-def pending_mark(session: AsyncSession) -> int:
-    """How many events the transaction holds so far: pass it to `forget_since` when a
-    savepoint rolls back, so the events published inside it go too."""
-    return len(session.sync_session.info.get(_PENDING, ()))
-
-
-def forget_since(session: AsyncSession, mark: int) -> None:
-    pending = session.sync_session.info.get(_PENDING)
-    if pending is not None:
-        del pending[mark:]
-
-
 @sa_event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
     if session.in_nested_transaction():
         # SQLAlchemy also calls this when a savepoint is released: the events wait for the
-        # real COMMIT (and go with the savepoint if it rolls back; see `forget_since`).
+        # real COMMIT (and go with the savepoint if it rolls back; see domain/pending.py).
         return
-    pending = session.info.pop(_PENDING, None)
-    if not pending:
+    events = pending.take(session, _PENDING)
+    if not events:
         return
     if session.get_bind().dialect.name == "postgresql":
         # The transaction's last statement before COMMIT: it claims the numbers (locking the
@@ -131,21 +122,16 @@ def _write_pending(session: Session) -> None:
         session.execute(
             _NUMBERED_INSERT,
             {
-                "n": len(pending),
-                **{key: [event[key] for event in pending] for key in _COLUMNS},
+                "n": len(events),
+                **{key: [event[key] for event in events] for key in _COLUMNS},
             },
         )
         return
-    last = session.execute(_CLAIM, {"n": len(pending)}).scalar_one()
-    first = last - len(pending) + 1
+    last = session.execute(_CLAIM, {"n": len(events)}).scalar_one()
+    first = last - len(events) + 1
     session.execute(
-        insert(_TABLE), [{**event, "seq": first + i} for i, event in enumerate(pending)]
+        insert(_TABLE), [{**event, "seq": first + i} for i, event in enumerate(events)]
     )
-
-
-@sa_event.listens_for(Session, "after_rollback")
-def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
 
 
 async def events_after(

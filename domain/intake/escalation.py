@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actor import SYSTEM_ORIGIN
@@ -50,9 +50,15 @@ async def escalate_waiting(
     )
     if not found:
         return []
-    for order in found:
-        order.escalated_at = now
-    await session.flush()
+    # A flag, not a change of the order: its version stays, so a pending signed request that
+    # names this version (a price change, a refund) is not voided by the minute job, and the
+    # event carries the version the order has.
+    await session.execute(
+        update(Order)
+        .where(Order.id.in_([order.id for order in found]))
+        .values(escalated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
     for order in found:
         events.publish(
             session=session,

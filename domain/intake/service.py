@@ -370,9 +370,10 @@ async def _resubmitted(
 ) -> Outcome:
     if order.intake_digest != checked.digest:
         raise _conflict(channel, checked, order.number)
-    moved = await _advance(session, actor, order, checked.source.status, now, source=channel)
-    if not moved:
+    if not _path(order.number, order.status, checked.source.status):
         return Outcome.REPLAYED
+    # The channel's payment and shipment details are set before the first step, so they are
+    # part of that step's version (and its event) rather than a version no event announces.
     for attribute, key in (
         ("payment_method", "paymentMethod"),
         ("payment_transaction_id", "paymentTransactionId"),
@@ -381,7 +382,7 @@ async def _resubmitted(
     ):
         if checked.mutable[key]:
             setattr(order, attribute, checked.mutable[key])
-    await session.flush()
+    await _advance(session, actor, order, checked.source.status, now, source=channel)
     return Outcome.UPDATED
 
 
@@ -440,7 +441,6 @@ async def ingest(
     # and the batch decided again from what committed. The last attempt locks its stock rows
     # before anything else: nobody can change them under it, so it cannot lose.
     for attempt in range(ATTEMPTS):
-        mark = events.pending_mark(session)
         alerts = inventory.alerts_mark(session)
         try:
             async with session.begin_nested():
@@ -458,7 +458,6 @@ async def ingest(
             lost = isinstance(exc, inventory.StockMoved) or is_deadlock(exc)
             if not lost or attempt == ATTEMPTS - 1:
                 raise
-            events.forget_since(session, mark)
             inventory.restore_alerts(session, alerts)
             log.info(
                 "intake batch lost a race for stock; deciding it again",
@@ -547,14 +546,12 @@ async def _ingest(
             else:
                 results[i] = Result(c.external_id, Outcome.REPLAYED, row.id)
     if fresh:
-        mark = events.pending_mark(session)
         try:
             async with session.begin_nested():
                 landed = await _land(session, batch, {i: checked[i] for i in fresh})
         except IntegrityError:
             # A concurrent submission created one of these keys after our lookup: nothing of
             # the bulk insert stays; each order is decided again on its own.
-            events.forget_since(session, mark)
             later.extend(fresh)
         else:
             for i, result in landed.items():
@@ -929,7 +926,6 @@ async def _one(session: AsyncSession, batch: _Batch, checked: _Checked) -> Resul
     concurrently."""
     actor, channel, now = batch.actor, batch.channel, batch.now
     for _attempt in range(ATTEMPTS):
-        mark = events.pending_mark(session)
         try:
             async with session.begin_nested():
                 existing = await _existing(session, channel, checked.external_id)
@@ -940,10 +936,8 @@ async def _one(session: AsyncSession, batch: _Batch, checked: _Checked) -> Resul
                 return Result(checked.external_id, outcome, existing.id)
         except IntegrityError:
             # Another submission of this key committed first: read it, and decide again.
-            events.forget_since(session, mark)
             continue
         except DomainError as exc:
-            events.forget_since(session, mark)  # its savepoint rolled back; so do its events
             return Result.rejected(checked.external_id, exc)
     return Result(
         checked.external_id,

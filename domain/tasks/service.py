@@ -68,13 +68,11 @@ async def raise_task(
         details=canonical_json(dict(details)),
         dedupe_key=dedupe_key,
     )
-    mark = events.pending_mark(session)
     try:
         async with session.begin_nested():
             session.add(task)
             await session.flush()
     except IntegrityError:  # raised concurrently for the same key: that one stands
-        events.forget_since(session, mark)
         return None
     events.publish(
         session=session,

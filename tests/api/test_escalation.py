@@ -142,3 +142,29 @@ async def test_operations_gets_a_task_listing_the_escalated_orders(any_api: Api)
     ))["data"]["order"]["number"]  # fmt: skip
     assert number in [o["number"] for o in task["details"]["orders"]]
     assert escalations(warehouse_view) == []
+
+
+async def test_escalating_an_order_does_not_void_a_pending_signed_price_change(
+    any_api: Api,
+) -> None:
+    """Escalation is a flag the minute job sets, not a change of the order: a price change a
+    salesperson asked for before it still applies when the approver signs (issue #29, 7)."""
+    from tests.api.test_approvals import APPROVE, ORDER, price_request, registered
+
+    api = any_api
+    order, request = await price_request(api)
+    signer = await registered(api)
+
+    await _run(api, utcnow() + dt.timedelta(hours=3))
+    escalated = await _escalated(api)
+    approved = await api.gql(
+        APPROVE,
+        {"id": request["id"], "sig": signer.sign(request["signingPayload"])},
+        as_="approver",
+    )
+
+    assert order["id"] in escalated
+    assert errors_of(approved) == []
+    assert approved["data"]["approveRequest"]["status"] == "APPROVED"
+    after = await api.gql(ORDER, {"id": order["id"]}, as_="finance")
+    assert after["data"]["order"]["lines"][0]["unitPrice"] == "88.80"
