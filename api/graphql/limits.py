@@ -149,79 +149,113 @@ def _is_list(type_: Any) -> bool:
     return isinstance(type_, GraphQLList)
 
 
+@dataclass(frozen=True)
+class _Sub:
+    """What one selection set adds up to: its data cost, its introspection cost, its aliases
+    and how many levels of selection it nests (itself included, when depth counts there)."""
+
+    cost: int = 0
+    introspection: int = 0
+    aliases: int = 0
+    levels: int = 0
+
+
 def measure(
     schema: GraphQLSchema,
     document: DocumentNode,
     operation: OperationDefinitionNode,
     variables: dict[str, Any] | None,
 ) -> Measure:
+    """Depth, aliases and cost of the operation, in time linear in the document.
+
+    Each fragment is measured once (per whether depth counts inside it) and its figures reused
+    wherever it is spread: a chain of fragments each spreading the next twice is 2^n fields
+    when executed, and was walked 2^n times here before anything else ran (issue #30, H1).
+    The figures still say 2^n, so such a document is refused as too costly, quickly."""
     variables = _with_defaults(operation, variables)
     estimates = _estimates(schema)
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    result = Measure()
+    measured: dict[tuple[str, bool], _Sub] = {}
+
+    def spread(name: str, counted: bool, visiting: frozenset[str]) -> _Sub:
+        key = (name, counted)
+        if key not in measured:
+            fragment = fragments.get(name)
+            if fragment is None or name in visiting:  # cycles are a validation error anyway
+                return _Sub()
+            target = schema.get_type(fragment.type_condition.name.value)
+            measured[key] = walk(fragment.selection_set, target, counted, visiting | {name})
+        return measured[key]
 
     def walk(
         selections: SelectionSetNode,
         parent: GraphQLNamedType | None,
-        depth: int,
+        counted: bool,
         visiting: frozenset[str],
-    ) -> int:
+    ) -> _Sub:
         # Depth guards against deep data; inside introspection it would only measure the
         # `ofType` chain of type references (GraphiQL asks 8 deep), whose size the cost counts.
-        if depth > 0:
-            result.depth = max(result.depth, depth)
-        cost = 0
+        cost = introspection = aliases = 0
+        levels = 1 if counted else 0
         for selection in selections.selections:
             if isinstance(selection, FieldNode):
                 if selection.alias is not None:
-                    result.aliases += 1
+                    aliases += 1
                 cost += 1
                 if selection.selection_set is None or not isinstance(parent, GraphQLObjectType):
                     continue
                 # Introspection counts like any other field: `__schema { types { fields … } } }`
                 # is a list of every type, each with its list of fields.
-                definition = META_FIELDS.get(selection.name.value) or parent.fields.get(
-                    selection.name.value
-                )
+                name = selection.name.value
+                definition = META_FIELDS.get(name) or parent.fields.get(name)
                 if definition is None:
                     continue
                 child = get_named_type(definition.type)
-                inner_depth = -1 if selection.name.value in META_FIELDS or depth < 0 else depth + 1
-                inner = walk(selection.selection_set, child, inner_depth, visiting)
-                coordinate = f"{parent.name}.{selection.name.value}"
-                has_first = any(a == "first" for a in definition.args)
-                if has_first:
-                    inner *= _first(selection, variables, _default_first(definition))
+                inner = walk(
+                    selection.selection_set, child, counted and name not in META_FIELDS, visiting
+                )
+                aliases += inner.aliases
+                introspection += inner.introspection
+                if counted:
+                    levels = max(levels, 1 + inner.levels)
+                size = inner.cost
+                coordinate = f"{parent.name}.{name}"
+                if any(a == "first" for a in definition.args):
+                    size *= _first(selection, variables, _default_first(definition))
                 elif _is_list(definition.type) and not (
-                    parent.name.endswith("Connection") and selection.name.value == "edges"
+                    parent.name.endswith("Connection") and name == "edges"
                 ):  # a connection's edges are already counted by its `first`
-                    inner *= estimates.get(coordinate, DEFAULT_LIST_ESTIMATE)
-                if depth >= 0 and selection.name.value in META_FIELDS:
+                    size *= estimates.get(coordinate, DEFAULT_LIST_ESTIMATE)
+                if counted and name in META_FIELDS:
                     # An introspection root: its size grows with the schema, so it has a
                     # budget of its own (QueryLimits), and adds nothing to the data cost.
                     cost -= 1
-                    result.introspection += 1 + inner
+                    introspection += 1 + size
                     continue
-                cost += inner
-            elif isinstance(selection, InlineFragmentNode):
-                condition = selection.type_condition
-                target = schema.get_type(condition.name.value) if condition else parent
-                cost += walk(selection.selection_set, target, depth, visiting)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = fragments.get(name)
-                if fragment is None or name in visiting:  # cycles are a validation error anyway
+                cost += size
+            else:
+                if isinstance(selection, InlineFragmentNode):
+                    condition = selection.type_condition
+                    target = schema.get_type(condition.name.value) if condition else parent
+                    inner = walk(selection.selection_set, target, counted, visiting)
+                elif isinstance(selection, FragmentSpreadNode):
+                    inner = spread(selection.name.value, counted, visiting)
+                else:
                     continue
-                target = schema.get_type(fragment.type_condition.name.value)
-                cost += walk(fragment.selection_set, target, depth, visiting | {name})
-        return cost
+                cost += inner.cost
+                introspection += inner.introspection
+                aliases += inner.aliases
+                levels = max(levels, inner.levels)
+        return _Sub(cost, introspection, aliases, levels)
 
-    result.cost = walk(
-        operation.selection_set, schema.get_root_type(operation.operation), 1, frozenset()
+    root = walk(
+        operation.selection_set, schema.get_root_type(operation.operation), True, frozenset()
     )
-    return result
+    return Measure(
+        depth=root.levels, aliases=root.aliases, cost=root.cost, introspection=root.introspection
+    )
 
 
 def _default_first(definition: Any) -> int:

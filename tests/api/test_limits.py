@@ -448,3 +448,49 @@ async def test_a_burst_on_both_sides_of_a_minute_boundary_cannot_spend_the_budge
         assert before == [[]] * 6
         assert just_after == [("RATE_LIMITED", None)]
         assert later == [[]] * 4
+
+
+def _doubling_chain(n: int) -> str:
+    """`F0` spreads `F1` twice, `F1` spreads `F2` twice…: 2^n fields when executed, a few
+    hundred bytes when sent (issue #30, H1)."""
+    chain = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(n))
+    return f"query {{ ...F0 }} {chain} fragment F{n} on Query {{ __typename }}"
+
+
+def test_walking_a_doubling_fragment_chain_is_linear_in_the_document() -> None:
+    """Both walkers that run before authentication finish a 2^150 chain at once (each
+    fragment is measured once); before, n=20 held the event loop for 9 s and n=150 never
+    finished. Run in a thread with a deadline so a regression fails instead of hanging."""
+    import threading
+
+    from graphql import parse
+
+    from api.graphql.inputs import input_problem
+    from api.graphql.limits import measure
+
+    schema = build_schema()._schema
+    document = parse(_doubling_chain(150))
+    [operation] = [d for d in document.definitions if d.kind == "operation_definition"]
+    found: dict[str, object] = {}
+
+    def walk() -> None:
+        found["measure"] = measure(schema, document, operation, None)
+        found["input"] = input_problem(document, operation, None, None)
+
+    walker = threading.Thread(target=walk, daemon=True)
+    walker.start()
+    walker.join(timeout=20)
+
+    assert not walker.is_alive(), "walking the fragment chain did not finish within 20 s"
+    assert found["measure"].cost == 2**150  # type: ignore[attr-defined]
+    assert found["input"] is None
+
+
+async def test_an_anonymous_doubling_fragment_chain_is_refused_and_the_server_answers(
+    api: Api,
+) -> None:
+    refused = await api.gql(_doubling_chain(150))
+    health = await api.client.get("/healthz")
+
+    assert errors_of(refused)[0][0] in {"QUERY_TOO_COMPLEX", "UNAUTHENTICATED"}
+    assert health.status_code == 200
