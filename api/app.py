@@ -10,6 +10,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
 import httpx
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -229,7 +230,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 },
                 status_code=401,
             )
-        body, media_type = metrics.exposition()
+        # Rendering is plain CPU work: off the event loop, so a scrape never holds requests.
+        body, media_type = await anyio.to_thread.run_sync(metrics.exposition)
         return Response(body, media_type=media_type)
 
     async def readyz(_request: Request) -> JSONResponse:

@@ -1,14 +1,15 @@
 """Prometheus metrics (prometheus-client): what an operator graphs and alerts on.
 
-- `ordergate_requests_total{operation,code}`: GraphQL operations by root field(s) and outcome
+- `ordergate_requests_total{operation,code}`: GraphQL operations by root field and outcome
   (`ok` or the first error's contract code);
 - `ordergate_request_duration_seconds{operation}`: latency;
 - `ordergate_rate_limit_refusals_total{limit}`: requests refused by a rate limit;
 - `ordergate_audit_append_seconds`: time to append one audit event;
 - `ordergate_db_pool_connections{state}`: the database pool, read when scraped.
 
-Operation labels are root field names from the schema (never client-chosen text), so the
-label set stays small.
+Operation labels come from a set the schema bounds: an operation's one root field,
+`introspection`, `multiple` (several root fields) or `unknown` (names the schema lacks), never
+client-chosen text or combinations (`api/graphql/inputs.py: operation_label`).
 """
 
 from __future__ import annotations

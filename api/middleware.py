@@ -167,7 +167,7 @@ class EdgeMiddleware:
             if state.get(key) is not None:
                 extra["user" if key == "username" else key] = state[key]
         log.info("request", extra=extra)
-        operation = state.get("operation")
+        operation = state.get("operation_label")
         if operation is not None:
             codes = state.get("codes") or ["ok"]
             metrics.REQUESTS.labels(operation=operation, code=codes[0]).inc()
