@@ -338,6 +338,9 @@ def _alert_once(
 # ---- reservations ------------------------------------------------------------------------------
 
 
+ORDER_REFERENCE_PREFIX = "order "
+
+
 async def reserve(
     *,
     session: AsyncSession,
@@ -358,6 +361,10 @@ async def reserve(
     has units — and the other lines from the main stock."""
     actor.access.require(Action.STOCK_RESERVE)
     reference = clean_text(reference, what="reference", max_length=64, required=True)
+    if reference.casefold().startswith(ORDER_REFERENCE_PREFIX):
+        # The order centre names its orders' holds "order <number>": a checkout taking such a
+        # reference would block that order's hold for ever (issue #30, L5).
+        raise BadInput(f"a reference may not start with {ORDER_REFERENCE_PREFIX.strip()!r}")
     wanted = _summed(lines)
     ttl = default_ttl_seconds if ttl_seconds is None else _quantity(ttl_seconds, "ttlSeconds")
     if not MIN_TTL_SECONDS <= ttl <= MAX_TTL_SECONDS:
@@ -369,6 +376,8 @@ async def reserve(
         select(StockReservation).where(StockReservation.reference == reference)
     )
     if existing is not None:
+        if existing.created_by != actor.username:
+            raise Conflict(f"reference {reference} is taken")  # another account's checkout
         if existing.digest != digest:
             raise Conflict(f"reference {reference} already reserved other lines")
         return existing
@@ -409,15 +418,23 @@ async def reserve(
     return reservation
 
 
-async def _locked(session: AsyncSession, reservation_id: int) -> StockReservation:
+async def _locked(session: AsyncSession, actor: Actor, reservation_id: int) -> StockReservation:
+    """The caller's own checkout hold, locked. A hold belongs to the account that made it:
+    anyone else's, like one that does not exist, is NOT_FOUND (ids are sequential; issue #30,
+    H3). An order's hold moves only with its order (paid, cancelled, shipped), never by hand."""
     reservation = await session.scalar(
         select(StockReservation)
         .where(StockReservation.id == reservation_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    if reservation is None:
+    if reservation is None or reservation.created_by != actor.username:
         raise NotFound("no such reservation")
+    if reservation.order_id is not None:
+        raise Conflict(
+            f"{reservation.reference} holds stock for its order; it moves only with the order",
+            status=str(reservation.status),
+        )
     return reservation
 
 
@@ -426,7 +443,7 @@ async def release(
 ) -> StockReservation:
     """Give the stock back (a cancelled checkout). Releasing a released one changes nothing."""
     actor.access.require(Action.STOCK_RESERVE)
-    reservation = await _locked(session, reservation_id)
+    reservation = await _locked(session, actor, reservation_id)
     if reservation.status not in HOLDING:
         return reservation
     now = now or utcnow()
@@ -441,7 +458,7 @@ async def confirm(
     """The checkout was paid: the stock stays held, with no expiry, until it ships or is
     released. An expired reservation cannot be confirmed (CONFLICT): its stock may be sold."""
     actor.access.require(Action.STOCK_RESERVE)
-    reservation = await _locked(session, reservation_id)
+    reservation = await _locked(session, actor, reservation_id)
     now = now or utcnow()
     if reservation.status is ReservationStatus.CONFIRMED:
         return reservation
@@ -1432,13 +1449,11 @@ async def hold_for_order(
         return None
     warehouse = max(able, key=lambda w: (sum(supply[w].values()), [-ord(c) for c in w]))
     lines = [LineInput(sku, warehouse, wanted[sku]) for sku in sorted(wanted)]
-    mark = events.pending_mark(session)
     try:
         async with session.begin_nested():
             for line in lines:
                 await _hold(session, line, reference=f"order {number}", who=_who(who), at=now)
     except InsufficientStock:  # taken since it was read, by a concurrent reservation
-        events.forget_since(session, mark)
         return None
     return lines
 
@@ -1735,7 +1750,6 @@ async def _ship_unheld(
     warehouse = await _order_warehouse(session, order_id)
     for sku in sorted(shipped):
         home = await _home(session, warehouse, sku)
-        mark = events.pending_mark(session)
         try:
             async with session.begin_nested():
                 await _book(
@@ -1750,7 +1764,6 @@ async def _ship_unheld(
                     at=now,
                 )
         except InsufficientStock:
-            events.forget_since(session, mark)
             await tasks.raise_task(
                 session,
                 kind="STOCK_TRACE",

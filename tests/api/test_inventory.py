@@ -365,3 +365,77 @@ async def test_bad_adjustments_are_bad_user_input(api: Api, change: dict[str, An
 async def test_an_unknown_stock_item_is_not_found(api: Api) -> None:
     refused = await _reserve(api, "WEB-404", [_line("SKU-0001", "NOWHERE", 1)])
     assert errors_of(refused) == [("NOT_FOUND", None)]
+
+
+# ---- whose hold it is (issue #30: H3, L5) ----------------------------------------------------
+
+
+async def _second_integration_account(api: Api) -> dict[str, str]:
+    from tests.api.test_approvals import login_as_new_user
+
+    token = await login_as_new_user(api, "jd-shop-service", ["integration"])
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_another_accounts_checkout_hold_cannot_be_released_or_confirmed(
+    api: Api,
+) -> None:
+    sku, warehouse = await _stocked(api)
+    made = await _reserve(api, "WEB-OWN-1", [_line(sku, warehouse, 3)])
+    rid = made["data"]["reserveStock"]["id"]
+    held = await _item(api, sku, warehouse)
+    other = await _second_integration_account(api)
+
+    released = await api.gql(RELEASE, {"id": rid}, **other)
+    confirmed = await api.gql(CONFIRM, {"id": rid}, **other)
+    taken = await api.gql(
+        RESERVE, {"i": {"reference": "WEB-OWN-1", "lines": [_line(sku, warehouse, 3)]}}, **other
+    )
+
+    assert errors_of(released) == [("NOT_FOUND", None)]
+    assert errors_of(confirmed) == [("NOT_FOUND", None)]
+    assert errors_of(taken) == [("CONFLICT", None)]
+    assert await _item(api, sku, warehouse) == held
+    mine = await api.gql(RELEASE, {"id": rid}, as_="integration")
+    assert mine["data"]["releaseReservation"]["status"] == "RELEASED"
+
+
+async def test_an_orders_hold_moves_only_with_its_order(api: Api) -> None:
+    """Even the account that ingested the order cannot release its hold by hand: the units
+    would be sold again and the paid order ship with nothing behind it."""
+    from domain.inventory.models import StockReservation
+    from tests.api.test_intake import channel_order, ingest
+
+    [landed] = await ingest(api, [channel_order("TB-HOLD-1")])
+    async with api.app.state.runtime.sessions() as session:
+        hold = await session.scalar(
+            select(StockReservation)
+            .where(StockReservation.order_id.is_not(None))
+            .order_by(StockReservation.id.desc())
+        )
+    assert hold is not None and hold.reference.startswith("order ")
+    from api.graphql.relay import global_id
+
+    rid = global_id("Reservation", hold.id)
+
+    released = await api.gql(RELEASE, {"id": rid}, as_="integration")
+    confirmed = await api.gql(CONFIRM, {"id": rid}, as_="integration")
+
+    assert landed["outcome"] == "CREATED"
+    assert errors_of(released) == [("CONFLICT", None)]
+    assert errors_of(confirmed) == [("CONFLICT", None)]
+    async with api.app.state.runtime.sessions() as session:
+        again = await session.get(StockReservation, hold.id)
+        assert again is not None and again.status == hold.status
+
+
+async def test_a_checkout_may_not_take_an_orders_hold_reference(api: Api) -> None:
+    sku, warehouse = await _stocked(api)
+    before = await _item(api, sku, warehouse)
+
+    squatted = await _reserve(api, "order OG20261207000001", [_line(sku, warehouse, 1)])
+    shouting = await _reserve(api, "ORDER OG1", [_line(sku, warehouse, 1)])
+
+    assert errors_of(squatted) == [("BAD_USER_INPUT", None)]
+    assert errors_of(shouting) == [("BAD_USER_INPUT", None)]
+    assert await _item(api, sku, warehouse) == before
