@@ -120,6 +120,14 @@ DESCRIPTIONS: dict[str, str] = {
     "Viewer.roles": "Roles held (cs, sales, warehouse, purchasing, ops, finance…).",
     "Viewer.channels": "Channels a sales account is bound to; its order rows are limited to them.",
     "Viewer.fieldAccess": "Every governed field with your access to it: FULL, MASKED or NONE.",
+    "Viewer.businessTimezone": (
+        "The business timezone (IANA name, e.g. Asia/Shanghai): business days, KPIs and "
+        "schedules are counted in it."
+    ),
+    "Viewer.businessToday": (
+        "Today in the business timezone: pages compute their periods from it, never from the "
+        "browser's own date."
+    ),
     "FieldAccessEntry": "Your access to one governed field.",
     "FieldAccessEntry.type": 'The object type, e.g. "Order".',
     "FieldAccessEntry.field": 'The field, e.g. "customerPhone".',

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from enum import Enum
 
 import strawberry
@@ -32,6 +33,8 @@ class Viewer:
     channels: list[str]
     actions: list[str] = strawberry.field(description="Operations the caller may perform.")
     field_access: list[FieldAccessEntry]
+    business_timezone: str
+    business_today: dt.date
 
 
 @strawberry.type
@@ -40,7 +43,11 @@ class ViewerQueries:
     def viewer(self, info: Info[RequestContext, None]) -> Viewer:
         actor = info.context.require_actor()
         access = actor.access
+        runtime = info.context.runtime
+        zone = runtime.settings.timezone
         return Viewer(
+            business_timezone=zone.key,
+            business_today=runtime.clock().astimezone(zone).date(),
             username=actor.username,
             roles=sorted(actor.roles),
             channels=sorted(actor.channels),

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 CHROMIUM = os.environ.get("ORDERGATE_CHROMIUM") or shutil.which("chromium")
+BROWSER_TIMEZONE = "Pacific/Honolulu"
 FLAGS = [
     "--headless=new",
     "--no-sandbox",
@@ -44,7 +45,12 @@ def browser(database_url: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        # The browser lives in Honolulu (UTC-10): its date differs from the business day
+        # (Asia/Shanghai, UTC+8) for 18 hours of every day, so a page that takes its days from
+        # the browser's clock instead of the server fails here, whenever the suite runs.
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=FLAGS, env={**os.environ, "TZ": BROWSER_TIMEZONE}
+        )
         try:
             yield launched
         finally:

@@ -27,18 +27,21 @@ function percent(value) {
   return value === null || value === undefined ? "—" : `${(value * 100).toFixed(1)}%`;
 }
 
-function isoDay(date) {
-  // The business day as the server names it; the browser's own date is close enough to pick
-  // the period (the server refuses days after its today).
-  const local = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
-  return local.toISOString().slice(0, 10);
+// The business day comes from the server (`viewer.businessToday`, in the business timezone),
+// never from the browser's clock: a browser in another zone, or in Shanghai before 08:00 with
+// a UTC clock, would otherwise show the day before (issue #34). Days are counted on the
+// calendar, in UTC arithmetic on the date alone, so no local offset can shift them.
+const business = { today: null, zone: null };
+const BUSINESS = `{ viewer { businessToday businessTimezone } }`;
+
+function addDays(isoDate, days) {
+  const [y, m, d] = isoDate.split("-").map(Number);
+  return new Date(Date.UTC(y, m - 1, d + days)).toISOString().slice(0, 10);
 }
 
 function period() {
   const days = Number(document.getElementById("db-period").value);
-  const end = new Date();
-  const start = new Date(end.getTime() - (days - 1) * 86400000);
-  return { from: isoDay(start), to: isoDay(end), days };
+  return { from: addDays(business.today, -(days - 1)), to: business.today, days };
 }
 
 function complain(message) {
@@ -137,7 +140,7 @@ async function loadKpis() {
   const p = period();
   const channel = document.getElementById("db-channel").value || null;
   const category = document.getElementById("db-category").value || null;
-  setText("db-period-text", `${p.from} to ${p.to}, by business day`);
+  setText("db-period-text", `${p.from} to ${p.to}, by business day (${business.zone})`);
   const body = await gql(KPIS, { f: p.from, t: p.to, c: channel, k: category });
   const error = firstError(body);
   if (error) {
@@ -199,6 +202,9 @@ async function loadTasks() {
 
 async function start(username) {
   setText("og-who", username);
+  const viewer = (await gql(BUSINESS, {})).data.viewer;
+  business.today = viewer.businessToday;
+  business.zone = viewer.businessTimezone;
   document.getElementById("db-main").hidden = false;
   await loadCategories();
   await Promise.all([loadKpis(), loadTasks()]);
