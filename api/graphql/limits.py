@@ -83,8 +83,14 @@ def _first(node: FieldNode, variables: dict[str, Any], default: int) -> int:
                 return max(0, int(value.value))
             if isinstance(value, VariableNode):
                 given = variables.get(value.name.value)
-                if isinstance(given, int) and not isinstance(given, bool):
+                if isinstance(given, bool):
+                    return default  # refused by the Int type before anything runs
+                if isinstance(given, int):
                     return max(0, given)
+                if isinstance(given, float) and given.is_integer():
+                    # JSON `100.0`: GraphQL's Int takes it as 100, so it costs 100 (it was
+                    # costed as the default page size: issue #30, M1).
+                    return max(0, int(given))
     return default
 
 

@@ -67,6 +67,24 @@ def test_a_null_variable_for_first_costs_the_default_page() -> None:
     assert cost_of(query, {"n": None}).cost == 61
 
 
+def test_a_float_variable_for_first_costs_what_it_asks_for() -> None:
+    """JSON `100.0` for an Int variable: GraphQL's Int takes it as 100, so it costs 100 rows
+    (it was costed as the default page of 20; issue #30, M1)."""
+    query = "query($n: Int) { orders(first: $n) { edges { node { number } } } }"
+
+    assert cost_of(query, {"n": 10.0}).cost == TEN_NUMBERS
+    assert cost_of(query, {"n": 100.0}).cost == 1 + 100 * 3
+
+
+async def test_a_float_page_size_is_costed_over_http_as_graphql_executes_it(api: Any) -> None:
+    query = "query($n: Int) { orders(first: $n) { edges { node { number } } } }"
+
+    body = await api.gql(query, {"n": 100.0}, as_="ops")
+
+    assert body["extensions"]["cost"]["requested"] == 1 + 100 * 3
+    assert len(body["data"]["orders"]["edges"]) == 100
+
+
 def test_aliases_are_counted_each_with_their_own_first() -> None:
     found = cost_of(
         "{ a: orders(first: 10) { edges { node { number } } } "
