@@ -52,17 +52,44 @@ def _as_graphql_response(response: Response, request: Request) -> None:
         response.status_code = 400
 
 
-def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, request_id: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     extensions: dict[str, Any] = {"code": code}
     if code == "INTERNAL":
         extensions["requestId"] = request_id
-    return JSONResponse({"errors": [{"message": message, "extensions": extensions}]}, status)
+    # A message may quote what the client sent (an operation name): a lone surrogate in it
+    # cannot be encoded as UTF-8, and made this answer a 500 (issue #29, 7).
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": extensions}]}, status, headers=headers
+    )
+
+
+ALLOWED_METHODS = ("GET", "POST")
+
+
+def _json_problem(text: str, what: str) -> str | None:
+    try:
+        json.loads(text)
+    except RecursionError:
+        return f"{what} is nested too deeply"
+    except ValueError as exc:
+        return f"{what} is not valid JSON ({str(exc)[:80]})"
+    return None
 
 
 async def _malformed_body(request: Request) -> str | None:
-    """Why a POST body cannot be a GraphQL request, or None. Checked before strawberry reads
+    """Why a request cannot be a GraphQL request, or None. Checked before strawberry reads
     it, so that no shape of body — `null`, `123`, a lone `\\xff`, a 5,000-digit number, 100,000
-    nested brackets — reaches a code path that answers with a plain-text 500."""
+    nested brackets, in a POST body or a GET's `variables` — reaches a code path that answers
+    with a plain-text 500."""
+    if request.method == "GET":
+        for name in ("variables", "extensions"):
+            value = request.query_params.get(name)
+            if value and (problem := _json_problem(value, f"the `{name}` parameter")):
+                return problem
+        return None
     if request.method != "POST":
         return None
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -125,6 +152,17 @@ class GraphQLView(GraphQL[RequestContext, None]):
             return
         request = Request(scope, receive)
         request_id = request.state.request_id
+        if request.method not in ALLOWED_METHODS:
+            allowed = ", ".join(ALLOWED_METHODS)
+            response = error_response(
+                405,
+                "BAD_USER_INPUT",
+                f"{request.method[:16]} is not a GraphQL method here; use {allowed}",
+                request_id,
+                headers={"allow": allowed},
+            )
+            await response(scope, receive, send)
+            return
         problem = await _malformed_body(request)
         if problem is not None:
             # Whatever the body, the answer is JSON with a code: never a plain-text 500.

@@ -89,9 +89,33 @@ def check_minor(minor: int, *, what: str) -> int:
     return minor
 
 
+# The days a business time or date may name: wide enough for any order, count or report,
+# narrow enough that a window or a day boundary computed from it never leaves the calendar
+# (year 1 or 9999 made KPI queries and stock counts fail with INTERNAL; issue #29, #30 L6).
+FIRST_DAY = dt.date(1900, 1, 1)
+LAST_DAY = dt.date(2999, 12, 31)
+
+
+def check_day(day: dt.date, *, what: str) -> dt.date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadInput(f"{what} must be between {FIRST_DAY} and {LAST_DAY}")
+    return day
+
+
+def parse_day(value: object, *, what: str) -> dt.date:
+    """A calendar date `YYYY-MM-DD` within FIRST_DAY..LAST_DAY."""
+    if not isinstance(value, str) or len(value) != 10 or not value.isascii():
+        raise BadInput(f"{what} is a date like 2026-11-26")
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"{what} is not a date like 2026-11-26") from None
+    return check_day(day, what=what)
+
+
 def parse_time(value: object, *, what: str) -> dt.datetime:
     """An ISO 8601 time with an offset, as UTC. Naive times, and times whose UTC instant falls
-    outside the years 1–9999 (`0001-01-01T00:00:00+05:00`), are refused."""
+    outside FIRST_DAY..LAST_DAY (`0001-01-01T00:00:00+05:00`), are refused."""
     if not isinstance(value, str) or len(value) > 64:
         raise BadInput(f"{what} is an ISO 8601 time with an offset")
     try:
@@ -101,9 +125,11 @@ def parse_time(value: object, *, what: str) -> dt.datetime:
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise BadInput(f"{what} has no offset; naive timestamps are refused")
     try:
-        return parsed.astimezone(dt.UTC)
+        found = parsed.astimezone(dt.UTC)
     except OverflowError:
         raise BadInput(f"{what} is outside the supported range of years") from None
+    check_day(found.date(), what=what)
+    return found
 
 
 def parse_int_id(value: object, *, what: str) -> int:
@@ -161,13 +187,17 @@ def clean_text(
     return value
 
 
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def printable(value: object) -> str:
     """Text from the server, made safe for a terminal: every control, bidi and surrogate
     character is shown as an escape instead of acting on the screen."""
-    text = str(value)
+    return _FORBIDDEN.sub(_escape, str(value))
 
-    def escape(match: re.Match[str]) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
-    return _FORBIDDEN.sub(escape, text)
+def printable_lines(value: object) -> str:
+    """As `printable`, keeping line breaks (a note of several lines in a CSV cell)."""
+    return _FORBIDDEN_EXCEPT_LINES.sub(_escape, str(value))

@@ -9,7 +9,7 @@ from typing import NewType
 import strawberry
 
 from domain.errors import BadInput
-from domain.values import parse_amount, parse_time
+from domain.values import parse_amount, parse_day, parse_time
 
 Money = NewType("Money", Decimal)
 
@@ -31,6 +31,13 @@ def _parse_datetime(value: object) -> dt.datetime:
         raise ValueError(exc.message) from None
 
 
+def _parse_date(value: object) -> dt.date:
+    try:
+        return parse_day(value, what="Date")
+    except BadInput as exc:
+        raise ValueError(exc.message) from None
+
+
 def _serialize_datetime(value: dt.datetime) -> str:
     return value.isoformat()
 
@@ -47,5 +54,12 @@ SCALARS = {
         description="ISO 8601 date and time with a UTC offset; naive timestamps are refused.",
         serialize=_serialize_datetime,
         parse_value=_parse_datetime,
+    ),
+    dt.date: strawberry.scalar(
+        name="Date",
+        description="A calendar date, YYYY-MM-DD (e.g. 2026-11-26), between 1900-01-01 and "
+        "2999-12-31; business days are counted in the business timezone.",
+        serialize=lambda value: value.isoformat(),
+        parse_value=_parse_date,
     ),
 }

@@ -131,13 +131,19 @@ def check_url(url: str, *, allow_private: bool) -> str:
     """http(s) only; in production (`allow_private=False`) no loopback, private, link-local or
     otherwise internal target, by literal address or by what the name resolves to (SSRF)."""
     url = clean_text(url, what="url", max_length=2000)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        # urllib raises for a broken bracketed host (`http://[::1/x`) and a port out of range
+        # (`:99999`) only when asked: ask here, so either is bad input, not INTERNAL.
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise BadInput("the webhook URL cannot be parsed (host or port)") from None
+    if parts.scheme not in ("http", "https") or not host:
         raise BadInput("a webhook URL must be http:// or https:// with a host")
     if allow_private:
         return url
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
         raise BadInput("the webhook URL's host does not resolve") from None
     for info in infos:
