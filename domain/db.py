@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
@@ -105,6 +107,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
+    database = engine.url.database
+    path = Path(database) if database and database != ":memory:" else None
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -113,6 +118,18 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
+        if path is not None:
+            _owner_only(path)
+
+
+def _owner_only(path: Path) -> None:
+    """The database, its WAL and shared memory hold personal data, password hashes and webhook
+    secrets: readable by their owner only (SQLite creates them 0644 under the usual umask;
+    issue #30, L8)."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):  # not there yet, or not ours to change
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

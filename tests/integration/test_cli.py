@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from domain.access import POLICY_DIR
-from tests.conftest import TOKEN_KEYS
+from tests.conftest import TOKEN_KEYS, Api
 
 
 def _run(
@@ -148,3 +148,50 @@ def test_demo_orders_fills_the_database_to_the_number_asked_once(
             await engine.dispose()
 
     assert asyncio.run(check()) == (1500, 0, 1)
+
+
+def test_the_default_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """Personal data, password hashes and webhook secrets live in it and its WAL: a new
+    database and its side files are 0600, whatever the umask (issue #30, L8)."""
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env |= {"ORDERGATE_DATA_DIR": str(data), "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS}
+
+    migrated = subprocess.run(
+        [sys.executable, "-m", "api.cli", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert migrated.returncode == 0, migrated.stderr
+    files = [p for p in data.glob("ordergate.db*") if p.is_file()]
+    assert data / "ordergate.db" in files
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {
+        p.name: "0o600" for p in files
+    }
+
+
+async def test_audit_export_escapes_control_characters_an_anonymous_client_sent(
+    api: Api, database_url: str, tmp_path: Path
+) -> None:
+    """U+009B is a terminal's CSI: a User-Agent carrying it, printed raw by `audit export`,
+    would act on the operator's terminal (issue #30, L7)."""
+    agent = "evil\x9b2J\x1b[31mred"
+    await api.client.post(
+        "/graphql",
+        json={
+            "query": 'mutation { login(username: "demo-cs", password: "wrong!") { accessToken } }'
+        },
+        headers={"user-agent": agent.encode("latin-1")},
+    )
+
+    exported = _run(["audit", "export"], database_url, tmp_path)
+
+    assert exported.returncode == 0, exported.stderr
+    assert "evil" in exported.stdout
+    assert "\x9b" not in exported.stdout
+    assert "\x1b" not in exported.stdout
+    assert "evil\\x9b2J\\x1b[31mred" in exported.stdout
