@@ -39,6 +39,7 @@ from domain.approvals import service as approvals
 from domain.audit import service as audit
 from domain.audit.service import Outcome, Subject
 from domain.db import utcnow
+from domain.events import webhooks
 from domain.exports import service as exports
 from domain.migrations import current_revision, head_revision
 
@@ -265,6 +266,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         loop = asyncio.get_running_loop()
         background: set[asyncio.Task[None]] = set()
         worker_http: httpx.AsyncClient | None = None
+        deliverer: webhooks.Deliverer | None = None
 
         def on_sighup() -> None:
             task = loop.create_task(_reload_policy(runtime, "SIGHUP"))
@@ -326,9 +328,18 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
             jobs = scheduled_jobs(runtime)  # ScheduleInvalid here: the server does not start
             http = worker_http = httpx.AsyncClient()
+            deliverer = webhooks.Deliverer(
+                sessions=runtime.sessions,
+                http=http,
+                timeout_seconds=runtime.settings.webhook_timeout_seconds,
+            )
             background.add(
                 asyncio.create_task(
-                    _every(1, led(lambda: _quietly(deliver_round(runtime, http, jobs))), "webhooks")
+                    _every(
+                        1,
+                        led(lambda: _quietly(deliver_round(runtime, http, jobs, deliverer))),
+                        "webhooks",
+                    )
                 )
             )
         # Claim the lease at start, so the leader is known (and logged) from the first minute.
@@ -342,6 +353,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await lease.release()
+            if deliverer is not None:
+                await deliverer.aclose(grace_seconds=1)
             if worker_http is not None:
                 await worker_http.aclose()
             if runtime.budget is not None:

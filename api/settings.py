@@ -106,6 +106,7 @@ class Settings:
     db_pool_timeout_seconds: float
     db_pool_size: int
     worker_in_server: bool
+    webhook_timeout_seconds: int
     retry_after_seconds: int
     export_max_attempts: int
     export_retry_seconds: float
@@ -160,6 +161,13 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _int_between(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _int(env, name, default)
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
+    return value
 
 
 def _percent(env: dict[str, str], name: str, default: str) -> Decimal:
@@ -365,6 +373,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         ).strip()
         == "1",
         retry_after_seconds=_int(env, "ORDERGATE_RETRY_AFTER_SECONDS", 5),
+        webhook_timeout_seconds=_int_between(env, "ORDERGATE_WEBHOOK_TIMEOUT_SECONDS", 10, 1, 60),
         export_max_attempts=_int(env, "ORDERGATE_EXPORT_MAX_ATTEMPTS", 5),
         export_retry_seconds=_float(env, "ORDERGATE_EXPORT_RETRY_SECONDS", 30),
         shutdown_grace_seconds=_float(env, "ORDERGATE_SHUTDOWN_GRACE_SECONDS", 10),

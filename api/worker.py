@@ -216,14 +216,28 @@ def scheduled_jobs(runtime: Runtime) -> list[Job]:
     ]
 
 
-async def deliver_round(runtime: Runtime, http: httpx.AsyncClient, jobs: list[Job]) -> int:
+async def deliver_round(
+    runtime: Runtime,
+    http: httpx.AsyncClient,
+    jobs: list[Job],
+    deliverer: webhooks.Deliverer | None = None,
+) -> int:
     """One round: due scheduled jobs, then events; returns how much it did. `jobs` are built
-    once, at start, so a schedule without a valid zone stops the worker from starting."""
+    once, at start, so a schedule without a valid zone stops the worker from starting. With a
+    `deliverer` (the worker's, kept across rounds) webhooks are served by tasks of their own
+    and the round does not wait for them; without, the round sends what is due itself."""
     ran = await run_due(sessions=runtime.sessions, jobs=jobs, now=runtime.clock())
     async with runtime.sessions() as session:
         read = await webhooks.fan_out(session=session, pdp=runtime.pdp)
         await session.commit()
-    sent = await webhooks.deliver_due(sessions=runtime.sessions, http=http)
+    if deliverer is not None:
+        sent = await deliverer.round()
+    else:
+        sent = await webhooks.deliver_due(
+            sessions=runtime.sessions,
+            http=http,
+            timeout_seconds=runtime.settings.webhook_timeout_seconds,
+        )
     mailed = await inventory.mail_alerts(
         sessions=runtime.sessions, mailer=runtime.mailer, now=runtime.clock()
     )
@@ -241,17 +255,25 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     log.info("worker started", extra={"once": once})
     try:
         async with httpx.AsyncClient() as http:
-            while not stop.is_set():
-                try:
-                    done = await deliver_round(runtime, http, jobs)
-                except Exception:
-                    log.exception("worker round failed; will try again")
-                    done = 0
-                if once:
-                    break
-                if not done:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
+            deliverer = webhooks.Deliverer(
+                sessions=runtime.sessions,
+                http=http,
+                timeout_seconds=runtime.settings.webhook_timeout_seconds,
+            )
+            try:
+                while not stop.is_set():
+                    try:
+                        done = await deliver_round(runtime, http, jobs, None if once else deliverer)
+                    except Exception:
+                        log.exception("worker round failed; will try again")
+                        done = 0
+                    if once:
+                        break
+                    if not done:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
+            finally:
+                await deliverer.aclose()
     finally:
         await runtime.engine.dispose()
         log.info("worker stopped")

@@ -2,14 +2,16 @@
 
 `fan_out` turns outbox events into one delivery per subscribed webhook, rendering the order as
 the webhook's registrant may see it (field policy, row scope: an order outside their scope is
-not delivered), and stores the exact body so every retry sends the same bytes. `deliver_due`
-POSTs the oldest pending delivery of each webhook (per-URL order), signed with HMAC-SHA256,
-holding a row lock on it (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several workers never send
-one delivery at once; a worker that dies mid-send releases it and it is sent again — consumers
-de-duplicate on the event id). SQLite, the one-process default, runs one worker. Failures back
-off exponentially with jitter; after GIVE_UP_AFTER (24 h) a delivery is FAILED and `redeliver`
-sends it again. A webhook that keeps failing is paused for a while (circuit breaker) so it
-cannot hold up the others.
+not delivered), and stores the exact body so every retry sends the same bytes. Deliveries go
+out per webhook, in order: a worker leases a webhook (`claim`, a short transaction; PostgreSQL
+`FOR UPDATE SKIP LOCKED`, so two workers never serve one URL at once), sends its due
+deliveries one after another with no transaction open while the receiver answers, and commits
+each outcome as soon as it is known (`serve`). A worker that dies mid-send leaves a lease that
+runs out after LEASE; the delivery is then sent again — consumers de-duplicate on the event id.
+`ordergate worker` serves each leased webhook in a task of its own (`Deliverer`), so a slow
+receiver delays only its own queue. Failures back off exponentially with jitter; after
+GIVE_UP_AFTER (24 h) a delivery is FAILED and `redeliver` sends it again. A webhook that keeps
+failing is paused for a while (circuit breaker) so it cannot hold up the others.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import datetime as dt
 import hashlib
 import hmac
 import ipaddress
-import itertools
 import json
+import logging
 import random
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum, StrEnum
@@ -64,7 +66,17 @@ FIRST_RETRY = dt.timedelta(seconds=10)
 LONGEST_RETRY = dt.timedelta(hours=1)
 BREAK_AFTER = 5  # consecutive failures
 PAUSE = dt.timedelta(minutes=5)
-TIMEOUT_SECONDS = 10
+TIMEOUT_SECONDS = 10  # a receiver's answer (ORDERGATE_WEBHOOK_TIMEOUT_SECONDS)
+
+
+def lease_for(timeout_seconds: float) -> dt.timedelta:
+    """How long a claimed webhook stays its worker's without news: renewed with every outcome
+    (no send outlasts the timeout), so a live worker keeps it through a long queue, and one
+    that died gives it up within one timeout and five seconds."""
+    return dt.timedelta(seconds=timeout_seconds + 5)
+
+
+log = logging.getLogger("ordergate.webhooks")
 WORKER_ORIGIN = Origin(client_ip="local", peer_ip="local", user_agent="ordergate-worker")
 _ORDER_FIELDS = tuple(c for c in READERS if c.startswith("Order."))
 _STOCK_FIELDS = tuple(c for c in READERS if c.startswith("StockItem."))
@@ -89,6 +101,8 @@ class Webhook(Base):
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Which worker serves it until when (`claim`); null while no worker does.
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # The last event committed when it was registered: it receives the events after it, not
     # the history before it (however far the fan-out cursor lags).
     starts_after_seq: Mapped[int] = mapped_column(
@@ -415,25 +429,21 @@ def backoff(attempts: int) -> dt.timedelta:
     return base * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not a secret
 
 
-async def deliver_due(
+async def claim(
     *,
     sessions: async_sessionmaker[AsyncSession],
-    http: httpx.AsyncClient,
-    now: dt.datetime | None = None,
-    webhooks_per_round: int = 20,
-    per_webhook: int = 50,
-) -> int:
-    """Send what is due, in order per webhook; returns how many were attempted.
-
-    Each worker claims whole webhooks for the round (their rows, `FOR UPDATE SKIP LOCKED` on
-    PostgreSQL), so one URL is served by one worker at a time and its deliveries go in order:
-    up to `per_webhook` of them, stopping at the first that fails or is not due yet (a retry
-    waiting holds back the ones behind it). Webhooks are served concurrently, so a slow
-    receiver costs the round at most one timeout."""
-    now = now or utcnow()
+    now: dt.datetime,
+    limit: int,
+    timeout_seconds: float = TIMEOUT_SECONDS,
+) -> list[int]:
+    """Lease up to `limit` webhooks whose head of line is due, the longest-waiting first, in
+    one short transaction; returns their ids. A leased webhook is served by its holder only
+    (per-URL order); a lease left by a worker that died runs out after LEASE and another
+    worker takes the webhook over (its last delivery may be sent again: consumers
+    de-duplicate on the event id). LEASE is `lease_for(timeout_seconds)`."""
     # A webhook's head of line: its oldest pending delivery. Only webhooks whose head is due
-    # are claimed, the longest-waiting first, so webhooks with nothing to send never take a
-    # round's places and a busy one cannot starve the others.
+    # are claimed, so webhooks with nothing to send never take a round's places and a busy
+    # one cannot starve the others.
     head = (
         select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
         .where(
@@ -451,123 +461,234 @@ async def deliver_due(
                     .where(
                         Webhook.disabled_at.is_(None),
                         (Webhook.paused_until.is_(None)) | (Webhook.paused_until <= now),
+                        (Webhook.lease_until.is_(None)) | (Webhook.lease_until <= now),
                         head.with_only_columns(WebhookDelivery.next_attempt_at).scalar_subquery()
                         <= now,
                     )
                     .order_by(head.with_only_columns(WebhookDelivery.id).scalar_subquery())
-                    .limit(webhooks_per_round)
+                    .limit(limit)
                     .with_for_update(of=Webhook, skip_locked=True)
                 )
             ).all()
         )
-        batches = []
         for hook in hooks:
-            queued = (
-                await session.scalars(
+            hook.lease_until = now + lease_for(timeout_seconds)
+        await session.commit()
+        return [hook.id for hook in hooks]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+async def serve(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    webhook_id: int,
+    clock: Callable[[], dt.datetime],
+    per_webhook: int = 50,
+    timeout_seconds: float = TIMEOUT_SECONDS,
+) -> int:
+    """Send a leased webhook's due deliveries in order, up to `per_webhook`, stopping at the
+    first that fails or is not due yet; returns how many were attempted. The lease is given
+    back at the end.
+
+    No transaction is open while a receiver is waited for: each delivery is read, sent, and
+    its outcome committed on its own with its audit record (and the lease renewed), so a slow
+    receiver delays only itself, and what one worker learnt is never lost with another's
+    round (issue #29: an 8 s receiver held a fast one's rows for 2 minutes)."""
+    attempted = 0
+    try:
+        while attempted < per_webhook:
+            async with sessions() as session:
+                hook = await session.get(Webhook, webhook_id)
+                if hook is None or hook.disabled_at is not None:
+                    break
+                delivery = await session.scalar(
                     select(WebhookDelivery)
                     .where(
-                        WebhookDelivery.webhook_id == hook.id,
+                        WebhookDelivery.webhook_id == webhook_id,
                         WebhookDelivery.status == DeliveryStatus.PENDING,
                     )
                     .order_by(WebhookDelivery.id)
-                    .limit(per_webhook)
+                    .limit(1)
                 )
-            ).all()
-            due = list(itertools.takewhile(lambda d: d.next_attempt_at <= now, queued))
-            if due:
-                batches.append((hook, due))
-        attempted = await asyncio.gather(
-            *(_in_order(http, hook, due, now) for hook, due in batches)
-        )
-        await _record_deliveries(session, batches, now)
-        await session.commit()
-    return sum(attempted)
+                if delivery is None or delivery.next_attempt_at > clock():
+                    break
+                url, secret = hook.url, hook.secret
+                delivery_id, event_id, body = delivery.id, delivery.event_id, delivery.body
+            outcome = await _post(http, url, secret, event_id, body.encode(), timeout_seconds)
+            attempted += 1
+            async with sessions() as session:
+                lease_until = clock() + lease_for(timeout_seconds)
+                if not await _record(
+                    session, webhook_id, delivery_id, outcome, clock(), lease_until
+                ):
+                    break
+                await session.commit()
+            if not outcome.ok:
+                break
+    finally:
+        async with sessions() as session:
+            await session.execute(
+                update(Webhook).where(Webhook.id == webhook_id).values(lease_until=None)
+            )
+            await session.commit()
+    return attempted
 
 
-async def _record_deliveries(
-    session: AsyncSession, batches: list[tuple[Webhook, list[WebhookDelivery]]], now: dt.datetime
-) -> None:
-    """What left the building, in the audit chain with the deliveries' own commit: one record
-    per webhook per round, in the name of the account that registered it (the events are
-    audited as deliveries; rendering them read nothing on anyone's behalf)."""
-    sent = [
-        (hook, [d for d in due if d.status == DeliveryStatus.DELIVERED and d.delivered_at == now])
-        for hook, due in batches
-    ]
-    sent = [(hook, delivered) for hook, delivered in sent if delivered]
-    if not sent:
-        return
-    owners = {
-        u.id: u
-        for u in (
-            await session.scalars(select(User).where(User.id.in_({h.owner_id for h, _ in sent})))
-        ).all()
-    }
-    for hook, delivered in sent:
-        owner = owners.get(hook.owner_id)
-        await audit.record(
-            session=session,
-            who=Subject(
-                hook.owner_id,
-                owner.username if owner else None,
-                sorted(owner.roles) if owner else (),
-                WORKER_ORIGIN,
-            ),
-            action="webhook.delivered",
-            operation="webhookDelivery",
-            target_type="Webhook",
-            target_id=hook.id,
-            details={
-                "url": hook.url,
-                "deliveries": len(delivered),
-                "fromSeq": delivered[0].seq,
-                "toSeq": delivered[-1].seq,
-                "eventIds": [d.event_id for d in delivered][:50],
-            },
-            at=now,
-        )
-
-
-async def _in_order(
-    http: httpx.AsyncClient, hook: Webhook, due: list[WebhookDelivery], now: dt.datetime
+async def deliver_due(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    now: dt.datetime | None = None,
+    webhooks_per_round: int = 20,
+    per_webhook: int = 50,
+    timeout_seconds: float = TIMEOUT_SECONDS,
 ) -> int:
-    for n, delivery in enumerate(due, start=1):
-        await _attempt(http, delivery, hook, now)
-        if delivery.status != DeliveryStatus.DELIVERED:
-            return n
-    return len(due)
+    """Claim the webhooks that are due and serve them all, concurrently; returns how many
+    deliveries were attempted. (`ordergate worker` keeps a `Deliverer` instead, which does not
+    wait for one webhook before claiming the next.)"""
+    clock = (lambda: now) if now is not None else utcnow
+    ids = await claim(
+        sessions=sessions, now=clock(), limit=webhooks_per_round, timeout_seconds=timeout_seconds
+    )
+    sent = await asyncio.gather(
+        *(
+            serve(
+                sessions=sessions,
+                http=http,
+                webhook_id=i,
+                clock=clock,
+                per_webhook=per_webhook,
+                timeout_seconds=timeout_seconds,
+            )
+            for i in ids
+        )
+    )
+    return sum(sent)
 
 
-async def _attempt(
-    http: httpx.AsyncClient, delivery: WebhookDelivery, hook: Webhook, now: dt.datetime
-) -> None:
-    body = delivery.body.encode()
-    delivery.attempts += 1
+class Deliverer:
+    """A worker's deliveries: each claimed webhook is served by a task of its own, and a
+    round claims more webhooks without waiting for those still sending, up to `concurrency`
+    at once. A receiver that answers in 8 s delays its own queue, nobody else's."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        http: httpx.AsyncClient,
+        clock: Callable[[], dt.datetime] = utcnow,
+        concurrency: int = 20,
+        per_webhook: int = 50,
+        timeout_seconds: float = TIMEOUT_SECONDS,
+    ) -> None:
+        self.sessions, self.http, self.clock = sessions, http, clock
+        self.concurrency, self.per_webhook = concurrency, per_webhook
+        self.timeout_seconds = timeout_seconds
+        self._tasks: dict[int, asyncio.Task[int]] = {}
+
+    async def round(self) -> int:
+        """Claim what is due into free places; returns how many webhooks it started."""
+        for webhook_id, task in list(self._tasks.items()):
+            if task.done():
+                del self._tasks[webhook_id]
+                if not task.cancelled() and (failed := task.exception()) is not None:
+                    log.warning(
+                        "webhook delivery task failed; its lease runs out and it is retried",
+                        extra={"webhook_id": webhook_id, "error": type(failed).__name__},
+                    )
+        free = self.concurrency - len(self._tasks)
+        if free <= 0:
+            return 0
+        ids = await claim(
+            sessions=self.sessions,
+            now=self.clock(),
+            limit=free,
+            timeout_seconds=self.timeout_seconds,
+        )
+        for webhook_id in ids:
+            self._tasks[webhook_id] = asyncio.create_task(
+                serve(
+                    sessions=self.sessions,
+                    http=self.http,
+                    webhook_id=webhook_id,
+                    clock=self.clock,
+                    per_webhook=self.per_webhook,
+                    timeout_seconds=self.timeout_seconds,
+                )
+            )
+        return len(ids)
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for task in self._tasks.values() if not task.done())
+
+    async def aclose(self, *, grace_seconds: float = TIMEOUT_SECONDS) -> None:
+        """Let sends in flight finish (bounded), then stop; leases left behind run out."""
+        tasks = [task for task in self._tasks.values() if not task.done()]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+
+
+async def _post(
+    http: httpx.AsyncClient, url: str, secret: str, event_id: str, body: bytes, seconds: float
+) -> _Outcome:
     try:
         response = await http.post(
-            hook.url,
+            url,
             content=body,
             headers={
                 "content-type": "application/json",
-                "x-ordergate-event-id": delivery.event_id,
-                "x-ordergate-signature": signature(hook.secret, body),
+                "x-ordergate-event-id": event_id,
+                "x-ordergate-signature": signature(secret, body),
             },
-            timeout=TIMEOUT_SECONDS,
+            timeout=seconds,
             follow_redirects=False,
         )
-        delivery.last_status = response.status_code
-        ok = 200 <= response.status_code < 300
-        delivery.last_error = None if ok else f"HTTP {response.status_code}"
     except httpx.HTTPError as exc:
-        ok = False
-        delivery.last_status = None
-        delivery.last_error = f"{type(exc).__name__}: {exc}"[:500]
-    if ok:
+        return _Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
+    ok = 200 <= response.status_code < 300
+    return _Outcome(response.status_code, None if ok else f"HTTP {response.status_code}")
+
+
+async def _record(
+    session: AsyncSession,
+    webhook_id: int,
+    delivery_id: int,
+    outcome: _Outcome,
+    now: dt.datetime,
+    lease_until: dt.datetime,
+) -> bool:
+    """One delivery's outcome, the webhook's breaker and lease, and (when delivered) its audit
+    record, in the caller's transaction. False when the delivery was decided meanwhile."""
+    hook = await session.get(Webhook, webhook_id, with_for_update=True)
+    delivery = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    if hook is None or delivery is None or delivery.status != DeliveryStatus.PENDING:
+        return False
+    delivery.attempts += 1
+    delivery.last_status = outcome.status
+    delivery.last_error = outcome.error
+    hook.lease_until = lease_until
+    if outcome.ok:
         delivery.status = DeliveryStatus.DELIVERED
         delivery.delivered_at = now
         hook.consecutive_failures = 0
         hook.paused_until = None
-        return
+        await _record_delivery(session, hook, delivery, now)
+        return True
     hook.consecutive_failures += 1
     if hook.consecutive_failures >= BREAK_AFTER:
         hook.paused_until = now + PAUSE
@@ -575,3 +696,34 @@ async def _attempt(
         delivery.status = DeliveryStatus.FAILED
     else:
         delivery.next_attempt_at = now + backoff(delivery.attempts)
+    return True
+
+
+async def _record_delivery(
+    session: AsyncSession, hook: Webhook, delivery: WebhookDelivery, now: dt.datetime
+) -> None:
+    """What left the building, in the audit chain with the delivery's own commit, in the name
+    of the account that registered the webhook (the event is audited as a delivery; rendering
+    it read nothing on anyone's behalf)."""
+    owner = await session.get(User, hook.owner_id)
+    await audit.record(
+        session=session,
+        who=Subject(
+            hook.owner_id,
+            owner.username if owner else None,
+            sorted(owner.roles) if owner else (),
+            WORKER_ORIGIN,
+        ),
+        action="webhook.delivered",
+        operation="webhookDelivery",
+        target_type="Webhook",
+        target_id=hook.id,
+        details={
+            "url": hook.url,
+            "deliveries": 1,
+            "fromSeq": delivery.seq,
+            "toSeq": delivery.seq,
+            "eventIds": [delivery.event_id],
+        },
+        at=now,
+    )

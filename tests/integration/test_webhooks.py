@@ -219,13 +219,15 @@ async def test_deliveries_are_in_the_audit_chain_under_the_registrant(
         ).all()
     seqs = [b["seq"] for b in receiver.bodies()]
     assert len(seqs) == 2
-    [record] = records
-    details = json.loads(record.details)
-    assert record.username == "demo-integration"
-    assert record.target_type == "Webhook"
-    assert details["deliveries"] == 2
-    assert (details["fromSeq"], details["toSeq"]) == (seqs[0], seqs[-1])
-    assert details["eventIds"] == [b["id"] for b in receiver.bodies()]
+    # One record per delivery, committed with its outcome (a round no longer commits once).
+    assert len(records) == 2
+    for record, body in zip(sorted(records, key=lambda r: r.seq), receiver.bodies(), strict=True):
+        details = json.loads(record.details)
+        assert record.username == "demo-integration"
+        assert record.target_type == "Webhook"
+        assert details["deliveries"] == 1
+        assert details["fromSeq"] == details["toSeq"] == body["seq"]
+        assert details["eventIds"] == [body["id"]]
 
 
 async def test_a_failing_receiver_is_retried_with_backoff_then_failed_then_redelivered(
@@ -328,6 +330,8 @@ async def test_a_worker_killed_mid_delivery_loses_nothing(any_api: Api, receiver
         "DATABASE_URL": settings.database_url,
         "ORDERGATE_DATA_DIR": str(settings.data_dir),
         "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS,
+        # The dead worker's lease runs out one timeout and 5 s after its last news.
+        "ORDERGATE_WEBHOOK_TIMEOUT_SECONDS": "2",
     }
     await _register(any_api, receiver.url)
     numbers = await _move_paid_orders(any_api, 3)
@@ -427,3 +431,42 @@ async def test_stock_changes_reach_a_channels_webhook_with_the_levels_they_left(
     assert {b["stock"]["sku"] for b in bodies} == {"SKU-0002"}
     assert all("unitCost" not in b["stock"] for b in bodies)
     assert all("order" not in b for b in bodies)
+
+
+async def test_a_receiver_that_hangs_delays_only_its_own_queue(
+    any_api: Api, receiver: Receiver
+) -> None:
+    """Issue #29: a slow receiver's deliveries kept a fast receiver's rows locked and
+    uncommitted for minutes. Here the slow one never answers its first delivery while the
+    worker's rounds go on; the fast one gets every event, in order, each committed as
+    DELIVERED as soon as it answered."""
+    fast = Receiver()
+    thread = threading.Thread(target=fast.server.serve_forever, daemon=True)
+    thread.start()
+    runtime = any_api.app.state.runtime
+    try:
+        receiver.hold_first.set()  # `receiver` is the slow one: it holds what it gets
+        slow_id = await _register(any_api, receiver.url)
+        fast_id = await _register(any_api, fast.url)
+        numbers = await _move_paid_orders(any_api, 4)
+        await fan_out_everything(runtime)
+        async with httpx.AsyncClient() as http:
+            deliverer = webhooks.Deliverer(sessions=runtime.sessions, http=http, timeout_seconds=30)
+            deadline = time.monotonic() + 30
+            # Rounds as the worker runs them; what the receivers get arrives on other threads.
+            while len(fast.received) < 4 and time.monotonic() < deadline:
+                await deliverer.round()
+                await asyncio.sleep(0.05)
+            delivered = [d for d in await _deliveries(any_api) if d.status == "DELIVERED"]
+            held = len(receiver.received)
+            receiver.release.set()
+            await deliverer.aclose()
+    finally:
+        fast.server.shutdown()
+        fast.server.server_close()
+
+    assert [b["order"]["number"] for b in fast.bodies()] == numbers
+    assert held == 1  # the slow one is still on its first, and nothing else waited for it
+    assert {d.webhook_id for d in delivered} == {fast_id}
+    assert len(delivered) == 4
+    assert slow_id != fast_id
