@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -167,3 +171,105 @@ async def test_an_interval_job_runs_each_slot_once_and_only_the_latest(
         dt.datetime(2026, 11, 26, 2, 3, tzinfo=UTC),
         dt.datetime(2026, 11, 26, 2, 8, tzinfo=UTC),  # the missed minutes are not replayed
     ]
+
+
+_DYING_WORKER = """
+import asyncio, datetime as dt, pathlib, sys
+from domain.db import create_engine, session_factory
+from domain.jobs.scheduler import Job, run_due
+
+url, started = sys.argv[1], pathlib.Path(sys.argv[2])
+
+async def run(slot):
+    started.write_text(slot.isoformat())
+    await asyncio.Event().wait()  # the job is still running when the worker is killed
+
+async def main():
+    engine = create_engine(url)
+    job = Job(name="kpi.close", at=dt.time(1, 0), zone="Asia/Shanghai", run=run)
+    now = dt.datetime(2026, 11, 26, 17, 0, 5, tzinfo=dt.UTC)
+    await run_due(sessions=session_factory(engine), jobs=[job], now=now,
+                  lease=dt.timedelta(seconds=2))
+
+asyncio.run(main())
+"""
+
+
+def _start_dying_worker(url: str, started: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(  # noqa: S603 - our own code, in a process of its own
+            [sys.executable, "-c", _DYING_WORKER, url, str(started)],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+
+
+async def test_a_slot_whose_worker_is_killed_mid_run_runs_again_within_one_lease(
+    sessions: async_sessionmaker[AsyncSession], any_database_url: str, tmp_path: Path
+) -> None:
+    """Issue #29: the RUNNING claim was committed first and any row for (job, slot) made every
+    worker skip it, so a worker killed during the nightly KPI close lost that day's close."""
+    started, log = tmp_path / "started", tmp_path / "dying.log"
+    dying = _start_dying_worker(any_database_url, started, log)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():  # the job began in the other process
+            assert dying.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the dying worker never started its job"
+            await asyncio.sleep(0.05)
+    finally:
+        dying.kill()  # SIGKILL: no cleanup, the claim stays RUNNING
+        dying.wait(10)
+    runs: list[dt.datetime] = []
+
+    async def close(slot: dt.datetime) -> None:
+        runs.append(slot)
+
+    job = Job(name="kpi.close", at=dt.time(1, 0), zone="Asia/Shanghai", run=close)
+    now = dt.datetime(2026, 11, 26, 17, 0, 5, tzinfo=UTC)
+    # A live claim is respected; once its 2 s lease has run out, the slot is run here.
+    first_look = await run_due(sessions=sessions, jobs=[job], now=now)
+    deadline = time.monotonic() + 20
+    while not runs and time.monotonic() < deadline:
+        await run_due(sessions=sessions, jobs=[job], now=now)
+        await asyncio.sleep(0.2)
+    again = await run_due(sessions=sessions, jobs=[job], now=now + dt.timedelta(minutes=5))
+
+    assert first_look == []
+    assert runs == [dt.datetime(2026, 11, 26, 17, 0, tzinfo=UTC)]
+    assert again == []
+    async with sessions() as session:
+        [record] = (await session.scalars(select(JobRun))).all()
+    assert (record.outcome, record.attempts) == ("SUCCEEDED", 2)
+
+
+async def test_a_slot_is_given_up_after_its_second_worker_dies_too(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    slot = dt.datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
+    async with sessions() as session:
+        session.add(
+            JobRun(
+                job="kpi.close",
+                slot=slot,
+                started_at=slot,
+                outcome="RUNNING",
+                lease_until=slot,  # long run out
+                attempts=2,
+            )
+        )
+        await session.commit()
+    runs: list[dt.datetime] = []
+
+    async def close(at: dt.datetime) -> None:
+        runs.append(at)
+
+    job = Job(name="kpi.close", at=dt.time(1, 0), zone="Asia/Shanghai", run=close)
+    ran = await run_due(sessions=sessions, jobs=[job], now=slot + dt.timedelta(seconds=5))
+
+    assert ran == []
+    assert runs == []
+    async with sessions() as session:
+        [record] = (await session.scalars(select(JobRun))).all()
+    assert record.outcome == "FAILED"
+    assert "2 attempts" in (record.error or "")

@@ -1,4 +1,4 @@
-"""webhooks: a lease per webhook, so deliveries are claimed in short transactions
+"""leases: per webhook (deliveries claimed in short transactions) and per running job slot
 
 Revision ID: 0022
 Revises: 0021
@@ -20,8 +20,18 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column('lease_until', domain.db.UTCDateTime(timezone=True), nullable=True)
         )
+    with op.batch_alter_table('job_runs', schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column('lease_until', domain.db.UTCDateTime(timezone=True), nullable=True)
+        )
+        batch_op.add_column(
+            sa.Column('attempts', sa.Integer(), server_default='1', nullable=False)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('job_runs', schema=None) as batch_op:
+        batch_op.drop_column('attempts')
+        batch_op.drop_column('lease_until')
     with op.batch_alter_table('webhooks', schema=None) as batch_op:
         batch_op.drop_column('lease_until')
