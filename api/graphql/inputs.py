@@ -134,9 +134,7 @@ def input_problem(
                             return found
                     for variable in _variables_in(argument.value):
                         rule_of_variable.setdefault(variable, rule)
-                if selection.selection_set is not None and (
-                    found := walk(selection.selection_set)
-                ):
+                if selection.selection_set is not None and (found := walk(selection.selection_set)):
                     return found
             elif isinstance(selection, InlineFragmentNode):
                 if found := walk(selection.selection_set):

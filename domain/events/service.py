@@ -101,7 +101,7 @@ def publish(
             "version": version,
             "at": at or utcnow(),
             "payload": canonical_json(dict(payload)),
-        }
+        },
     )
     return event_id
 
@@ -129,9 +129,7 @@ def _write_pending(session: Session) -> None:
         return
     last = session.execute(_CLAIM, {"n": len(events)}).scalar_one()
     first = last - len(events) + 1
-    session.execute(
-        insert(_TABLE), [{**event, "seq": first + i} for i, event in enumerate(events)]
-    )
+    session.execute(insert(_TABLE), [{**event, "seq": first + i} for i, event in enumerate(events)])
 
 
 async def events_after(

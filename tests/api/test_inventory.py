@@ -413,7 +413,8 @@ async def test_an_orders_hold_moves_only_with_its_order(api: Api) -> None:
             .where(StockReservation.order_id.is_not(None))
             .order_by(StockReservation.id.desc())
         )
-    assert hold is not None and hold.reference.startswith("order ")
+    assert hold is not None
+    assert hold.reference.startswith("order ")
     from api.graphql.relay import global_id
 
     rid = global_id("Reservation", hold.id)
@@ -426,7 +427,8 @@ async def test_an_orders_hold_moves_only_with_its_order(api: Api) -> None:
     assert errors_of(confirmed) == [("CONFLICT", None)]
     async with api.app.state.runtime.sessions() as session:
         again = await session.get(StockReservation, hold.id)
-        assert again is not None and again.status == hold.status
+        assert again is not None
+        assert again.status == hold.status
 
 
 async def test_a_checkout_may_not_take_an_orders_hold_reference(api: Api) -> None:
