@@ -330,9 +330,11 @@ async def _advance(
     now: dt.datetime,
     *,
     source: str,
+    paid_minor: int | None = None,
 ) -> bool:
     """Move the order along the lifecycle to where the channel says it is, one recorded step
-    at a time; False when the channel is not ahead of us (nothing to do)."""
+    at a time; False when the channel is not ahead of us (nothing to do). `paid_minor` is what
+    the channel says its buyer paid: the paid amount when the order becomes PAID."""
     path = _path(order.number, order.status, reported)
     if not path:
         return False
@@ -347,6 +349,7 @@ async def _advance(
             at=now,
             note=f"reported by {source}",
             open_picking=still_to_pick,
+            paid_minor=paid_minor,
         )
     return True
 
@@ -382,7 +385,23 @@ async def _resubmitted(
     ):
         if checked.mutable[key]:
             setattr(order, attribute, checked.mutable[key])
-    await _advance(session, actor, order, checked.source.status, now, source=channel)
+    # What the buyer paid is the channel's own total for this content (the same digest: the
+    # same lines, fee and discount), not the order's total now, which a signed price change
+    # may have moved since it arrived.
+    channel_total = (
+        sum(price * quantity for _, quantity, price in checked.lines)
+        + checked.shipping_minor
+        - checked.discount_minor
+    )
+    await _advance(
+        session,
+        actor,
+        order,
+        checked.source.status,
+        now,
+        source=channel,
+        paid_minor=channel_total,
+    )
     return Outcome.UPDATED
 
 
@@ -666,7 +685,7 @@ def _new_order(batch: _Batch, checked: _Checked) -> _New:
         "discount_minor": checked.discount_minor,
         "total_minor": total,
         "gross_margin_minor": total - cost_total - checked.shipping_minor,
-        # What the customer paid is fixed at PAID (as `orders.service.move` does).
+        # What the customer paid: the channel's total, when the channel reports it paid.
         "paid_minor": total if OrderStatus.PAID in path else 0,
         "refunded_minor": 0,
         "customer_name": checked.buyer.name,

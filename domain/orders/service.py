@@ -293,11 +293,17 @@ async def move(
     at: dt.datetime,
     note: str | None,
     open_picking: bool = True,
+    paid_minor: int | None = None,
 ) -> None:
     """One lifecycle step and everything that follows from it, in the caller's transaction:
-    the history row, the paid amount fixed at PAID, `ORDER_STATUS_CHANGED`, and the picking
-    list opened at PAID (unless `open_picking` is False) or cancelled with the order. The
-    caller has checked the rules. Used by `transitionOrder` and the channel intake alike."""
+    the history row, the paid amount at PAID, `ORDER_STATUS_CHANGED`, and the picking list
+    opened at PAID (unless `open_picking` is False) or cancelled with the order. The caller
+    has checked the rules. Used by `transitionOrder` and the channel intake alike.
+
+    The amount paid comes from payment evidence only — `paid_minor`, what the channel reports
+    its buyer paid — never from the status: a person moving an order to PAID records no money,
+    so nothing can be refunded that was never received (issue #30, H2: an unpaid order was
+    refunded in full after a staff transition, and a repriced one at its new price)."""
     before, number = order.status, order.number
     change = OrderStatusChange(
         order_id=order.id,
@@ -315,8 +321,9 @@ async def move(
     order.status = to
     order.updated_at = at
     if to is OrderStatus.PAID:
-        # What the customer paid is fixed now; refunds are capped by it from here on.
-        order.paid_minor = order.total_minor
+        # What the customer paid, as evidenced; refunds are capped by it from here on.
+        if paid_minor is not None:
+            order.paid_minor = max(order.paid_minor, paid_minor)
         order.check_money()
         if order.paid_at is None:
             order.paid_at = at
