@@ -53,19 +53,30 @@ def _serve(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):  # up to a minute: the server checks its policy before it listens
+        deadline = time.monotonic() + 60  # the server checks its settings and policy first
+        while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("server did not start")
+                pass
+            if process.poll() is not None:  # it refused to start: say why, at once
+                log.flush()
+                pytest.fail(f"server exited {process.returncode}: {_tail(tmp_path / 'serve.log')}")
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"server did not answer /healthz in 60 s: {_tail(tmp_path / 'serve.log')}"
+                )
+            time.sleep(0.1)
         yield base, process
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
         log.close()
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _policy_dir(tmp_path: Path) -> Path:
