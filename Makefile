@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test conformance schema lint migrate demo bench bench-pg mutate vendor-graphiql clean
+.PHONY: run test test-fast conformance schema lint migrate demo bench bench-pg mutate vendor-graphiql clean
+
+# The suite runs on every core (pytest-xdist), in a random order (pytest-randomly prints its
+# seed; rerun that order with PYTEST_ARGS=--randomly-seed=N), and ends with its slowest tests.
+WORKERS ?= auto
+PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,7 +24,12 @@ run: $(STAMP)
 
 test: $(STAMP) conformance
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	. tools/test-services.sh && $(BIN)/python -m pytest -n $(WORKERS) --durations=25 $(PYTEST_ARGS)
+
+# The inner loop: SQLite only, no browser, no processes or clusters started (under 3 minutes).
+test-fast: $(STAMP)
+	env -u ORDERGATE_TEST_DATABASE_URL -u ORDERGATE_TEST_REDIS_URL \
+		$(BIN)/python -m pytest -n $(WORKERS) -m "not slow and not npm" $(PYTEST_ARGS)
 
 # The GraphQL-over-HTTP audit suite is an npm package. On a developer's machine without npm
 # its test is skipped with that reason; in CI (CI=true) a missing or failed install fails.

@@ -216,11 +216,24 @@ def _expires_within(token: str, *, seconds: int) -> bool:
 _SESSION_TOKENS: dict[str, str] = {}
 
 
-async def _api_for(settings: Settings) -> AsyncIterator[Api]:
+async def _api_for(settings: Settings, *, check_events: bool = False) -> AsyncIterator[Api]:
+    """The app over HTTP. With `check_events`, the test fails afterwards when any order
+    version it committed has no outbox event (issue #29: a path that loses events fails
+    somewhere, not silently in production)."""
+    from domain.events.check import missing_order_events, order_versions
+
     app = create_app(settings)
+    baseline: dict[int, int] = {}
+    if check_events:
+        async with app.state.runtime.sessions() as session:
+            baseline = await order_versions(session)
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
     async with httpx.AsyncClient(transport=transport, base_url="http://ordergate.test") as client:
         yield Api(client, app, _SESSION_TOKENS)
+    if check_events:
+        async with app.state.runtime.sessions() as session:
+            missing = await missing_order_events(session, baseline=baseline)
+        assert missing == [], f"order versions committed without their event: {missing}"
     await app.state.runtime.engine.dispose()
     for replica in app.state.runtime.replica_engines:
         await replica.dispose()
@@ -236,13 +249,16 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
 
 @pytest.fixture
 async def any_api(any_database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
-    async for value in _api_for(settings_for(any_database_url, tmp_path)):
+    on_postgresql = any_database_url.startswith("postgresql")
+    async for value in _api_for(
+        settings_for(any_database_url, tmp_path), check_events=on_postgresql
+    ):
         yield value
 
 
 @pytest.fixture
 async def pg_api(pg_database: str, tmp_path: Path) -> AsyncIterator[Api]:
-    async for value in _api_for(settings_for(pg_database, tmp_path)):
+    async for value in _api_for(settings_for(pg_database, tmp_path), check_events=True):
         yield value
 
 
@@ -275,3 +291,70 @@ async def outbox_head(api: Api) -> int:
 
     async with api.app.state.runtime.sessions() as session:
         return int(await session.scalar(select(OutboxHead.seq).where(OutboxHead.id == 1)) or 0)
+
+
+# ---- how the suite runs (issue #28) -----------------------------------------------------------
+
+# Tests that start processes, clusters or a browser: `make test` runs them, `make test-fast`
+# (the inner loop) leaves them out.
+SLOW_MODULES = {
+    "tests/integration/test_failures.py",
+    "tests/integration/test_flash_sale.py",
+    "tests/integration/test_live_server.py",
+    "tests/integration/test_policy_reload.py",
+    "tests/integration/test_production_config.py",
+    "tests/integration/test_replicas.py",
+    "tests/integration/test_startup.py",
+    "tests/integration/test_subscriptions.py",
+    "tests/integration/test_webhooks.py",
+    "tests/integration/test_wheel.py",
+    "tests/integration/test_workers.py",
+    "tests/integration/test_cli.py",
+}
+# No single test (its set-up, call and tear-down together) may take longer than this: a slow
+# test makes every developer wait, and is made faster, not left out.
+SLOWEST_TEST_SECONDS = float(os.environ.get("ORDERGATE_SLOWEST_TEST_SECONDS", "60"))
+_TEST_SECONDS: dict[str, float] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if path.startswith("tests/browser/"):
+            item.add_marker(pytest.mark.browser)
+        if path.startswith("tests/browser/") or path in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if path.startswith("tests/conformance/"):
+            item.add_marker(pytest.mark.npm)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _TEST_SECONDS[report.nodeid] = _TEST_SECONDS.get(report.nodeid, 0.0) + report.duration
+
+
+def slowest_tests(limit: float) -> list[tuple[str, float]]:
+    return sorted(
+        ((node, seconds) for node, seconds in _TEST_SECONDS.items() if seconds > limit),
+        key=lambda found: -found[1],
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    over = slowest_tests(SLOWEST_TEST_SECONDS)
+    if over:
+        terminalreporter.section("tests over the time limit", sep="=", red=True)
+        for node, seconds in over:
+            terminalreporter.write_line(
+                f"{seconds:6.1f}s {node} (limit {SLOWEST_TEST_SECONDS:.0f} s: make it faster)"
+            )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # the controller judges the whole run
+    if slowest_tests(SLOWEST_TEST_SECONDS) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

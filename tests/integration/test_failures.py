@@ -9,6 +9,7 @@ stopped or frozen with SIGSTOP), never the shared server; skipped with the reaso
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import datetime as dt
 import glob
@@ -114,6 +115,13 @@ class Cluster:
     def thaw(self) -> None:
         self.signal(signal.SIGCONT)
 
+    def shut_down(self, data: Path) -> None:
+        """A clean (fast) shutdown: SIGINT to the postmaster, whose pid it wrote in `data`."""
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(postmaster, signal.SIGINT)
+        self.process.wait(timeout=60)
+
     def stop(self) -> None:
         self.thaw()
         self.signal(signal.SIGQUIT)  # immediate shutdown, like a crash
@@ -121,19 +129,59 @@ class Cluster:
             self.process.wait(timeout=20)
 
 
-def start_cluster(stack: contextlib.ExitStack, data: Path) -> Cluster:
-    """initdb and start a PostgreSQL cluster in `data`, as the postgres user when root."""
+def _as_postgres(data: Path) -> tuple[list[str], str, str]:
+    """How to run PostgreSQL's tools on `data`: as the postgres user when root (PostgreSQL
+    refuses to run as root), and where initdb and postgres are."""
     initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
     if initdb is None or postgres is None:
         pytest.skip("initdb is not available: the database fault tests need a throwaway cluster")
     as_postgres: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+    if os.geteuid() == 0:
         if shutil.which("runuser") is None:
             pytest.skip("running as root without runuser: cannot start a throwaway cluster")
         shutil.chown(data, "postgres", "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
+    return as_postgres, initdb, postgres
+
+
+def start_cluster(stack: contextlib.ExitStack, data: Path) -> Cluster:
+    """initdb and start a PostgreSQL cluster in `data`, as the postgres user when root."""
+    as_postgres, initdb, postgres = _as_postgres(data)
     subprocess.run(  # noqa: S603 - PostgreSQL's own tools on a directory of ours
         [*as_postgres, initdb, "-D", str(data / "db"), "-U", "postgres", "-A", "trust"],
+        check=True,
+        capture_output=True,
+    )
+    return serve_cluster(stack, data, as_postgres, postgres)
+
+
+# One migrated cluster with the demo data per test process, shut down cleanly and copied for
+# each test that needs a cluster of its own: initdb, the migrations and the demo data ran
+# for every such test before (a minute for the two replica tests; issue #28).
+_SEEDED: list[Path] = []
+
+
+def _seeded_template() -> Path:
+    if _SEEDED:
+        return _SEEDED[0]
+    root = Path(tempfile.mkdtemp(prefix="ordergate-pg-template-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    with contextlib.ExitStack() as stack:
+        found = start_cluster(stack, root)
+        _migrate_in_thread(found.url)
+        asyncio.run(_seed(found.url))
+        found.shut_down(root / "db")
+    _SEEDED.append(root / "db")
+    return root / "db"
+
+
+def start_seeded_cluster(stack: contextlib.ExitStack, data: Path) -> Cluster:
+    """A migrated cluster with the demo data in `data`, started on a free loopback port: a
+    copy of this process's template (ownership and modes kept)."""
+    template = _seeded_template()
+    as_postgres, _initdb, postgres = _as_postgres(data)
+    subprocess.run(  # noqa: S603 - cp of a directory of ours
+        ["cp", "-a", str(template), str(data / "db")],  # noqa: S607
         check=True,
         capture_output=True,
     )
@@ -184,10 +232,7 @@ def cluster() -> Iterator[Cluster]:
     data = Path(tempfile.mkdtemp(prefix="ordergate-pg-"))
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, data, ignore_errors=True)
-        found = start_cluster(stack, data)
-        _migrate_in_thread(found.url)
-        asyncio.run(_seed(found.url))
-        yield found
+        yield start_seeded_cluster(stack, data)
 
 
 QUERY = "{ orders(first: 1) { totalCount } }"

@@ -150,8 +150,10 @@ async def test_two_hundred_buyers_for_one_unit_across_two_processes(
 async def test_a_pool_of_one_hundred_serves_exactly_one_hundred_of_a_thousand(
     pg_database: str, tmp_path: Path
 ) -> None:
-    """A livestream campaign: 100 units set aside, 1,000 campaign checkouts at once through
-    two processes. Exactly 100 get one; the main stock is untouched by the campaign."""
+    """A livestream campaign: 100 units set aside, 400 campaign checkouts, 100 at a time,
+    through two processes. Exactly 100 get one; the main stock is untouched by the campaign.
+    (1,000 checkouts before: the same 100-wide race four times over instead of ten, for
+    44 s less of the suite; issue #28.)"""
     import datetime as dt
 
     policy = _policy_dir(tmp_path)
@@ -192,7 +194,7 @@ async def test_a_pool_of_one_hundred_serves_exactly_one_hundred_of_a_thousand(
                 async with gate:
                     return await _gql(http, (first, second)[n % 2], buyer, RESERVE, {"i": body})
 
-            results = await asyncio.gather(*(buy(n) for n in range(1000)))
+            results = await asyncio.gather(*(buy(n) for n in range(400)))
             after = (await _gql(http, second, ops, ITEM, {"s": "SKU-0011", "w": "SH-01"}))["data"][
                 "stockItem"
             ]
@@ -200,5 +202,5 @@ async def test_a_pool_of_one_hundred_serves_exactly_one_hundred_of_a_thousand(
     won = [r for r in results if "errors" not in r]
     codes = sorted(e["extensions"]["code"] for r in results for e in r.get("errors", []))
     assert len(won) == 100
-    assert codes == ["INSUFFICIENT_STOCK"] * 900
+    assert codes == ["INSUFFICIENT_STOCK"] * 300
     assert after == before  # drawn from the pool: the main stock's numbers did not move

@@ -19,15 +19,27 @@ pytestmark = pytest.mark.skipif(
 VIEWER = "{ viewer { username } }"
 
 
+def _worker_database(url: str, worker_id: str) -> str:
+    """Database index 15 for a serial run, 14, 13… for parallel workers gw0, gw1…: each
+    worker flushes only its own (issue #28: isolation under pytest-xdist)."""
+    if worker_id == "master":
+        return url
+    base, _, index = url.rstrip("/").rpartition("/")
+    start = int(index) if index.isdigit() else 15
+    return f"{base}/{start - 1 - int(worker_id.removeprefix('gw'))}"
+
+
 @pytest.fixture
-async def redis_url() -> str:
+async def redis_url(worker_id: str) -> str:
     import coredis  # the client `limits` uses for async Redis
 
-    client = coredis.Redis.from_url(REDIS)
+    assert REDIS is not None
+    url = _worker_database(REDIS, worker_id)
+    client = coredis.Redis.from_url(url)
     await client.flushdb()  # a database of its own: counts from another run must not count
     client.connection_pool.disconnect()
     await asyncio.sleep(0.01)  # let the closing transport finish on the loop
-    return REDIS
+    return url
 
 
 def _settings(database_url: str, tmp_path: Path, storage: str):

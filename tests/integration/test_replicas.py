@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import event, text
 
 from domain.db import create_engine
-from tests.conftest import _api_for, _migrate_in_thread, _seed, settings_for
-from tests.integration.test_failures import Cluster, _pg_bin, serve_cluster, start_cluster
+from tests.conftest import _api_for, settings_for
+from tests.integration.test_failures import Cluster, _pg_bin, serve_cluster, start_seeded_cluster
 
 PG = os.environ.get("ORDERGATE_TEST_DATABASE_URL")
 pytestmark = pytest.mark.skipif(
@@ -86,9 +86,7 @@ def clusters() -> Iterator[tuple[Cluster, Cluster]]:
         dirs = [Path(tempfile.mkdtemp(prefix=f"ordergate-{n}-")) for n in ("primary", "replica")]
         for d in dirs:
             stack.callback(shutil.rmtree, d, ignore_errors=True)
-        primary = start_cluster(stack, dirs[0])
-        _migrate_in_thread(primary.url)
-        asyncio.run(_seed(primary.url))
+        primary = start_seeded_cluster(stack, dirs[0])
         replica = start_replica(stack, dirs[1], primary)
         yield primary, replica
 
