@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from domain.access import AccessProfile
+from domain.errors import Forbidden
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,13 @@ class Actor:
     origin: Origin = field(default_factory=Origin)
     # The person behind the account (`User.person`): separation of duties compares persons.
     person: str = ""
+
+    def require_channel(self, channel: str) -> None:
+        """A channel's service account speaks for its channels only: an account bound to
+        channels (`users create … --channel TAOBAO`) may not act for another (FORBIDDEN; issue
+        #30, L4). An unbound integration account is a platform-wide one."""
+        if self.channels and channel not in self.channels:
+            raise Forbidden(f"this account is bound to {', '.join(sorted(self.channels))}")
 
     @property
     def person_key(self) -> str:

@@ -118,6 +118,7 @@ async def submit(
     `ops` holds `channel:reconcile` to read reports only."""
     actor.access.require(Action.CHANNEL_RECONCILE)
     actor.access.require(Action.ORDER_INGEST)
+    actor.require_channel(channel)
     if len(rows) > MAX_ROWS:
         raise BadInput(f"send at most {MAX_ROWS} rows per call; send a day in parts")
     now = now or utcnow()

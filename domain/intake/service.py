@@ -423,6 +423,7 @@ async def ingest(
     existing order on, and every order of a batch whose bulk insert met a concurrent
     submission of one of its keys, go one by one in savepoints of their own."""
     actor.access.require(Action.ORDER_INGEST)
+    actor.require_channel(channel)
     if not orders:
         raise BadInput("send at least one order")
     if len(orders) > MAX_BATCH:

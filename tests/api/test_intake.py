@@ -406,3 +406,43 @@ async def test_the_orders_are_returned_when_asked_for_through_a_fragment(api: Ap
     assert second["data"]["ingestOrders"]["results"] == [
         {"externalId": "JD-F-1", "outcome": "REPLAYED"}
     ]
+
+
+async def test_a_channel_bound_service_account_speaks_for_its_channel_only(api: Api) -> None:
+    """Issue #30, L4: a TAOBAO-bound integration account ingested JD orders."""
+    from domain.actor import SYSTEM_ORIGIN
+    from domain.audit.service import Subject
+    from domain.users import service as users_service
+    from tests.api.test_approvals import PASSWORD
+
+    async with api.app.state.runtime.sessions() as session:
+        await users_service.create_user(
+            session=session,
+            who=Subject(None, "test", (), SYSTEM_ORIGIN),
+            username="taobao-shop-service",
+            password=PASSWORD,
+            roles=["integration"],
+            channels=["TAOBAO"],
+        )
+        await session.commit()
+    login = await api.gql(
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) "
+        "{ accessToken } }",
+        {"u": "taobao-shop-service", "p": PASSWORD},
+    )
+    bound = {"authorization": f"Bearer {login['data']['login']['accessToken']}"}
+
+    own = await api.gql(INGEST, {"c": "TAOBAO", "o": [channel_order("TB-BOUND-1")]}, **bound)
+    other = await api.gql(INGEST, {"c": "JD", "o": [channel_order("JD-BOUND-1")]}, **bound)
+    snapshot = await api.gql(
+        """mutation($o: [ChannelSnapshotOrderInput!]!) {
+             submitChannelSnapshot(channel: JD, businessDay: "2026-11-26", orders: $o) {
+               __typename } }""",
+        {"o": []},
+        **bound,
+    )
+
+    assert own["data"]["ingestOrders"]["results"][0]["outcome"] == "CREATED"
+    assert errors_of(other) == [("FORBIDDEN", None)]
+    assert errors_of(snapshot)[0][0] == "FORBIDDEN"
+    assert await _count(api, Order, Order.external_id == "JD-BOUND-1") == 0
