@@ -426,8 +426,7 @@ async def test_a_channel_bound_service_account_speaks_for_its_channel_only(api: 
         )
         await session.commit()
     login = await api.gql(
-        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) "
-        "{ accessToken } }",
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }",
         {"u": "taobao-shop-service", "p": PASSWORD},
     )
     bound = {"authorization": f"Bearer {login['data']['login']['accessToken']}"}
