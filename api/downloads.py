@@ -11,13 +11,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from api.auth.authenticate import authenticate
-from api.context import origin_of, record_failure
+from api.context import MINUTE, REFUSED_PREFIX, origin_of, record_failure
 from api.errors import error_code
 from api.runtime import Runtime
+from domain import ratelimit
 from domain.actor import Actor
 from domain.audit.service import Subject
 from domain.db import utcnow
-from domain.errors import BadInput, DomainError, NotFound
+from domain.errors import BadInput, DomainError, NotFound, RateLimited
 from domain.exports import service as exports
 from domain.values import parse_int_id
 
@@ -29,6 +30,7 @@ STATUS = {
     "NOT_FOUND": 404,
     "CONFLICT": 410,
     "BAD_USER_INPUT": 400,
+    "RATE_LIMITED": 429,
 }
 
 
@@ -68,6 +70,26 @@ def download_endpoint(runtime: Runtime):
                 await session.commit()
             except Exception as exc:
                 await session.rollback()
+                if actor is None and isinstance(exc, DomainError):
+                    # Anonymous: counted against its address before anything is written; the
+                    # first refusal of a minute is recorded, the rest summed when the minute
+                    # ends (auth.refusals), and past the budget nothing is written at all
+                    # (issue #30, M6: 200 anonymous requests wrote 200 chained events).
+                    try:
+                        refusals = await ratelimit.hit(
+                            session=session,
+                            key=f"{REFUSED_PREFIX}{origin.client_ip}",
+                            limit=runtime.settings.refused_per_ip_per_minute,
+                            per=MINUTE,
+                            now=runtime.clock(),
+                            what="refused requests from this address",
+                        )
+                    except RateLimited as limited:
+                        await session.commit()
+                        return _error("RATE_LIMITED", limited.message, origin.request_id or "")
+                    await session.commit()
+                    if refusals > 1:
+                        return _error(error_code(exc), exc.message, origin.request_id or "")
                 await record_failure(
                     session,
                     actor if actor is not None else Subject(None, None, (), origin),

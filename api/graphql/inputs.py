@@ -35,6 +35,7 @@ from strawberry.extensions import SchemaExtension
 
 from api.graphql.coordinates import root_fields, selected_operation
 from domain.audit.service import Outcome
+from domain.errors import RateLimited
 from domain.values import DEFAULT_TEXT_LENGTH, printable, text_problem
 
 
@@ -235,5 +236,16 @@ class InputGuard(SchemaExtension):
             if problem is not None:
                 execution.result = ExecutionResult(data=None, errors=[bad_input(problem)])
                 if "login" in root_fields(operation):
-                    await _record_refused_login(execution, operation, problem)
+                    # Counted against the address before anything is written: the first of a
+                    # minute is recorded, the rest summed when the minute ends (issue #30, M6).
+                    ctx = execution.context
+                    try:
+                        refusals = await ctx.count_refusal(ctx.runtime.clock())
+                    except RateLimited as exc:
+                        execution.result = ExecutionResult(
+                            data=None, errors=[GraphQLError(exc.message, original_error=exc)]
+                        )
+                        refusals = 0
+                    if refusals == 1:
+                        await _record_refused_login(execution, operation, problem)
         yield
