@@ -13,7 +13,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Integer, String, delete, select, text
+from sqlalchemy import BigInteger, Integer, String, and_, delete, select, text, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -173,11 +173,43 @@ def window_start(window: int, per: dt.timedelta) -> dt.datetime:
     return dt.datetime.fromtimestamp(window * int(per.total_seconds()), dt.UTC)
 
 
+async def count(*, session: AsyncSession, key: str, window: int) -> tuple[int, int]:
+    """`key`'s count in `window` and in the window before, without adding a hit."""
+    rows = dict(
+        (
+            await session.execute(
+                select(RateCounter.window, RateCounter.count).where(
+                    RateCounter.key == key[:200], RateCounter.window.in_([window, window - 1])
+                )
+            )
+        ).all()
+    )
+    return int(rows.get(window, 0)), int(rows.get(window - 1, 0))
+
+
+async def forget(*, session: AsyncSession, prefix: str) -> None:
+    """Drop every counter whose key starts with `prefix`."""
+    await session.execute(delete(RateCounter).where(RateCounter.key.startswith(prefix)))
+
+
+# Counters kept in windows longer than the minute housekeeping runs on: their prefix and
+# window length (login failures per account and source: domain/users/service.py).
+LONG_WINDOWS: dict[str, dt.timedelta] = {}
+
+
 async def purge(
     *, session: AsyncSession, now: dt.datetime, per: dt.timedelta, keep_prefix: str
 ) -> list[tuple[str, int, int]]:
     """Drop every window that has ended (housekeeping); return the ended windows of keys
-    starting with `keep_prefix` as (key, window, count), for the caller to record first."""
+    starting with `keep_prefix` as (key, window, count), for the caller to record first.
+    Keys of LONG_WINDOWS go when their own windows have ended."""
+    for prefix, length in LONG_WINDOWS.items():
+        own = int(now.timestamp()) // int(length.total_seconds())
+        await session.execute(
+            delete(RateCounter).where(
+                RateCounter.key.startswith(prefix), RateCounter.window < own - 1
+            )
+        )
     current = int(now.timestamp()) // int(per.total_seconds())
     ended = (
         await session.execute(
@@ -188,9 +220,10 @@ async def purge(
     ).all()
     # The previous window stays while it still weighs on the sliding limit; the summarised
     # keys go at once, so each ended window is reported once.
+    longer = [~RateCounter.key.startswith(prefix) for prefix in LONG_WINDOWS]
     await session.execute(
         delete(RateCounter).where(
-            (RateCounter.window < current - 1)
+            ((RateCounter.window < current - 1) & and_(true(), *longer))
             | (RateCounter.key.startswith(keep_prefix) & (RateCounter.window < current))
         )
     )
