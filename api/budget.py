@@ -24,6 +24,10 @@ from limits.storage import storage_from_string
 from domain.errors import RateLimited
 
 log = logging.getLogger("ordergate.app")
+# How long a Redis call may take before the request counts in the database instead, and how
+# long Redis is then left alone before it is asked again.
+REDIS_SECONDS = 0.25
+RETRY_AFTER_FAILURE_SECONDS = 5.0
 
 
 def storage_uri(value: str) -> str:
@@ -38,6 +42,7 @@ class RedisBudget:
         self.item = RateLimitItemPerMinute(per_minute)
         self._items = {per_minute: self.item}
         self._failing_since: float | None = None
+        self._skip_until = 0.0
 
     async def close(self) -> None:
         """Drop the pooled Redis connections (at shutdown). `limits` has no public way to,
@@ -52,12 +57,21 @@ class RedisBudget:
         item = self.item
         if per_minute is not None:
             item = self._items.setdefault(per_minute, RateLimitItemPerMinute(per_minute))
+        if time.monotonic() < self._skip_until:
+            return None  # Redis failed a moment ago: count in the database without waiting
         try:
-            allowed = await self.limiter.hit(item, "ordergate-queries", account)
-            if not allowed:
-                stats = await self.limiter.get_window_stats(item, "ordergate-queries", account)
+            # Redis answers in well under a millisecond; one that does not answer in
+            # REDIS_SECONDS (frozen, partitioned) must not hold the request (issue #29: a
+            # SIGSTOPped Redis held every request for 60 s).
+            async with asyncio.timeout(REDIS_SECONDS):
+                allowed = await self.limiter.hit(item, "ordergate-queries", account)
+                if not allowed:
+                    stats = await self.limiter.get_window_stats(
+                        item, "ordergate-queries", account
+                    )
         except Exception as exc:  # any storage error: degrade to the database, say so once
             now = time.monotonic()
+            self._skip_until = now + RETRY_AFTER_FAILURE_SECONDS
             if self._failing_since is None or now - self._failing_since > 30:
                 log.warning(
                     "rate-limit storage unavailable; counting in the database",

@@ -100,3 +100,61 @@ async def test_without_redis_the_budget_falls_back_to_the_database(
     assert answers[5] == [("RATE_LIMITED", None)]
     warnings = [r for r in caplog.records if "rate-limit storage unavailable" in r.getMessage()]
     assert len(warnings) == 1  # once, not once per request
+
+
+def _start_redis(server: str, port: int):
+    import subprocess
+
+    return subprocess.Popen(  # noqa: S603 - Redis on a loopback port of our own
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def test_a_frozen_redis_holds_no_request_past_its_bound(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Issue #29: a SIGSTOPped Redis held every request for 60 s (the limiter call had no
+    timeout). A Redis server of the test's own is frozen; requests go on, counted in the
+    database, each answered within a second."""
+    import shutil
+    import signal
+    import socket
+    import time
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed: the frozen-Redis test starts one of its own")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    redis = _start_redis(server, port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the test's Redis did not start"
+                await asyncio.sleep(0.05)
+        settings = _settings(database_url, tmp_path, f"redis://127.0.0.1:{port}/0")
+        async for api in _api_for(settings):
+            headers = {"authorization": f"Bearer {await api.token('cs')}"}
+            warm = errors_of(await api.gql(VIEWER, **headers))
+            redis.send_signal(signal.SIGSTOP)
+            seconds, answers = [], []
+            for _ in range(3):
+                started = time.monotonic()
+                answers.append(errors_of(await asyncio.wait_for(api.gql(VIEWER, **headers), 10)))
+                seconds.append(time.monotonic() - started)
+            redis.send_signal(signal.SIGCONT)
+    finally:
+        redis.send_signal(signal.SIGCONT)
+        redis.terminate()
+        redis.wait(10)
+
+    assert warm == []
+    assert answers == [[], [], []]
+    assert max(seconds) < 1.0, seconds
