@@ -66,9 +66,7 @@ class RedisBudget:
             async with asyncio.timeout(REDIS_SECONDS):
                 allowed = await self.limiter.hit(item, "ordergate-queries", account)
                 if not allowed:
-                    stats = await self.limiter.get_window_stats(
-                        item, "ordergate-queries", account
-                    )
+                    stats = await self.limiter.get_window_stats(item, "ordergate-queries", account)
         except Exception as exc:  # any storage error: degrade to the database, say so once
             now = time.monotonic()
             self._skip_until = now + RETRY_AFTER_FAILURE_SECONDS
