@@ -10,7 +10,7 @@ import strawberry
 from graphql import GraphQLError
 from sqlalchemy.exc import IntegrityError
 
-from api.outage import is_unavailable
+from api.outage import is_overloaded, is_unavailable
 from domain.errors import DomainError
 
 log = logging.getLogger("ordergate.errors")
@@ -49,6 +49,11 @@ class ErrorCode(Enum):
     INTERNAL = "INTERNAL"
 
 
+OVERLOADED_MESSAGE = (
+    "the server is busy (every database connection is in use); nothing was changed, "
+    "try again shortly"
+)
+
 # Codes that mean "not allowed" rather than "went wrong"; the audit log records them as denied.
 DENIAL_CODES = frozenset(
     {"UNAUTHENTICATED", "FORBIDDEN", "SEPARATION_OF_DUTIES", "SIGNATURE_INVALID", "RATE_LIMITED"}
@@ -78,9 +83,12 @@ def format_error(error: GraphQLError, *, request_id: str) -> dict[str, Any]:
         payload["message"] = original.message
         extensions.update(_camel_details(original.details))
         extensions["code"] = original.code
+    elif is_overloaded(original):
+        payload["message"] = OVERLOADED_MESSAGE
+        extensions = {"code": "UNAVAILABLE", "reason": "OVERLOADED"}
     elif is_unavailable(original):
         payload["message"] = "the database is not answering; nothing was changed, try again"
-        extensions = {"code": "UNAVAILABLE"}
+        extensions = {"code": "UNAVAILABLE", "reason": "DATABASE_UNAVAILABLE"}
     elif isinstance(original, IntegrityError):
         log.info("integrity error mapped to CONFLICT", extra={"request_id": request_id})
         payload["message"] = "conflicts with existing data"

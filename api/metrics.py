@@ -4,6 +4,8 @@
   (`ok` or the first error's contract code);
 - `ordergate_request_duration_seconds{operation}`: latency;
 - `ordergate_rate_limit_refusals_total{limit}`: requests refused by a rate limit;
+- `ordergate_unavailable_total{reason}`: 503s, `OVERLOADED` (pool exhausted) apart from
+  `DATABASE_UNAVAILABLE`;
 - `ordergate_audit_append_seconds`: time to append one audit event;
 - `ordergate_db_pool_connections{state}`: the database pool, read when scraped.
 
@@ -30,6 +32,12 @@ DURATION = Histogram(
 )
 RATE_LIMITED = Counter(
     "ordergate_rate_limit_refusals", "Requests refused by a rate limit", ["limit"]
+)
+UNAVAILABLE = Counter(
+    "ordergate_unavailable",
+    "Requests answered 503 UNAVAILABLE, by reason (OVERLOADED: every pooled database "
+    "connection busy; DATABASE_UNAVAILABLE: the database did not answer)",
+    ["reason"],
 )
 AUDIT_APPEND = Histogram(
     "ordergate_audit_append_seconds",

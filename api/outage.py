@@ -56,11 +56,27 @@ def is_unavailable(error: BaseException | None) -> bool:
     return False
 
 
+def is_overloaded(error: BaseException | None) -> bool:
+    """True when the database answers but this process has no connection free for the request
+    within its wait: every pooled connection is busy (SQLAlchemy's pool checkout timeout).
+    That is overload, not an outage, and is answered and logged as such (issue #29)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, sa_exc.TimeoutError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 class OutageLog:
     """Logs an outage once per interval, with how many failures it stands for."""
 
-    def __init__(self, interval_seconds: float = 30.0) -> None:
+    def __init__(
+        self, interval_seconds: float = 30.0, message: str = "database unavailable"
+    ) -> None:
         self.interval = interval_seconds
+        self.message = message
         self._last = -float("inf")
         self._suppressed = 0
         self._lock = threading.Lock()
@@ -73,7 +89,7 @@ class OutageLog:
                 return
             suppressed, self._suppressed, self._last = self._suppressed, 0, now
         log.error(
-            "database unavailable",
+            self.message,
             extra={
                 "error": f"{type(error).__name__}: {error}"[:300],
                 "failures_since_last_line": suppressed,

@@ -48,6 +48,10 @@ class Runtime:
     policy_watch: PolicyWatch = field(default_factory=PolicyWatch)
     # One log line per interval while the database is down, not one per request.
     outage: OutageLog = field(default_factory=OutageLog)
+    # Every pooled connection busy: overload, logged apart from an outage.
+    overload: OutageLog = field(
+        default_factory=lambda: OutageLog(message="database pool exhausted: requests waited")
+    )
     # The time rate limits count in; tests pin it so a run never straddles a window.
     clock: Callable[[], dt.datetime] = utcnow
     # The per-account request budget in Redis (api/budget.py), when configured.

@@ -21,10 +21,11 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
+from api import metrics
 from api.auth.authenticate import authenticate, authenticate_claims
 from api.context import RequestContext, origin_of
-from api.errors import format_error
-from api.outage import is_unavailable
+from api.errors import OVERLOADED_MESSAGE, format_error
+from api.outage import is_overloaded, is_unavailable
 from api.runtime import Runtime
 from domain.errors import Unauthenticated
 
@@ -53,9 +54,14 @@ def _as_graphql_response(response: Response, request: Request) -> None:
 
 
 def error_response(
-    status: int, code: str, message: str, request_id: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    headers: dict[str, str] | None = None,
+    **more: str,
 ) -> JSONResponse:
-    extensions: dict[str, Any] = {"code": code}
+    extensions: dict[str, Any] = {"code": code, **more}
     if code == "INTERNAL":
         extensions["requestId"] = request_id
     # A message may quote what the client sent (an operation name): a lone surrogate in it
@@ -190,8 +196,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
                         await replica.close()
         except Exception as exc:  # authentication, the session, anything outside execution
             if is_unavailable(exc):
-                self.runtime.outage.failed(exc, request_id=request_id)
-                return self.unavailable(request_id)
+                self._failed(exc, request_id)
+                return self.unavailable(request_id, overloaded=is_overloaded(exc))
             log.error("unexpected error", exc_info=exc, extra={"request_id": request_id})
             return error_response(
                 500, "INTERNAL", f"internal error (request id {request_id})", request_id
@@ -251,15 +257,27 @@ class GraphQLView(GraphQL[RequestContext, None]):
         context.request.scope["state"]["username"] = actor.username
         return UNSET  # a plain `connection_ack`
 
-    def unavailable(self, request_id: str) -> Response:
+    def unavailable(self, request_id: str, *, overloaded: bool = False) -> Response:
         response = error_response(
             503,
             "UNAVAILABLE",
-            "the database is not answering; nothing was changed, try again shortly",
+            OVERLOADED_MESSAGE
+            if overloaded
+            else "the database is not answering; nothing was changed, try again shortly",
             request_id,
+            reason="OVERLOADED" if overloaded else "DATABASE_UNAVAILABLE",
         )
         response.headers["retry-after"] = str(self.runtime.settings.retry_after_seconds)
         return response
+
+    def _failed(self, exc: BaseException, request_id: str) -> None:
+        """One log line per interval, and the metric, for overload and outage apart."""
+        if is_overloaded(exc):
+            metrics.UNAVAILABLE.labels(reason="OVERLOADED").inc()
+            self.runtime.overload.failed(exc, request_id=request_id)
+        else:
+            metrics.UNAVAILABLE.labels(reason="DATABASE_UNAVAILABLE").inc()
+            self.runtime.outage.failed(exc, request_id=request_id)
 
     async def get_context(self, request: Request, response: Any) -> RequestContext:  # type: ignore[override]
         ctx = RequestContext(
@@ -299,7 +317,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             outage = next((e for e in result.errors if is_unavailable(e.original_error)), None)
             if outage is not None:
                 request.state.unavailable = True
-                self.runtime.outage.failed(outage.original_error, request_id=request_id)
+                self._failed(outage.original_error, request_id)
         if result.extensions:
             payload["extensions"] = result.extensions
         return payload  # type: ignore[return-value]

@@ -412,3 +412,32 @@ async def test_shutdown_waits_for_background_work_only_as_long_as_its_grace(
 
         assert time.monotonic() - started < 3
         assert not runtime.background
+
+
+async def test_an_exhausted_pool_is_overload_not_an_outage(
+    pg_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #29: a request that waited for one of the pooled connections was told "the
+    database is not answering" while the database idled. It is 503 UNAVAILABLE still (the
+    contract's code, with Retry-After), with reason OVERLOADED, its own message, log line
+    and metric."""
+    settings = settings_for(
+        pg_database, tmp_path, ORDERGATE_DB_POOL_SIZE="1", ORDERGATE_DB_POOL_TIMEOUT_SECONDS="1"
+    )
+    async for api in _api_for(settings):
+        headers = {"authorization": f"Bearer {await api.token('ops')}"}
+        async with api.app.state.runtime.engine.connect() as held:  # the pool's one connection
+            await held.exec_driver_sql("SELECT 1")
+            with caplog.at_level(logging.ERROR, logger="ordergate.outage"):
+                response = await api.post({"query": QUERY}, **headers)
+        after = await api.gql(QUERY, **headers)
+        metrics = (await api.client.get("/metrics")).text
+
+    body = response.json()
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert body["errors"][0]["extensions"] == {"code": "UNAVAILABLE", "reason": "OVERLOADED"}
+    assert "busy" in body["errors"][0]["message"]
+    assert [r.getMessage() for r in caplog.records] == ["database pool exhausted: requests waited"]
+    assert 'ordergate_unavailable_total{reason="OVERLOADED"}' in metrics
+    assert "errors" not in after  # the connection back in the pool, the next request runs
