@@ -65,6 +65,7 @@ def _snapshot(rows: list[dict]) -> list[dict]:
     ]
 
 
+@pytest.mark.raw_orders  # 10,000 order rows inserted directly, as a day of channel orders
 async def test_37_planted_differences_are_exactly_37_findings(any_api: Api) -> None:
     api = any_api
     rows = await _day_of_orders(api, 10_000)
