@@ -332,6 +332,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 sessions=runtime.sessions,
                 http=http,
                 timeout_seconds=runtime.settings.webhook_timeout_seconds,
+                allow_private=not runtime.settings.production,
             )
             background.add(
                 asyncio.create_task(

@@ -237,6 +237,7 @@ async def deliver_round(
             sessions=runtime.sessions,
             http=http,
             timeout_seconds=runtime.settings.webhook_timeout_seconds,
+            allow_private=not runtime.settings.production,
         )
     mailed = await inventory.mail_alerts(
         sessions=runtime.sessions, mailer=runtime.mailer, now=runtime.clock()
@@ -259,6 +260,7 @@ async def run(settings: Settings, *, once: bool = False) -> None:
                 sessions=runtime.sessions,
                 http=http,
                 timeout_seconds=runtime.settings.webhook_timeout_seconds,
+                allow_private=not runtime.settings.production,
             )
             try:
                 while not stop.is_set():

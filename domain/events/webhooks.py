@@ -495,6 +495,7 @@ async def serve(
     clock: Callable[[], dt.datetime],
     per_webhook: int = 50,
     timeout_seconds: float = TIMEOUT_SECONDS,
+    allow_private: bool = True,
 ) -> int:
     """Send a leased webhook's due deliveries in order, up to `per_webhook`, stopping at the
     first that fails or is not due yet; returns how many were attempted. The lease is given
@@ -524,7 +525,15 @@ async def serve(
                     break
                 url, secret = hook.url, hook.secret
                 delivery_id, event_id, body = delivery.id, delivery.event_id, delivery.body
-            outcome = await _post(http, url, secret, event_id, body.encode(), timeout_seconds)
+            outcome = await _post(
+                http,
+                url,
+                secret,
+                event_id,
+                body.encode(),
+                timeout_seconds,
+                allow_private=allow_private,
+            )
             attempted += 1
             async with sessions() as session:
                 lease_until = clock() + lease_for(timeout_seconds)
@@ -552,6 +561,7 @@ async def deliver_due(
     webhooks_per_round: int = 20,
     per_webhook: int = 50,
     timeout_seconds: float = TIMEOUT_SECONDS,
+    allow_private: bool = True,
 ) -> int:
     """Claim the webhooks that are due and serve them all, concurrently; returns how many
     deliveries were attempted. (`ordergate worker` keeps a `Deliverer` instead, which does not
@@ -569,6 +579,7 @@ async def deliver_due(
                 clock=clock,
                 per_webhook=per_webhook,
                 timeout_seconds=timeout_seconds,
+                allow_private=allow_private,
             )
             for i in ids
         )
@@ -590,10 +601,13 @@ class Deliverer:
         concurrency: int = 20,
         per_webhook: int = 50,
         timeout_seconds: float = TIMEOUT_SECONDS,
+        allow_private: bool = True,
     ) -> None:
         self.sessions, self.http, self.clock = sessions, http, clock
         self.concurrency, self.per_webhook = concurrency, per_webhook
         self.timeout_seconds = timeout_seconds
+        # Production: every delivery resolves, checks and connects to a public address.
+        self.allow_private = allow_private
         self._tasks: dict[int, asyncio.Task[int]] = {}
 
     async def round(self) -> int:
@@ -624,6 +638,7 @@ class Deliverer:
                     clock=self.clock,
                     per_webhook=self.per_webhook,
                     timeout_seconds=self.timeout_seconds,
+                    allow_private=self.allow_private,
                 )
             )
         return len(ids)
@@ -643,23 +658,80 @@ class Deliverer:
         self._tasks.clear()
 
 
+async def _pinned(url: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The URL with its host replaced by an address checked now, the Host header, and the
+    TLS name to verify. The name is resolved for every delivery, every address must be a
+    public one, and the connection goes to the address that was checked: a name that
+    resolved to a public address at registration and to 127.0.0.1 later (DNS rebinding)
+    reaches nothing (issue #30, M2)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        raise _Refused("the host does not resolve") from None
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if not addresses or not all(a.is_global for a in addresses):
+        raise _Refused("the host resolves to an internal address")
+    address = addresses[0]
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    pinned = parts._replace(netloc=netloc).geturl()
+    host_header = host if not parts.port else f"{host}:{parts.port}"
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return pinned, {"host": host_header}, extensions
+
+
+class _Refused(Exception):
+    pass
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    """What a registrant may learn of a failed delivery: the kind of failure, never the
+    library's text (addresses, ports, resolver answers: a port-scan oracle; issue #30, M2)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return "the connection broke"
+    return "could not deliver"
+
+
 async def _post(
-    http: httpx.AsyncClient, url: str, secret: str, event_id: str, body: bytes, seconds: float
+    http: httpx.AsyncClient,
+    url: str,
+    secret: str,
+    event_id: str,
+    body: bytes,
+    seconds: float,
+    *,
+    allow_private: bool = True,
 ) -> _Outcome:
+    headers = {
+        "content-type": "application/json",
+        "x-ordergate-event-id": event_id,
+        "x-ordergate-signature": signature(secret, body),
+    }
+    extensions: dict[str, Any] = {}
+    if not allow_private:
+        try:
+            url, host, extensions = await _pinned(url)
+        except _Refused as refused:
+            return _Outcome(None, f"refused: {refused}")
+        headers |= host
     try:
         response = await http.post(
             url,
             content=body,
-            headers={
-                "content-type": "application/json",
-                "x-ordergate-event-id": event_id,
-                "x-ordergate-signature": signature(secret, body),
-            },
+            headers=headers,
             timeout=seconds,
             follow_redirects=False,
+            extensions=extensions,
         )
     except httpx.HTTPError as exc:
-        return _Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
+        return _Outcome(None, _describe(exc))
     ok = 200 <= response.status_code < 300
     return _Outcome(response.status_code, None if ok else f"HTTP {response.status_code}")
 

@@ -453,11 +453,13 @@ async def test_a_receiver_that_hangs_delays_only_its_own_queue(
         async with httpx.AsyncClient() as http:
             deliverer = webhooks.Deliverer(sessions=runtime.sessions, http=http, timeout_seconds=30)
             deadline = time.monotonic() + 30
-            # Rounds as the worker runs them; what the receivers get arrives on other threads.
-            while len(fast.received) < 4 and time.monotonic() < deadline:
+            delivered: list[WebhookDelivery] = []
+            # Rounds as the worker runs them, until the fast receiver's four are committed as
+            # delivered (what the receivers get arrives on other threads).
+            while len(delivered) < 4 and time.monotonic() < deadline:
                 await deliverer.round()
                 await asyncio.sleep(0.05)
-            delivered = [d for d in await _deliveries(any_api) if d.status == "DELIVERED"]
+                delivered = [d for d in await _deliveries(any_api) if d.status == "DELIVERED"]
             held = len(receiver.received)
             receiver.release.set()
             await deliverer.aclose()
@@ -470,3 +472,49 @@ async def test_a_receiver_that_hangs_delays_only_its_own_queue(
     assert {d.webhook_id for d in delivered} == {fast_id}
     assert len(delivered) == 4
     assert slow_id != fast_id
+
+
+async def test_a_name_that_rebinds_to_loopback_is_refused_at_delivery_time(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #30, M2: the URL was checked at registration only; a name that later resolved to
+    127.0.0.1 reached it. In production every delivery resolves the name again, checks every
+    address and connects to the address it checked."""
+    port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
+    loop = asyncio.get_running_loop()
+
+    async def rebound(host: str, *args: Any, **kwargs: Any) -> list:
+        assert host == "hooks.partner.example"
+        return [(2, 1, 6, "", ("127.0.0.1", port))]  # what the attacker's DNS now answers
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebound)
+    async with httpx.AsyncClient() as http:
+        outcome = await webhooks._post(
+            http,
+            f"http://hooks.partner.example:{port}/hook",
+            SECRET,
+            "event-1",
+            b"{}",
+            2,
+            allow_private=False,
+        )
+
+    assert outcome.status is None
+    assert outcome.error == "refused: the host resolves to an internal address"
+    assert receiver.received == []
+
+
+async def test_a_failed_delivery_says_what_kind_of_failure_not_where() -> None:
+    """lastError was the library's text (addresses, ports): a port-scan oracle."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens once the socket is closed
+    async with httpx.AsyncClient() as http:
+        outcome = await webhooks._post(
+            http, f"http://127.0.0.1:{closed}/hook", SECRET, "event-1", b"{}", 2
+        )
+
+    assert outcome.error == "could not connect"
+    assert str(closed) not in (outcome.error or "")
