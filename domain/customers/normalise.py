@@ -9,7 +9,8 @@
 - Names are NFKC with all white space removed (`王 小明` and `王小明` are one name).
 - An address key is NFKC city + district + street, without white space and punctuation, and
   without the province (channels send it or leave it out) or the administrative suffixes
-  `市` and `区`/`县` that some channels drop: a key for matching, not for shipping.
+  `市` and `区`/`县` that some channels drop, and without a remark in brackets after the street
+  (前台, the front desk): a key for matching, not for shipping.
 """
 
 from __future__ import annotations
@@ -74,12 +75,20 @@ def _part(value: str | None, suffixes: tuple[str, ...]) -> str:
     return text
 
 
+# A remark in brackets after a street (前台, "back door", 代收点) names who takes the parcel
+# there, not another place: the key leaves it out, so the same address written with a remark
+# is still the same place (issue #30, L3: the address-reuse rule was evaded that way). Matched
+# after NFKC, which makes full-width round and square brackets ASCII ones.
+_REMARK = re.compile(r"[(\[【][^)\]】]*[)\]】]")
+
+
 def address_key(*, city: str | None, district: str | None, street: str | None) -> str:
     """Two addresses with the same key are the same place, whichever way they were written."""
+    street_text = _REMARK.sub("", unicodedata.normalize("NFKC", street or ""))
     return (
         _part(city, ("市",))
         + "|"
         + _part(district, ("新区", "区", "县", "市"))
         + "|"
-        + _part(street, ())
+        + _part(street_text, ())
     )

@@ -19,8 +19,8 @@ MOBILE = "+8613800138000"
         "+86-13800138000",
         "0086 138 0013 8000",
         "8613800138000",
-        "１３８００１３８０００",  # full-width digits  # noqa: RUF001
-        "＋８６ １３８ ００１３ ８０００",  # noqa: RUF001
+        "１３８００１３８０００",  # full-width digits
+        "＋８６ １３８ ００１３ ８０００",
         " 13800138000\t",
     ],
 )
@@ -52,7 +52,7 @@ def test_no_number_is_none(written: str | None) -> None:
 
 def test_emails_are_one_form_and_checked() -> None:
     assert normalise.email("  Wang.XiaoMing@Example.COM ") == "wang.xiaoming@example.com"
-    assert normalise.email("ｗａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ") == "wang@example.com"  # noqa: RUF001
+    assert normalise.email("ｗａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ") == "wang@example.com"
     assert normalise.email("   ") is None
     assert normalise.email_valid("wang@example.com")
     assert not normalise.email_valid("wang@localhost")
@@ -63,7 +63,7 @@ def test_emails_are_one_form_and_checked() -> None:
 
 def test_names_ignore_white_space_and_width() -> None:
     assert normalise.name("王 小明") == normalise.name("王小明") == normalise.name(" 王小明\u3000")
-    assert normalise.name("Ｌｉ Ｌｅｉ") == "LiLei"  # noqa: RUF001
+    assert normalise.name("Ｌｉ Ｌｅｉ") == "LiLei"
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_names_ignore_white_space_and_width() -> None:
         {"city": "上海市", "district": "浦东新区", "street": "世纪大道 100 号"},
         {"city": "上海", "district": "浦东新区", "street": "世纪大道100号"},
         {"city": "上海市", "district": "浦东", "street": "世纪大道１００号"},
-        {"city": " 上海市 ", "district": "浦东新区", "street": "世纪大道，100号。"},  # noqa: RUF001
+        {"city": " 上海市 ", "district": "浦东新区", "street": "世纪大道，100号。"},
     ],
 )
 def test_one_place_written_several_ways_has_one_key(address: dict[str, str]) -> None:
@@ -85,3 +85,26 @@ def test_different_places_have_different_keys() -> None:
     assert here != normalise.address_key(city="上海市", district="浦东新区", street="世纪大道101号")
     assert here != normalise.address_key(city="上海市", district="徐汇区", street="世纪大道100号")
     assert here != normalise.address_key(city="北京市", district="浦东新区", street="世纪大道100号")
+
+
+@pytest.mark.parametrize(
+    "street",
+    [
+        "虹梅路1000弄5号402室（前台）",
+        "虹梅路 1000 弄 5 号 402 室",
+        "虹梅路１０００弄５号４０２室【代收点】",
+        "虹梅路1000弄5号402室 (front desk)",
+    ],
+)
+def test_a_remark_in_brackets_does_not_make_another_place(street: str) -> None:
+    """Issue #30, L3: the address-reuse rule was evaded by adding "（前台）"."""
+    plain = normalise.address_key(city="上海市", district="闵行区", street="虹梅路1000弄5号402室")
+
+    assert normalise.address_key(city="上海", district="闵行", street=street) == plain
+
+
+def test_a_different_room_is_still_another_place() -> None:
+    one = normalise.address_key(city="上海市", district="闵行区", street="虹梅路1000弄5号402室")
+    other = normalise.address_key(city="上海市", district="闵行区", street="虹梅路1000弄5号403室")
+
+    assert one != other
