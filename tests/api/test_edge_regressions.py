@@ -10,17 +10,19 @@ import pytest
 from tests.conftest import Api, errors_of
 
 
+async def _post_raw(api: Api, body: str):
+    """A JSON body sent as written (no client re-encoding), as customer service."""
+    headers = {
+        "content-type": "application/json",
+        "authorization": f"Bearer {await api.token('cs')}",
+    }
+    return await api.client.post("/graphql", content=body, headers=headers)
+
+
 async def test_a_lone_surrogate_in_the_operation_name_is_bad_input(api: Api) -> None:
     body = '{"query": "query Q { viewer { username } }", "operationName": "Q\\ud800"}'
 
-    response = await api.client.post(
-        "/graphql",
-        content=body,
-        headers={
-            "content-type": "application/json",
-            "authorization": f"Bearer {await api.token('cs')}",
-        },
-    )
+    response = await _post_raw(api, body)
 
     assert response.status_code in (200, 400)
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
@@ -46,14 +48,7 @@ async def test_deeply_nested_variables_in_a_post_are_bad_input(api: Api) -> None
     deep = "[" * 3000 + "]" * 3000
     body = '{"query": "query($v: [Int]) { viewer { username } }", "variables": {"v": ' + deep + "}}"
 
-    response = await api.client.post(
-        "/graphql",
-        content=body,
-        headers={
-            "content-type": "application/json",
-            "authorization": f"Bearer {await api.token('cs')}",
-        },
-    )
+    response = await _post_raw(api, body)
 
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
