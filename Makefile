@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast conformance schema lint migrate demo bench bench-pg mutate vendor-graphiql clean
+.PHONY: run test test-fast coverage conformance schema lint migrate demo bench bench-pg mutate vendor-graphiql clean
 
 # The suite runs on every core (pytest-xdist), in a random order (pytest-randomly prints its
 # seed; rerun that order with PYTEST_ARGS=--randomly-seed=N), and ends with its slowest tests.
@@ -30,6 +30,12 @@ test: $(STAMP) conformance
 test-fast: $(STAMP)
 	env -u ORDERGATE_TEST_DATABASE_URL -u ORDERGATE_TEST_REDIS_URL \
 		$(BIN)/python -m pytest -n $(WORKERS) -m "not slow and not npm" $(PYTEST_ARGS)
+
+# Line and branch coverage of api/ and domain/ (async code measured through greenlets; see
+# [tool.coverage] in pyproject.toml), over the whole suite.
+coverage: $(STAMP)
+	. tools/test-services.sh && $(BIN)/python -m pytest -n $(WORKERS) --cov --cov-report=term \
+		$(PYTEST_ARGS)
 
 # The GraphQL-over-HTTP audit suite is an npm package. On a developer's machine without npm
 # its test is skipped with that reason; in CI (CI=true) a missing or failed install fails.
