@@ -858,8 +858,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from api.logging import configure_logging
 
         configure_logging()
-        asyncio.run(worker_process.run(settings, once=args.once))
-        return 0
+        ok = asyncio.run(worker_process.run(settings, once=args.once))
+        return 0 if ok else 1  # `--once` whose round failed: exit 1, not 0 after an error
     if args.command == "migrate":
         from domain.migrations import run_migrations
 

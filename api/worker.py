@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from api.outage import is_unavailable
 from api.runtime import Runtime
 from api.settings import Settings
 from domain.actor import SYSTEM_ORIGIN
@@ -245,7 +246,8 @@ async def deliver_round(
     return len(ran) + read + sent + mailed
 
 
-async def run(settings: Settings, *, once: bool = False) -> None:
+async def run(settings: Settings, *, once: bool = False) -> bool:
+    """Rounds until SIGTERM (or one, with `once`); False when the last round failed."""
     runtime = Runtime.build(settings)
     jobs = scheduled_jobs(runtime)  # ScheduleInvalid here: the worker does not start
     stop = asyncio.Event()
@@ -254,6 +256,7 @@ async def run(settings: Settings, *, once: bool = False) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     log.info("worker started", extra={"once": once})
+    failed = False
     try:
         async with httpx.AsyncClient() as http:
             deliverer = webhooks.Deliverer(
@@ -266,9 +269,15 @@ async def run(settings: Settings, *, once: bool = False) -> None:
                 while not stop.is_set():
                     try:
                         done = await deliver_round(runtime, http, jobs, None if once else deliverer)
-                    except Exception:
-                        log.exception("worker round failed; will try again")
-                        done = 0
+                        failed = False
+                    except Exception as exc:
+                        failed, done = True, 0
+                        if is_unavailable(exc):
+                            # The database is away: one line per interval, no traceback a
+                            # round (it was 350 KB of tracebacks in 20 s; issue #29).
+                            runtime.outage.failed(exc, where="worker")
+                        else:
+                            log.exception("worker round failed; will try again")
                     if once:
                         break
                     if not done:
@@ -279,3 +288,4 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     finally:
         await runtime.engine.dispose()
         log.info("worker stopped")
+    return not failed
