@@ -7,6 +7,10 @@ from pathlib import Path
 
 from domain.access import POLICY_DIR, ROLES, Action
 
+# How long a test's own HTTP calls to a live server may take: a login is an argon2 check,
+# which on a loaded machine takes seconds, more than an HTTP client's default 5.
+LIVE_TIMEOUT = 60.0
+
 # Selects every governed field of every governed type, with __typename so a response can be
 # walked generically.
 ALL_FIELDS_QUERY = """

@@ -13,6 +13,7 @@ import pytest
 
 CHROMIUM = os.environ.get("ORDERGATE_CHROMIUM") or shutil.which("chromium")
 BROWSER_TIMEZONE = "Pacific/Honolulu"
+
 FLAGS = [
     "--headless=new",
     "--no-sandbox",

@@ -25,6 +25,7 @@ from tests.api.test_intake import INGEST, channel_order
 from tests.browser.test_picking_page import _gql
 from tests.conftest import DEMO_PASSWORD, TOKEN_KEYS
 from tests.integration.test_live_server import _serve
+from tests.support import LIVE_TIMEOUT
 
 VAR = Path(__file__).resolve().parents[2] / "var"
 REFUND = """mutation($o: ID!, $a: Money!, $r: String!) {
@@ -155,7 +156,7 @@ def test_an_approver_enrols_this_device_reads_the_payload_signs_and_the_refund_a
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     tab = Approver(context, base)
     tab.open()
-    shell = httpx.get(f"{base}/approvals")
+    shell = httpx.get(f"{base}/approvals", timeout=LIVE_TIMEOUT)
     fingerprint = tab.enrol()
     kept = tab.stored_key()
 

@@ -15,6 +15,7 @@ from tests.api.test_intake import INGEST, channel_order
 from tests.browser.test_approvals_page import VAR, Approver, live  # noqa: F401 - the fixture
 from tests.browser.test_picking_page import _gql
 from tests.conftest import DEMO_PASSWORD
+from tests.support import LIVE_TIMEOUT
 
 CHART = "#db-charts figure[data-kpi=ORDER_TIMELINESS] path.series"
 
@@ -39,7 +40,7 @@ def _today_orders(base: str) -> None:
 def test_a_manager_filters_the_dashboard_and_the_chart_changes(browser: Any, live: str) -> None:  # noqa: F811
     base = live
     _today_orders(base)
-    shell = httpx.get(f"{base}/dashboard")
+    shell = httpx.get(f"{base}/dashboard", timeout=LIVE_TIMEOUT)
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     tab = Approver(context, base)  # only this server may be reached; errors are collected
     page = tab.page
@@ -109,6 +110,6 @@ def test_a_manager_filters_the_dashboard_and_the_chart_changes(browser: Any, liv
 
 
 def test_the_dashboard_shell_is_served_with_the_pages_policy(live: str, tmp_path: Path) -> None:  # noqa: F811
-    shell = httpx.get(f"{live}/dashboard")
+    shell = httpx.get(f"{live}/dashboard", timeout=LIVE_TIMEOUT)
     assert shell.status_code == 200
     assert shell.headers["content-security-policy"] == PAGES_CSP

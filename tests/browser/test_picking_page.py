@@ -18,6 +18,7 @@ from domain.access import POLICY_DIR
 from tests.api.test_intake import INGEST, channel_order
 from tests.conftest import DEMO_PASSWORD
 from tests.integration.test_live_server import _serve
+from tests.support import LIVE_TIMEOUT
 
 ARTEFACT = Path(__file__).resolve().parents[2] / "var" / "picking-list.png"
 HOSTILE = '<img src=x onerror="window.pwned=1">'
@@ -34,7 +35,10 @@ def _gql(base: str, query: str, variables: dict, username: str | None = None) ->
         )
         headers["authorization"] = f"Bearer {login['data']['login']['accessToken']}"
     answer = httpx.post(
-        f"{base}/graphql", json={"query": query, "variables": variables}, headers=headers
+        f"{base}/graphql",
+        json={"query": query, "variables": variables},
+        headers=headers,
+        timeout=LIVE_TIMEOUT,
     )
     return answer.json()
 
@@ -63,7 +67,7 @@ def test_the_warehouse_opens_and_prints_a_picking_list(
         landed = _gql(base, INGEST, {"c": "TAOBAO", "o": [order]}, "demo-integration")
         assert landed["data"]["ingestOrders"]["results"][0]["outcome"] == "CREATED"
         [node] = [n for n in _all_lists(base) if n["order"]["externalId"] == "TB-PRINT-1"]
-        shell = httpx.get(f"{base}/picking-lists/{node['id']}")
+        shell = httpx.get(f"{base}/picking-lists/{node['id']}", timeout=LIVE_TIMEOUT)
 
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         refused: list[str] = []

@@ -283,13 +283,15 @@ async def test_a_subscriber_whose_token_expires_is_disconnected(
     database_url: str, tmp_path: Path
 ) -> None:
     async with (
-        live_server(database_url, tmp_path, ORDERGATE_TOKEN_TTL_SECONDS="3") as live,
+        # Long enough to log in and connect on a loaded machine (3 s was not: the token had
+        # expired before `connection_init`, a different refusal), short enough to wait out.
+        live_server(database_url, tmp_path, ORDERGATE_TOKEN_TTL_SECONDS="8") as live,
         live.socket("ops") as ws,
     ):
         await _ack(ws)
         await _subscribe(ws, after=None)
         with pytest.raises(ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 15)
+            await asyncio.wait_for(ws.recv(), 30)
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4401, "token expired")
 
