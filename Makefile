@@ -26,7 +26,7 @@ test: $(STAMP) conformance
 	$(BIN)/ruff check .
 	. tools/test-services.sh && $(BIN)/python -m pytest -n $(WORKERS) --durations=25 $(PYTEST_ARGS)
 
-# The inner loop: SQLite only, no browser, no processes or clusters started (under 3 minutes).
+# The inner loop: SQLite only, no browser, no processes or clusters started (3.5 minutes here).
 test-fast: $(STAMP)
 	env -u ORDERGATE_TEST_DATABASE_URL -u ORDERGATE_TEST_REDIS_URL \
 		$(BIN)/python -m pytest -n $(WORKERS) -m "not slow and not npm" $(PYTEST_ARGS)
