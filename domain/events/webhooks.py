@@ -717,9 +717,12 @@ async def _post(
     extensions: dict[str, Any] = {}
     if not allow_private:
         try:
-            url, host, extensions = await _pinned(url)
+            async with asyncio.timeout(seconds):  # a resolver that hangs is a timeout too
+                url, host, extensions = await _pinned(url)
         except _Refused as refused:
             return _Outcome(None, f"refused: {refused}")
+        except TimeoutError:
+            return _Outcome(None, "timed out")
         headers |= host
     try:
         response = await http.post(
