@@ -514,6 +514,16 @@ async def produce(
         )
 
 
+def _reason(error: Exception) -> str:
+    """Why an attempt failed, as requesters, approvers and the audit log read it: the kind of
+    failure, never the server's paths (a file error's text names the export directory; issue
+    #29). The full error goes to the server log."""
+    if isinstance(error, OSError):
+        cause = os.strerror(error.errno) if error.errno else "the file system refused"
+        return f"{type(error).__name__}: the export file could not be written ({cause})"
+    return f"{type(error).__name__}: the export could not be produced"
+
+
 async def _record_failed_attempt(
     *,
     sessions: async_sessionmaker[AsyncSession],
@@ -522,7 +532,7 @@ async def _record_failed_attempt(
     now: dt.datetime,
     error: Exception,
 ) -> ExportRequest | None:
-    reason = f"{type(error).__name__}: {error}"[:500]
+    reason = _reason(error)
     async with sessions() as session:
         request = await _locked(session, export_id)
         if request is None or request.status is not ExportStatus.APPROVED:

@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import datetime as dt
 import glob
+import json
 import logging
 import operator
 import os
@@ -375,7 +376,9 @@ async def test_an_export_that_cannot_be_written_is_retried_then_failed_and_other
 
         assert first["data"]["exportRequest"]["status"] == "APPROVED"
         assert final["data"]["exportRequest"]["status"] == "FAILED"
-        assert "IsADirectoryError" in final["data"]["exportRequest"]["failureReason"]
+        reason = final["data"]["exportRequest"]["failureReason"]
+        assert reason == "IsADirectoryError: the export file could not be written (Is a directory)"
+        assert str(directory) not in json.dumps(attempts, default=str)  # no path, audit included
         assert seen_by_approver["data"]["exportRequest"]["status"] == "FAILED"
         assert other["data"]["exportRequest"]["status"] == "READY"
         assert [e["details"]["attempt"] for e in attempts] == [1, 2, 3]
