@@ -25,6 +25,12 @@ ITEM = """query($s: String!, $w: String) { stockItem(sku: $s, warehouse: $w) {
 ADJUST = """mutation($i: AdjustStockInput!) { adjustStock(input: $i) { available } }"""
 
 
+# The client drops an idle connection well before the server would (uvicorn closes one idle
+# for 5 s): a request sent on a connection the server is closing reads a reset (ReadError),
+# which httpx does not retry, and a loaded machine leaves connections idle that long.
+KEEPALIVE = 1.0
+
+
 async def _token(http: httpx.AsyncClient, base: str, role: str) -> str:
     response = await http.post(
         f"{base}/graphql",
@@ -54,7 +60,9 @@ async def test_two_hundred_buyers_for_one_unit_across_two_processes(
         _serve(pg_database, tmp_path / "a", policy, "0") as (first, _),
         _serve(pg_database, tmp_path / "b", policy, "0") as (second, _),
     ):
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        limits = httpx.Limits(
+            max_connections=200, max_keepalive_connections=200, keepalive_expiry=KEEPALIVE
+        )
         async with httpx.AsyncClient(timeout=120, limits=limits) as http:
             ops = await _token(http, first, "ops")
             warehouse = await _token(http, first, "warehouse")
@@ -161,7 +169,9 @@ async def test_a_pool_of_one_hundred_serves_exactly_one_hundred_of_a_thousand(
         _serve(pg_database, tmp_path / "a", policy, "0") as (first, _),
         _serve(pg_database, tmp_path / "b", policy, "0") as (second, _),
     ):
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        limits = httpx.Limits(
+            max_connections=100, max_keepalive_connections=100, keepalive_expiry=KEEPALIVE
+        )
         async with httpx.AsyncClient(timeout=180, limits=limits) as http:
             ops = await _token(http, first, "ops")
             buyer = await _token(http, first, "integration")
