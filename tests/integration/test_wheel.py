@@ -4,12 +4,18 @@ and the CLI run, and the data directory is the user's, never inside site-package
 from __future__ import annotations
 
 import os
+import signal
 import site
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.support import LIVE_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,3 +117,135 @@ def test_the_wheel_carries_graphiql_and_its_assets(installed: Path) -> None:
         "LICENSE.graphiql",
     ):
         assert (static / "vendor" / name).exists(), name
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def user_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel installed as a user installs it: a fresh venv, its declared dependencies from
+    the package index (no dev extra, nothing of this environment's site-packages)."""
+    wheels = tmp_path_factory.mktemp("user-wheels")
+    subprocess.run(  # noqa: S603 - pip on this project
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = wheels.glob("ordergate-*.whl")
+    venv = tmp_path_factory.mktemp("user-venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)  # noqa: S603
+    installed = subprocess.run(  # noqa: S603 - this environment's pip, into the fresh venv
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if installed.returncode != 0 and "No matching distribution" in installed.stderr:
+        pytest.skip(f"no package index to install dependencies from: {installed.stderr[-300:]}")
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    return venv
+
+
+def test_the_wheel_with_only_its_declared_dependencies_migrates_serves_and_answers(
+    user_venv: Path, tmp_path: Path
+) -> None:
+    """Issue #28: `pip install .` without the dev extra failed `migrate` and `serve` on a
+    missing httpx. Here the installed console script migrates, loads the demo, serves, and a
+    demo account logs in and reads its orders over HTTP."""
+    bin_dir = user_venv / "bin"
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOME": str(tmp_path),
+        "ORDERGATE_DATA_DIR": str(tmp_path / "data"),
+        "ORDERGATE_TOKEN_KEYS": "w-1:" + "w" * 40,
+        "ORDERGATE_DEMO_PASSWORD": "wheel-demo-password",
+    }
+    # Nothing of this checkout or of this environment's packages can leak in.
+    probe = subprocess.run(  # noqa: S603
+        [str(bin_dir / "python"), "-c", "import api, pytest"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "No module named 'pytest'" in probe.stderr  # a dev dependency is absent
+    for step in (["migrate"], ["demo", "--orders", "20"]):
+        done = subprocess.run(  # noqa: S603 - the installed console script
+            [str(bin_dir / "ordergate"), *step],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(  # noqa: S603 - the installed console script
+        [str(bin_dir / "ordergate"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + LIVE_TIMEOUT
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            log.flush()
+            assert server.poll() is None, (tmp_path / "serve.log").read_text(errors="replace")
+            assert time.monotonic() < deadline, "the installed server did not answer /healthz"
+            time.sleep(0.1)
+        login = httpx.post(
+            f"{base}/graphql",
+            json={
+                "query": "mutation($u: String!, $p: String!) "
+                "{ login(username: $u, password: $p) { accessToken } }",
+                "variables": {"u": "demo-ops", "p": "wheel-demo-password"},
+            },
+            timeout=LIVE_TIMEOUT,
+        )
+        token = login.json()["data"]["login"]["accessToken"]
+        orders = httpx.post(
+            f"{base}/graphql",
+            json={"query": "{ orders(first: 3) { edges { node { id status } } } }"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=LIVE_TIMEOUT,
+        )
+        page = httpx.get(f"{base}/dashboard", timeout=LIVE_TIMEOUT)
+        script = httpx.get(f"{base}/assets/dashboard.js", timeout=LIVE_TIMEOUT)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=LIVE_TIMEOUT)
+        log.close()
+
+    assert orders.status_code == 200, orders.text
+    body = orders.json()
+    assert "errors" not in body, body
+    assert len(body["data"]["orders"]["edges"]) == 3
+    # The pages ship in the wheel (they did not: the server failed to start without them).
+    assert page.status_code == 200
+    assert "<html" in page.text.lower()
+    assert script.status_code == 200, script.request.url
