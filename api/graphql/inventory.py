@@ -20,7 +20,6 @@ from api.graphql.scalars import Money
 from api.graphql.types import Order, StockItem, read
 from domain import pagination
 from domain.access import AccessProfile
-from domain.db import utcnow
 from domain.inventory import models
 from domain.inventory import service as inventory
 from domain.orders import views
@@ -124,7 +123,7 @@ class StockPool:
     ends_at: dt.datetime
 
     @classmethod
-    def from_model(cls, pool: models.StockPool) -> StockPool:
+    def from_model(cls, pool: models.StockPool, now: dt.datetime) -> StockPool:
         return cls(
             id=global_id("StockPool", pool.id),
             name=pool.name,
@@ -133,7 +132,7 @@ class StockPool:
             quantity=pool.quantity,
             remaining=pool.remaining,
             returned=pool.returned,
-            status=StockPoolStatus(inventory.pool_status(pool, utcnow()).value),
+            status=StockPoolStatus(inventory.pool_status(pool, now).value),
             starts_at=pool.starts_at,
             ends_at=pool.ends_at,
         )
@@ -354,8 +353,8 @@ class Reservation:
     lines: list[ReservationLine]
 
     @classmethod
-    def from_model(cls, r: models.StockReservation) -> Reservation:
-        status = inventory.state_of(r, dt.datetime.now(dt.UTC))
+    def from_model(cls, r: models.StockReservation, now: dt.datetime) -> Reservation:
+        status = inventory.state_of(r, now)
         return cls(
             id=global_id("Reservation", r.id),
             reference=r.reference,
@@ -464,11 +463,11 @@ class InventoryQueries:
         stmt = inventory.pools_query(
             ctx.require_actor(),
             inventory.PoolStatus(status.value) if status is not None else None,
-            utcnow(),
+            ctx.runtime.clock(),
         )
         async with ctx.read() as session:
             found = (await session.scalars(stmt.limit(500))).all()
-        return [StockPool.from_model(p) for p in found]
+        return [StockPool.from_model(p, ctx.runtime.clock()) for p in found]
 
     @strawberry.field(description="The stock ledger, newest first. Holders of stock:ledger.")
     async def stock_movements(
@@ -527,8 +526,9 @@ class InventoryMutations:
                 ttl_seconds=input.ttl_seconds,
                 default_ttl_seconds=ctx.runtime.settings.reservation_ttl_seconds,
                 campaign=input.campaign,
+                now=ctx.runtime.clock(),
             )
-            return Reservation.from_model(reservation)
+            return Reservation.from_model(reservation, ctx.runtime.clock())
 
     @strawberry.mutation(description="Give a reservation's stock back (a cancelled checkout).")
     async def release_reservation(
@@ -543,9 +543,12 @@ class InventoryMutations:
             target_id=id,
         ) as session:
             reservation = await inventory.release(
-                session=session, actor=actor, reservation_id=parse_id(id, "reservation")
+                session=session,
+                actor=actor,
+                reservation_id=parse_id(id, "reservation"),
+                now=ctx.runtime.clock(),
             )
-            return Reservation.from_model(reservation)
+            return Reservation.from_model(reservation, ctx.runtime.clock())
 
     @strawberry.mutation(
         description="The checkout was paid: hold the stock without expiry until it ships."
@@ -562,9 +565,12 @@ class InventoryMutations:
             target_id=id,
         ) as session:
             reservation = await inventory.confirm(
-                session=session, actor=actor, reservation_id=parse_id(id, "reservation")
+                session=session,
+                actor=actor,
+                reservation_id=parse_id(id, "reservation"),
+                now=ctx.runtime.clock(),
             )
-            return Reservation.from_model(reservation)
+            return Reservation.from_model(reservation, ctx.runtime.clock())
 
     @strawberry.mutation(description="Book a receipt or a correction of on-hand stock.")
     async def adjust_stock(
@@ -584,6 +590,7 @@ class InventoryMutations:
                 warehouse=input.warehouse,
                 delta=input.delta,
                 reason=input.reason,
+                now=ctx.runtime.clock(),
             )
             return StockItem.from_model(item, actor.access)
 
@@ -608,8 +615,9 @@ class InventoryMutations:
                 quantity=input.quantity,
                 starts_at=input.starts_at,
                 ends_at=input.ends_at,
+                now=ctx.runtime.clock(),
             )
-            return StockPool.from_model(pool)
+            return StockPool.from_model(pool, ctx.runtime.clock())
 
     @strawberry.mutation(
         description="End a pool now: what it has left goes back to the available stock."
@@ -626,9 +634,12 @@ class InventoryMutations:
             target_id=id,
         ) as session:
             pool = await inventory.close_pool(
-                session=session, actor=actor, pool_id=parse_id(id, "stock pool")
+                session=session,
+                actor=actor,
+                pool_id=parse_id(id, "stock pool"),
+                now=ctx.runtime.clock(),
             )
-            return StockPool.from_model(pool)
+            return StockPool.from_model(pool, ctx.runtime.clock())
 
     @strawberry.mutation(
         description="The inspection step: a returned parcel of a shipped order was inspected. "
@@ -650,6 +661,7 @@ class InventoryMutations:
                 actor=actor,
                 order_id=parse_id(order_id, "order"),
                 inspected_at=inspected_at,
+                now=ctx.runtime.clock(),
             )
             return ReturnInspection.from_model(inspection)
 
@@ -681,6 +693,7 @@ class InventoryMutations:
                     )
                     for li in input.lines
                 ],
+                now=ctx.runtime.clock(),
             )
             [shown] = await _with_orders(session, actor, [returned])
             return shown
@@ -703,5 +716,6 @@ class InventoryMutations:
                 warehouse=input.warehouse,
                 counted_at=input.counted_at,
                 lines=[inventory.CountLineInput(li.sku, li.counted) for li in input.lines],
+                now=ctx.runtime.clock(),
             )
             return StockCount.from_model(count)

@@ -1003,7 +1003,8 @@ async def flag_overdue_returns(*, session: AsyncSession, now: dt.datetime) -> li
             .where(
                 ReturnInspection.return_id.is_(None),
                 ReturnInspection.overdue_task_id.is_(None),
-                ReturnInspection.inspected_at <= now - RETURN_SLA,
+                # Exactly two hours is still on time (`sla_breached` agrees): overdue after.
+                ReturnInspection.inspected_at < now - RETURN_SLA,
             )
             .order_by(ReturnInspection.inspected_at, ReturnInspection.id)
             .limit(EXPIRE_BATCH)
