@@ -305,8 +305,8 @@ async def outbox_head(api: Api) -> int:
 
 # ---- how the suite runs (issue #28) -----------------------------------------------------------
 
-# Tests that start processes, clusters or a browser: `make test` runs them, `make test-fast`
-# (the inner loop) leaves them out.
+# Tests that start processes, clusters or a browser, or search at length: `make test` runs
+# them, `make test-fast` (the inner loop) leaves them out.
 SLOW_MODULES = {
     "tests/integration/test_failures.py",
     "tests/integration/test_flash_sale.py",
@@ -320,6 +320,13 @@ SLOW_MODULES = {
     "tests/integration/test_wheel.py",
     "tests/integration/test_workers.py",
     "tests/integration/test_cli.py",
+    # Long generated searches (hypothesis: random operation sequences, generated queries per
+    # role) and a timed burst of logins: each takes 8 to 25 s of one worker.
+    "tests/integration/test_stock_invariants.py",
+    "tests/api/test_fuzz.py",
+}
+SLOW_TESTS = {
+    "test_other_requests_keep_flowing_during_a_burst_of_logins",
 }
 # No single test (its call; `--durations` shows set-ups too) may take longer than this: a slow
 # test makes every developer wait, and is made faster, not left out.
@@ -332,7 +339,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = item.nodeid.split("::", 1)[0]
         if path.startswith("tests/browser/"):
             item.add_marker(pytest.mark.browser)
-        if path.startswith("tests/browser/") or path in SLOW_MODULES:
+        name = getattr(item, "originalname", item.name)
+        if path.startswith("tests/browser/") or path in SLOW_MODULES or name in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
         if path.startswith("tests/conformance/"):
             item.add_marker(pytest.mark.npm)

@@ -518,3 +518,76 @@ async def test_a_failed_delivery_says_what_kind_of_failure_not_where() -> None:
 
     assert outcome.error == "could not connect"
     assert str(closed) not in (outcome.error or "")
+
+
+US = dt.timedelta(microseconds=1)
+
+
+async def _deliver_at(api: Api, at: dt.datetime) -> int:
+    async with httpx.AsyncClient() as http:
+        return await webhooks.deliver_due(
+            sessions=api.app.state.runtime.sessions, http=http, now=at
+        )
+
+
+@pytest.mark.parametrize(
+    ("tried_after", "status"),
+    [
+        (dt.timedelta(hours=24) - US, DeliveryStatus.PENDING),  # still within its day
+        (dt.timedelta(hours=24), DeliveryStatus.FAILED),  # a full day: given up
+    ],
+)
+async def test_a_failing_delivery_is_given_up_exactly_24_hours_after_it_was_made(
+    any_api: Api, receiver: Receiver, tried_after: dt.timedelta, status: str
+) -> None:
+    await _register(any_api, receiver.url)
+    await _move_paid_orders(any_api, 1)
+    receiver.statuses = [500]
+    made = utcnow()
+    await fan_out_everything(any_api.app.state.runtime, made)
+
+    sent = await _deliver_at(any_api, made + tried_after)
+
+    [delivery] = await _deliveries(any_api)
+    assert (sent, delivery.attempts, delivery.last_status) == (1, 1, 500)
+    assert delivery.status == status
+
+
+async def test_five_failures_in_a_row_rest_a_webhook_five_minutes_and_a_success_resets_it(
+    any_api: Api, receiver: Receiver
+) -> None:
+    """The circuit breaker: after the fifth failure in a row the webhook is not tried for five
+    minutes, though its delivery's own retry falls due sooner; then it is tried again, and a
+    success starts the count afresh."""
+    await _register(any_api, receiver.url)
+    await _move_paid_orders(any_api, 1)
+    receiver.statuses = [500] * 5
+    at = utcnow()
+    await fan_out_everything(any_api.app.state.runtime, at)
+    tried = []
+    for _ in range(5):  # each retry as soon as it is due
+        tried.append(await _deliver_at(any_api, at))
+        failed_at = at
+        [delivery] = await _deliveries(any_api)
+        at = delivery.next_attempt_at
+    assert tried == [1, 1, 1, 1, 1]  # four failures do not rest it
+    assert delivery.next_attempt_at < failed_at + dt.timedelta(minutes=5)
+
+    resting = await _deliver_at(any_api, failed_at + dt.timedelta(minutes=5) - US)
+    rested = await _deliver_at(any_api, failed_at + dt.timedelta(minutes=5))
+
+    assert (resting, rested) == (0, 1)
+    [delivery] = await _deliveries(any_api)
+    assert delivery.status == DeliveryStatus.DELIVERED
+    # Counted afresh: four more failures in a row leave it untouched.
+    await _move_paid_orders(any_api, 1)  # the next paid order (the first one moved on)
+    receiver.statuses = [500] * 4
+    at = failed_at + dt.timedelta(minutes=6)
+    await fan_out_everything(any_api.app.state.runtime, at)
+    again = []
+    for _ in range(4):
+        again.append(await _deliver_at(any_api, at))
+        pending = [d for d in await _deliveries(any_api) if d.status == DeliveryStatus.PENDING]
+        at = pending[0].next_attempt_at
+    assert again == [1, 1, 1, 1]
+    assert await _deliver_at(any_api, at) == 1  # the fifth try is not held back
