@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from api.worker import scheduled_jobs
 from domain.customers.cleanse import complete_condition
@@ -19,6 +19,7 @@ from domain.db import utcnow
 from domain.jobs.scheduler import run_due
 from domain.kpis.rules import TIMELINESS, Thresholds
 from domain.kpis.service import Value
+from domain.orders.models import Order, OrderStatus
 from tests.api.test_intake import channel_order, ingest
 from tests.api.test_stock_counts import COUNT, _tasks
 from tests.conftest import Api, db_id, errors_of, settings_for
@@ -131,6 +132,43 @@ async def test_timeliness_counts_orders_shipped_on_their_business_day(api: Api) 
     assert digital["value"] == pytest.approx(0.95)
     assert digital["breached"] is False  # exactly 95.0%
     assert digital["threshold"] == pytest.approx(0.95)
+
+
+async def test_business_midnight_belongs_to_the_new_day_for_shipping_and_for_orders(
+    api: Api,
+) -> None:
+    """Issue #28: nothing tested an order shipped exactly at business midnight. Shipped at
+    23:59:59.999999 (Shanghai) it is on time for its day; at 00:00:00 it is late; an order
+    created at 00:00:00 belongs to the new day."""
+    day = dt.date(2026, 6, 16)
+    midnight = local(day + dt.timedelta(days=1), 0)
+    created = local(day, 9).astimezone(dt.UTC)
+    made = [
+        channel_order(
+            f"KM-{i}",
+            createdAt=at.isoformat(),
+            paidAt=(at + dt.timedelta(minutes=5)).isoformat(),
+        )
+        for i, at in enumerate([created, created, midnight.astimezone(dt.UTC)])
+    ]
+    ids = [db_id(r["order"]["id"]) for r in await ingest(api, made)]
+    shipped = [midnight - dt.timedelta(microseconds=1), midnight]
+    async with api.app.state.runtime.sessions() as session:
+        for order_id, at in zip(ids[:2], shipped, strict=True):
+            # Through the model's column type, as the product writes it (a raw statement binds
+            # a whole second without its ".000000" on SQLite, and compares differently).
+            await session.execute(
+                update(Order)
+                .where(Order.id == order_id)
+                .values(status=OrderStatus.SHIPPED, shipped_at=at)
+            )
+        await session.commit()
+
+    first = await kpi(api, day, "ORDER_TIMELINESS", channel="TAOBAO")
+    second = await kpi(api, day + dt.timedelta(days=1), "ORDER_TIMELINESS", channel="TAOBAO")
+
+    assert (first["numerator"], first["denominator"]) == (1, 2)
+    assert (second["numerator"], second["denominator"]) == (0, 1)
 
 
 async def test_a_cancelled_order_needs_no_shipping_and_leaves_its_day(api: Api) -> None:
