@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# `make mutate`: mutation testing of the security core with mutmut, each file against the tests
-# that exercise it. Not part of `make test` (it takes tens of minutes). mutmut mutates files in
-# place, so run it in a clean checkout you are not editing (the script refuses a dirty tree).
-# Survivors are listed in var/mutation/<file>.txt; each is either killed by a new test or
-# written into tests/MUTATION.md as equivalent, with a one-line reason.
+# `make mutate`: mutation testing of the domain core and the security files with mutmut, each
+# file against the tests that target it. Not part of `make test` (hours, all of it).
+#   make mutate                    every module below, in turn
+#   make mutate FILE=inventory     one module (its files in turn); `make mutate FILE=list` lists
+#   MUTATE_BUDGET=900 make mutate FILE=intake   seconds per file (default 1200); a file whose
+#                                  budget ran out goes on where it stopped at the next run
+# mutmut mutates files in place, so run it in a clean checkout you are not editing (the script
+# refuses a dirty tree, and puts a file back if mutmut is stopped mid-mutant). Survivors are
+# listed in var/mutation/<file>.txt with their diffs in <file>.diff; each is either killed by a
+# new test or written into tests/MUTATION.md as equivalent, with a one-line reason.
 set -u
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -26,26 +31,65 @@ TESTS_LIMITS="tests/unit/test_cost.py tests/api/test_limits.py tests/api/test_ob
 # The whole-table test stands in for its 1,000 parametrised twins, so a surviving mutant costs
 # seconds, not a minute.
 TESTS_ACCESS="tests/unit/test_rules.py tests/unit/test_policy.py tests/api/test_sensitive_reads.py -k 'not test_compiled_access_matches_the_table'"
+# The domain core (issue #28): each module against the tests that target it, SQLite only.
+TESTS_INVENTORY="tests/api/test_boundaries.py tests/api/test_inventory.py tests/api/test_inventory_orders.py tests/api/test_stock_pools.py tests/api/test_returns.py tests/api/test_stock_counts.py tests/api/test_picking_lists.py"
+TESTS_INTAKE="tests/api/test_intake.py tests/api/test_reconciliation.py tests/api/test_escalation.py tests/unit/test_intake_digest.py"
+TESTS_EVENTS="tests/integration/test_webhooks.py tests/integration/test_outbox.py tests/api/test_webhooks_api.py tests/api/test_order_events_query.py tests/api/test_event_completeness.py"
+TESTS_CUSTOMERS="tests/api/test_customer_master.py tests/api/test_customer_merge.py tests/api/test_customer_cleanse.py tests/unit/test_customer_normalise.py"
+TESTS_KPIS="tests/api/test_kpis.py"
+TESTS_APPROVALS="tests/api/test_approvals.py tests/api/test_escalation.py tests/api/test_sign_cli.py"
+BUDGET=${MUTATE_BUDGET:-1200}
 
 run() {
-  local file=$1 tests=$2 name
-  name=$(basename "$file" .py)
+  local file=$1 tests=$2 name status
+  name=$(echo "${file%.py}" | tr / _)
+  # Each file keeps its own mutmut cache, so a run cut short by the budget goes on from there.
   rm -f .mutmut-cache
-  echo "== $file against: $tests"
-  "$PY" -m mutmut run --paths-to-mutate "$file" \
-    --runner "tests/mutation/runner.sh $tests" >"$OUT/$name.log" 2>&1
+  [ -f "$OUT/$name.cache" ] && cp "$OUT/$name.cache" .mutmut-cache
+  echo "== $file against: $tests (budget ${BUDGET}s)"
+  # SIGINT, not SIGTERM: mutmut puts the mutated file back on KeyboardInterrupt.
+  timeout -s INT "$BUDGET" "$PY" -m mutmut run --paths-to-mutate "$file" \
+    --runner "tests/mutation/runner.sh $tests" >>"$OUT/$name.log" 2>&1
+  status=$?
+  git checkout --quiet -- "$file"  # the tree was clean at the start: never leave a mutant
+  cp .mutmut-cache "$OUT/$name.cache" 2>/dev/null || true
+  [ "$status" = 124 ] && echo "   budget spent: run again to go on"
   "$PY" -m mutmut results >"$OUT/$name.txt" 2>&1
   # Each survivor's diff, for review against tests/MUTATION.md.
   "$PY" -m mutmut show all >"$OUT/$name.diff" 2>&1 || true
   tail -n 3 "$OUT/$name.txt"
 }
 
+MODULES="client_ip signatures chain limits access inventory intake events customers kpis approvals"
 case "${1:-all}" in
   client_ip|all) run api/client_ip.py "$TESTS_CLIENT_IP" ;;&
   signatures|all) run domain/approvals/signatures.py "$TESTS_SIGNATURES" ;;&
   chain|all) run domain/audit/chain.py "$TESTS_CHAIN" ;;&
   limits|all) run api/graphql/limits.py "$TESTS_LIMITS" ;;&
   access|all) run domain/access.py "$TESTS_ACCESS" ;;&
-  *) ;;
+  inventory|all) run domain/inventory/service.py "$TESTS_INVENTORY" ;;&
+  intake|all)
+    for f in domain/intake/service.py domain/intake/reconciliation.py domain/intake/escalation.py; do
+      run "$f" "$TESTS_INTAKE"
+    done ;;&
+  events|all)
+    for f in domain/events/webhooks.py domain/events/service.py domain/events/feed.py; do
+      run "$f" "$TESTS_EVENTS"
+    done ;;&
+  customers|all)
+    for f in domain/customers/matching.py domain/customers/merging.py \
+      domain/customers/cleanse.py domain/customers/service.py domain/customers/normalise.py; do
+      run "$f" "$TESTS_CUSTOMERS"
+    done ;;&
+  kpis|all)
+    for f in domain/kpis/service.py domain/kpis/rules.py; do run "$f" "$TESTS_KPIS"; done ;;&
+  approvals|all) run domain/approvals/service.py "$TESTS_APPROVALS" ;;&
+  all) ;;
+  list) echo "$MODULES" ;;
+  *)
+    case " $MODULES " in
+      *" $1 "*) ;;
+      *) echo "mutate: no module '$1'; one of: $MODULES" >&2; exit 2 ;;
+    esac ;;
 esac
 rm -f .mutmut-cache
