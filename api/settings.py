@@ -16,6 +16,7 @@ from domain.audit.keys import CheckpointKey
 from domain.kpis.rules import KPIS, Thresholds
 from domain.reports.access import ReportSettings
 
+DEFAULT_KPIS = Thresholds()
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -170,8 +171,8 @@ def _int_between(env: dict[str, str], name: str, default: int, low: int, high: i
     return value
 
 
-def _percent(env: dict[str, str], name: str, default: str) -> Decimal:
-    raw = env.get(name, default).strip()
+def _percent(env: dict[str, str], name: str, default: Decimal) -> Decimal:
+    raw = env.get(name, str(default)).strip()
     try:
         value = Decimal(raw)
     except InvalidOperation:
@@ -389,10 +390,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         escalate_after_minutes=_int(env, "ORDERGATE_ESCALATE_AFTER_MINUTES", 120),
         reservation_ttl_seconds=_int(env, "ORDERGATE_RESERVATION_TTL_SECONDS", 900),
         subscription_recheck_seconds=_float(env, "ORDERGATE_SUBSCRIPTION_RECHECK_SECONDS", 30),
+        # The defaults are the domain's (domain/kpis/rules.py), stated once.
         kpi_thresholds=Thresholds(
-            timeliness=_percent(env, "ORDERGATE_KPI_TIMELINESS_MIN", "95"),
-            stock_accuracy=_percent(env, "ORDERGATE_KPI_STOCK_ACCURACY_MIN", "98"),
-            completeness=_percent(env, "ORDERGATE_KPI_COMPLETENESS_MIN", "90"),
+            timeliness=_percent(env, "ORDERGATE_KPI_TIMELINESS_MIN", DEFAULT_KPIS.timeliness),
+            stock_accuracy=_percent(
+                env, "ORDERGATE_KPI_STOCK_ACCURACY_MIN", DEFAULT_KPIS.stock_accuracy
+            ),
+            completeness=_percent(env, "ORDERGATE_KPI_COMPLETENESS_MIN", DEFAULT_KPIS.completeness),
         ),
         kpi_owners=_kpi_owners(env),
     )

@@ -31,3 +31,21 @@ def test_business_timezone_defaults_to_shanghai(tmp_path: Path) -> None:
 def test_plain_database_urls_get_async_drivers() -> None:
     assert normalise_database_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
     assert normalise_database_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+
+
+def test_kpi_thresholds_default_to_95_98_and_90_percent_and_can_be_set(tmp_path: Path) -> None:
+    """The documented defaults (README: KPIs), stated once in the domain: issue #28 found 95
+    written in two places, so changing either alone went unnoticed."""
+    from decimal import Decimal
+
+    plain = load_settings({"ORDERGATE_DATA_DIR": str(tmp_path)}).kpi_thresholds
+    set_ = load_settings(
+        {"ORDERGATE_DATA_DIR": str(tmp_path), "ORDERGATE_KPI_TIMELINESS_MIN": "97.5"}
+    ).kpi_thresholds
+
+    assert (plain.timeliness, plain.stock_accuracy, plain.completeness) == (
+        Decimal("95"),
+        Decimal("98"),
+        Decimal("90"),
+    )
+    assert set_.timeliness == Decimal("97.5")
