@@ -4,6 +4,7 @@ and the ledger under the field policy — whose movements always add up to the s
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from typing import Any
 
@@ -164,6 +165,18 @@ async def test_release_gives_the_stock_back_once(any_api: Api) -> None:
     assert errors_of(confirm_after) == [("CONFLICT", None)]
     assert await _item(api, sku, warehouse) == before
     assert await _ledger_total(api, sku, warehouse) == (before["onHand"], before["reserved"])
+    # One audit record of the release, by its account, for that reservation (issue #28: the
+    # release without its audit record went unnoticed); the repeat changed nothing.
+    async with api.app.state.runtime.sessions() as session:
+        audited = (
+            await session.execute(
+                select(AuditEvent.username, AuditEvent.target_id, AuditEvent.outcome).where(
+                    AuditEvent.action == "stock.release"
+                )
+            )
+        ).all()
+    reservation_id = base64.b64decode(rid).decode().rsplit(":", 1)[1]
+    assert [tuple(a) for a in audited] == [("demo-integration", reservation_id, "success")]
 
 
 def _expiry_job(api: Api) -> Any:
