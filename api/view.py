@@ -19,6 +19,10 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types import ExecutionResult
 
 from api import metrics
@@ -117,7 +121,32 @@ async def _malformed_body(request: Request) -> str | None:
     return None
 
 
+# Close codes of the subscription socket besides graphql-transport-ws's own (4400, 4401, 4408,
+# 4429, and 4403 for a missing or bad token): the database could not check the token just now,
+# overloaded or away. RFC 6455's 1013 "Try Again Later": keep the token, reconnect with `after:`
+# after a pause (issue #29: this was 4403, which told clients to throw their token away).
+TRY_AGAIN_LATER = 1013
+
+
+class _TemporarilyUnavailable(Exception):
+    """`connection_init` could not be answered for now (the database is busy or away)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except _TemporarilyUnavailable as exc:
+            await self.websocket.close(code=TRY_AGAIN_LATER, reason=exc.reason)
+
+
 class GraphQLView(GraphQL[RequestContext, None]):
+    graphql_transport_ws_handler_class = _TransportWSHandler
+
     def __init__(self, schema: Any, runtime: Runtime) -> None:
         super().__init__(
             schema,
@@ -226,7 +255,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
     async def on_ws_connect(self, context: RequestContext) -> Any:  # type: ignore[override]
         """`connection_init` carries the same bearer token as HTTP requests:
         `{"Authorization": "Bearer <accessToken>"}`. Without a valid one the socket is closed
-        (4403) before any operation runs."""
+        (4403) before any operation runs; when the database cannot check it just now, it is
+        closed with 1013 (try again later), and the token stays good."""
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         header = params.get("Authorization", params.get("authorization"))
         if not isinstance(header, str):
@@ -247,9 +277,11 @@ class GraphQLView(GraphQL[RequestContext, None]):
             await context.session.rollback()
             if not is_unavailable(exc):
                 raise
-            self.runtime.outage.failed(exc, request_id=context.origin.request_id)
-            raise ConnectionRejectionError(
-                {"code": "UNAVAILABLE", "message": "the database is not answering"}
+            self._failed(exc, context.origin.request_id)
+            raise _TemporarilyUnavailable(
+                "overloaded, try again shortly"
+                if is_overloaded(exc)
+                else "the database is not answering, try again shortly"
             ) from None
         context.actor = actor
         context.token_header = header

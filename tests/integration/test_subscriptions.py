@@ -4,6 +4,7 @@ policy and row scope per subscriber, resuming, and disconnection when access end
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy.exc
 import uvicorn
 from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
@@ -227,6 +229,35 @@ async def test_the_socket_is_refused_without_a_valid_token(live: Live) -> None:
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4401
+
+
+async def test_a_busy_database_closes_the_socket_with_try_again_later_not_bad_token(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """Issue #29: re-connecting subscribers were closed with 4403 ("bad token") while the pool
+    was exhausted, and a client following the README threw its token away. Now 1013 (RFC 6455
+    "Try Again Later"), and the same token connects once the database has room."""
+    async with live_server(
+        pg_database, tmp_path, ORDERGATE_DB_POOL_SIZE="2", ORDERGATE_DB_POOL_TIMEOUT_SECONDS="1"
+    ) as server:
+        token = await server.token("ops")
+        engine = server.app.state.runtime.engine
+        async with contextlib.AsyncExitStack() as held:
+            while True:  # every pooled connection (the event watcher may hold one a moment)
+                try:
+                    taken = await held.enter_async_context(engine.connect())
+                except sqlalchemy.exc.TimeoutError:
+                    break
+                await taken.exec_driver_sql("SELECT 1")
+            async with server.socket(None, token=token) as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 10)
+        async with server.socket(None, token=token) as ws:
+            await _ack(ws)
+
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1013
+    assert "try again" in closed.value.rcvd.reason
 
 
 async def test_a_page_on_a_foreign_origin_may_not_open_the_socket(live: Live) -> None:
