@@ -856,7 +856,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         from api import worker as worker_process
         from api.logging import configure_logging
+        from api.startup import StartupError, check_before_serving
 
+        # The same checks as `serve` (issue #29: a worker started on an unmigrated database and
+        # logged a traceback every round, about 0.9 GB a day).
+        try:
+            check_before_serving(settings)
+        except StartupError as exc:
+            print(f"ordergate: {exc}", file=sys.stderr)
+            return 2
         configure_logging()
         ok = asyncio.run(worker_process.run(settings, once=args.once))
         return 0 if ok else 1  # `--once` whose round failed: exit 1, not 0 after an error

@@ -197,18 +197,25 @@ async def test_audit_export_escapes_control_characters_an_anonymous_client_sent(
     assert "evil\\x9b2J\\x1b[31mred" in exported.stdout
 
 
-def test_worker_once_without_its_database_says_so_in_one_line_and_exits_1(tmp_path: Path) -> None:
+def test_worker_once_without_its_database_says_so_in_one_line_and_exits_non_zero(
+    tmp_path: Path,
+) -> None:
     """Issue #29: `worker --once` exited 0 after a traceback, and a worker whose database was
-    away logged a full traceback every round."""
+    away logged a full traceback every round. It now checks its database before its first
+    round, as `serve` does, and refuses in one line (exit 2)."""
     nowhere = "postgresql+asyncpg://postgres@127.0.0.1:1/ordergate"  # nothing listens on 1
 
     ran = _run(
         ["worker", "--once"],
         nowhere,
         tmp_path,
-        env={"ORDERGATE_DB_CONNECT_TIMEOUT_SECONDS": "1"},
+        env={
+            "ORDERGATE_DB_CONNECT_TIMEOUT_SECONDS": "1",
+            "ORDERGATE_DB_START_TIMEOUT_SECONDS": "1",
+        },
     )
 
-    assert ran.returncode == 1
+    assert ran.returncode == 2
     assert "Traceback" not in ran.stderr + ran.stdout
-    assert "database unavailable" in ran.stderr + ran.stdout
+    [line] = ran.stderr.strip().splitlines()
+    assert line.startswith("ordergate: DATABASE_URL: the database did not answer within 1 s")

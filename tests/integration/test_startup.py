@@ -38,10 +38,13 @@ def test_an_unsupported_or_unparsable_database_url(tmp_path: Path, url: str, nee
     _refused(done, needle)
 
 
-def test_an_unmigrated_database_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"], ["worker", "--once"]])
+def test_an_unmigrated_database_is_refused(tmp_path: Path, command: list[str]) -> None:
+    """By `serve` and (issue #29) by the worker, which used to start and log a traceback a
+    round."""
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
 
-    done = _run(["serve", "--port", "0"], empty, tmp_path)
+    done = _run(command, empty, tmp_path)
 
     _refused(done, "database is at revision none", f"code expects {head_revision()}", "migrate")
 
