@@ -404,12 +404,13 @@ class PolicyDecisionPoint:
         except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:
             # Casbin refuses a line of the wrong length (and similar) while loading, and fails
             # with a TypeError on a model.conf that lacks a section.
-            raise PolicyInvalid([f"policy cannot be loaded: {exc}"]) from None
+            raise PolicyInvalid([f"policy cannot be loaded: {exc}"], version=version) from None
         malformed = [rule for rule in enforcer.get_policy() if len(rule) != 4]
         if malformed:
             # Casbin loads such a line, then fails on every decision: refuse it here.
             raise PolicyInvalid(
-                [f"malformed line (policy cannot be loaded): p, {', '.join(r)}" for r in malformed]
+                [f"malformed line (policy cannot be loaded): p, {', '.join(r)}" for r in malformed],
+                version=version,
             )
         enforcer.enable_auto_save(False)
         return version, enforcer, {}

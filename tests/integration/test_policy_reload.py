@@ -32,6 +32,10 @@ async def test_a_refused_policy_is_reported_once_and_a_missing_file_once_per_cha
         (policy_dir / "policy.csv").write_text(good[: good.index("# integration:")])
         for _ in range(3):  # another refused version: reported once more
             await _reload_policy(runtime, "file change")
+        # A file Casbin cannot load at all (issue #29: audited on every poll, 24 in 12 s).
+        (policy_dir / "policy.csv").write_text(good + "p, cs, read\n")
+        for _ in range(4):
+            await _reload_policy(runtime, "file change")
         (policy_dir / "policy.csv").unlink()
         for _ in range(5):
             await _reload_policy(runtime, "file change")
@@ -43,9 +47,10 @@ async def test_a_refused_policy_is_reported_once_and_a_missing_file_once_per_cha
         ]
         messages = [r.getMessage() for r in caplog.records]
         assert runtime.pdp.version == in_force
-        assert len(refusals) == 2
-        assert refusals[0]["details"]["refused"] != refusals[1]["details"]["refused"]
-        assert messages.count("policy refused; keeping the previous one") == 2
+        assert len(refusals) == 3
+        assert len({r["details"]["refused"] for r in refusals}) == 3
+        assert "cannot be loaded" in refusals[2]["details"]["problems"][0]
+        assert messages.count("policy refused; keeping the previous one") == 3
         assert messages.count("policy file missing; the policy in force stays") == 1
         assert messages.count("policy files are back") == 1
         assert not [r for r in caplog.records if r.exc_info]
