@@ -168,3 +168,61 @@ async def test_escalating_an_order_does_not_void_a_pending_signed_price_change(
     assert approved["data"]["approveRequest"]["status"] == "APPROVED"
     after = await api.gql(ORDER, {"id": order["id"]}, as_="finance")
     assert after["data"]["order"]["lines"][0]["unitPrice"] == "88.80"
+
+
+async def test_a_channel_update_racing_the_escalation_waits_and_is_applied_not_conflict(
+    pg_api: Api,
+) -> None:
+    """Issue #29: a channel's status update for an order the escalation job had locked was
+    answered CONFLICT (the contract's "other content under the same key") and rolled back the
+    batch's other orders. It waits for the job's transaction and applies; every committed
+    order version has its event (the pg_api fixture checks)."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from domain.intake.escalation import escalate_waiting
+    from tests.api.test_intake import channel_order, ingest
+
+    api = pg_api
+    made = (utcnow() - dt.timedelta(hours=3)).isoformat()
+    [first] = await ingest(api, [channel_order("TB-RACE-1", createdAt=made, paidAt=made)])
+    await api.token("integration")
+    runtime = api.app.state.runtime
+    async with runtime.sessions() as job:
+        escalated = await escalate_waiting(session=job, now=utcnow(), after=dt.timedelta(hours=2))
+        assert db_id(first["order"]["id"]) in escalated  # its row is locked until we commit
+        batch = asyncio.create_task(
+            ingest(
+                api,
+                [
+                    channel_order(
+                        "TB-RACE-1",
+                        createdAt=made,
+                        paidAt=made,
+                        status="SHIPPED",
+                        carrier="SF",
+                        trackingNumber="SF5550000001",
+                    ),
+                    channel_order("TB-RACE-2"),
+                ],
+            )
+        )
+        deadline = asyncio.get_running_loop().time() + 30
+        async with runtime.engine.connect() as probe:  # until the batch waits on the lock
+            while not (
+                await probe.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                )
+            ):
+                assert asyncio.get_running_loop().time() < deadline, "the batch never waited"
+                assert not batch.done(), batch.result()
+                await asyncio.sleep(0.05)
+        await job.commit()
+    updated, created = await batch
+
+    assert (updated["outcome"], updated["order"]["status"]) == ("UPDATED", "SHIPPED")
+    assert created["outcome"] == "CREATED"
