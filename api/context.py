@@ -30,6 +30,8 @@ from domain.errors import DomainError, RateLimited, Unauthenticated
 log = logging.getLogger("ordergate.audit")
 MINUTE = dt.timedelta(minutes=1)
 REFUSED_PREFIX = "refused:ip:"
+# How long a replica that did not answer is left alone before a request tries it again.
+REPLICA_REST_SECONDS = 30.0
 
 if TYPE_CHECKING:
     from api.runtime import Runtime
@@ -131,10 +133,17 @@ class RequestContext:
         async with self._replica_lock:
             if self._replica is not None:
                 return self._replica
-            runtime.replica_turn = (runtime.replica_turn + 1) % len(runtime.replicas)
-            session = runtime.replicas[runtime.replica_turn]()
+            now = time.monotonic()
+            count = len(runtime.replicas)
+            turns = [(runtime.replica_turn + 1 + k) % count for k in range(count)]
+            awake = [n for n in turns if runtime.replica_resting.get(n, 0.0) <= now]
+            if not awake:  # every replica failed lately: the primary, without waiting
+                return None
+            runtime.replica_turn = turn = awake[0]
+            session = runtime.replicas[turn]()
             try:
                 await session.connection()  # a replica that does not answer is skipped here
+                runtime.replica_resting.pop(turn, None)
                 lsn, until = runtime.written_at.get(self.actor.user_id or 0, (None, 0.0))
                 if lsn is not None and time.monotonic() < until:
                     caught_up = await session.scalar(
@@ -151,6 +160,7 @@ class RequestContext:
                 await session.close()
                 if is_unavailable(exc) or isinstance(exc, OSError):
                     runtime.outage.failed(exc, check="replica")
+                    runtime.replica_resting[turn] = time.monotonic() + REPLICA_REST_SECONDS
                     return None
                 raise
             self._replica = session

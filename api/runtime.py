@@ -65,6 +65,9 @@ class Runtime:
     replica_engines: list[AsyncEngine] = field(default_factory=list)
     written_at: dict[int, tuple[str, float]] = field(default_factory=dict)
     replica_turn: int = 0
+    # A replica that did not answer is left alone until this monotonic time (one entry per
+    # replica): a frozen one costs one request its connect timeout, not every read (#29).
+    replica_resting: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.replicas = [session_factory(engine) for engine in self.replica_engines]

@@ -159,3 +159,35 @@ async def test_without_the_replica_queries_go_to_the_primary(
 
     assert "errors" not in result, result
     assert len(result["data"]["orders"]["edges"]) == 3
+
+
+async def test_a_frozen_replica_costs_one_request_its_timeout_not_every_read(
+    clusters: tuple[Cluster, Cluster], tmp_path: Path
+) -> None:
+    """Issue #29: nothing remembered a replica was dead, so a frozen one cost every read its
+    connect timeout. The first read after the freeze waits it out and goes to the primary;
+    the next ones go straight to the primary."""
+    primary, replica = clusters
+    settings = settings_for(
+        primary.url,
+        tmp_path,
+        DATABASE_REPLICA_URLS=replica.url,
+        ORDERGATE_DB_CONNECT_TIMEOUT_SECONDS="2",
+    )
+    query = "{ orders(first: 3) { edges { node { number } } } }"
+    async for api in _api_for(settings):
+        await api.token("ops")
+        assert "errors" not in await api.gql(query, as_="ops")  # the replica serves
+        replica.freeze()
+        try:
+            took = []
+            for _ in range(4):
+                started = time.monotonic()
+                result = await api.gql(query, as_="ops")
+                took.append(time.monotonic() - started)
+                assert "errors" not in result, result
+        finally:
+            replica.thaw()
+
+    assert took[0] >= 1.5  # the one that found out: its connect timeout (2 s)
+    assert max(took[1:]) < 1.5, took  # the rest: the primary at once
