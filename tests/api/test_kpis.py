@@ -166,9 +166,18 @@ async def test_business_midnight_belongs_to_the_new_day_for_shipping_and_for_ord
 
     first = await kpi(api, day, "ORDER_TIMELINESS", channel="TAOBAO")
     second = await kpi(api, day + dt.timedelta(days=1), "ORDER_TIMELINESS", channel="TAOBAO")
+    handled = await api.gql(
+        "query($f: Date!, $t: Date!) { handlingTimes(from: $f, to: $t, channel: TAOBAO) "
+        "{ day shipped } }",
+        {"f": day.isoformat(), "t": (day + dt.timedelta(days=1)).isoformat()},
+        as_="ops",
+    )
 
     assert (first["numerator"], first["denominator"]) == (1, 2)
     assert (second["numerator"], second["denominator"]) == (0, 1)
+    # Handling time counts a shipment on the business day it shipped: one each side.
+    shipped = {h["day"]: h["shipped"] for h in handled["data"]["handlingTimes"]}
+    assert shipped == {day.isoformat(): 1, (day + dt.timedelta(days=1)).isoformat(): 1}
 
 
 async def test_a_cancelled_order_needs_no_shipping_and_leaves_its_day(api: Api) -> None:
