@@ -249,7 +249,9 @@ async def link(session: AsyncSession, people: Sequence[Person], at: dt.datetime)
             continue
         me = _Known(-(len(new) + 1), person.name, phone, email, {place} if place else set())
         neighbours = by_place.get(place, []) if place else []
-        if len(neighbours) <= SHARED_PLACE:  # a home, not a shared place
+        # A home while it has at most SHARED_PLACE customers, this one included (as `review`
+        # counts): the eleventh makes it a shared place, and is not paired by the address.
+        if len(neighbours) < SHARED_PLACE:
             for other in neighbours:
                 if normalise.name(other.name) == normalise.name(person.name):
                     queue.add(me, other)

@@ -379,15 +379,55 @@ async def test_the_360_view_counts_what_the_caller_may_see(api: Api) -> None:
 
 async def test_a_shared_place_is_no_evidence_and_the_queue_stays_bounded(api: Api) -> None:
     """Forty buyers called 买家 at one office address with forty phones (a parcel locker, an
-    office): the first few look alike and are queued; past SHARED_PLACE the address is a shared
-    place, and nothing more is queued however many arrive."""
-    from domain.customers.matching import SHARED_PLACE
-
+    office): an address is a home while at most ten customers have it, so the first ten are
+    paired with each other (10 * 9 / 2 = 45 pairs); the eleventh makes it a shared place, and
+    nothing more is queued however many arrive. (Issue #28: this asserted only an upper bound
+    computed from the code's own constant, and intake counted one customer more than review.)"""
     first = [buyer_order(f"TB-S-{i}", "买家", f"1390000{i:04d}") for i in range(20)]
     more = [buyer_order(f"TB-S-{i}", "买家", f"1390000{i:04d}") for i in range(20, 40)]
     await ingest(api, first)
     queued = len(await pairs(api))
     await ingest(api, more)
 
-    assert queued <= SHARED_PLACE * (SHARED_PLACE + 1) // 2
-    assert len(await pairs(api)) == queued
+    assert queued == 45
+    assert len(await pairs(api)) == 45
+
+
+async def _at(api: Api, external_id: str, name: str, phone: str, street: str) -> str:
+    [cid] = await customer_of(
+        api, await ingest(api, [buyer_order(external_id, name, phone, street=street)])
+    )
+    return cid
+
+
+async def _moves_in(api: Api, cid: str, name: str, street: str) -> list[tuple[int, int, list]]:
+    """The customer adds `street` as an address; the pairs then queued that name it."""
+    added = await api.gql(
+        ADD_ADDRESS, {"id": cid, "a": {**PLACE, "recipient": name, "street": street}}, as_="cs"
+    )
+    assert "errors" not in added, added
+    me = db_id(cid)
+    return [p for p in await pairs(api) if me in p[:2]]
+
+
+async def test_an_address_alone_is_no_reason_to_review_two_customers(api: Api) -> None:
+    await _at(api, "TB-H-1", "张三", "13911110001", "安福路 1 号")
+    other = await _at(api, "TB-H-2", "李四", "13911110002", "武康路 2 号")
+
+    assert await _moves_in(api, other, "李四", "安福路 1 号") == []
+
+
+async def test_review_pairs_at_a_home_of_ten_but_not_at_a_place_of_eleven(api: Api) -> None:
+    """The same rule after an update: nine 韩梅梅 live at one address; a tenth moving in is
+    paired with each (ten customers: a home); an eleventh is not (a shared place)."""
+    for i in range(9):
+        await _at(api, f"TB-T-{i}", "韩梅梅", f"1380000{i:04d}", "愚园路 10 号")
+    tenth = await _at(api, "TB-T-10", "韩梅梅", "13800009910", "长乐路 10 号")
+    eleventh = await _at(api, "TB-T-11", "韩梅梅", "13800009911", "长乐路 11 号")
+
+    tenth_pairs = await _moves_in(api, tenth, "韩梅梅", "愚园路 10 号")
+    eleventh_pairs = await _moves_in(api, eleventh, "韩梅梅", "愚园路 10 号")
+
+    assert len(tenth_pairs) == 9
+    assert all(reasons == ["same address", "same name"] for *_, reasons in tenth_pairs)
+    assert eleventh_pairs == []
