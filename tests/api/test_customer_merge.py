@@ -159,3 +159,39 @@ async def test_who_may_merge_follows_the_policy(api: Api, role: str) -> None:
         assert errors_of(preview)[0] == ("FORBIDDEN", None)
         assert errors_of(merged)[0] == ("FORBIDDEN", None)
         assert merged["data"]["mergeCustomers"] is None
+
+
+async def test_a_merged_away_record_leaves_the_completeness_figure_and_comes_back_on_undo(
+    api: Api,
+) -> None:
+    """Issue #28: a merged customer counted in completeness survived unnoticed. Merging two
+    records of one person leaves one customer to count; undoing the merge, two again."""
+    from zoneinfo import ZoneInfo
+
+    from domain.db import utcnow
+
+    today = utcnow().astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    query = """query($d: Date!) { kpis(from: $d, to: $d) { name numerator denominator } }"""
+
+    async def figure() -> tuple[int, int]:
+        """The KPI's figure, checked against the quarterly cleanse report's (the same count)."""
+        from domain.customers.cleanse import completeness
+
+        found = await api.gql(query, {"d": today}, as_="ops")
+        [value] = [v for v in found["data"]["kpis"] if v["name"] == "CUSTOMER_COMPLETENESS"]
+        async with api.app.state.runtime.sessions() as session:
+            report = await completeness(session)
+        assert (report.complete, report.total) == (value["numerator"], value["denominator"])
+        return value["numerator"], value["denominator"]
+
+    a, b = await two_customers(api)
+    before = await figure()
+    merged = await api.gql(MERGE, {"s": a, "m": b, "r": "the same person"}, as_="ops")
+    after_merge = await figure()
+    undone = await api.gql(UNMERGE, {"id": merged["data"]["mergeCustomers"]["id"]}, as_="ops")
+    after_undo = await figure()
+
+    assert "errors" not in merged, merged
+    assert "errors" not in undone, undone
+    assert after_merge[1] == before[1] - 1
+    assert after_undo == before
