@@ -434,3 +434,40 @@ async def test_concurrent_batches_of_paid_orders_never_hold_more_than_there_is(
                 )
             )
             assert (on_hand, reserved) == (row.on_hand, row.reserved)  # type: ignore[union-attr]
+
+
+async def test_a_planned_hold_that_no_longer_fits_by_one_unit_is_stock_moved_not_written(
+    any_api: Api,
+) -> None:
+    """Issue #28: the batch hold's guard loosened by one unit survived (the database's CHECK
+    caught it later, as an error rather than a re-plan). A plan for every available unit,
+    then one unit taken by a checkout: writing the plan is StockMoved and changes nothing."""
+    from domain.db import utcnow
+    from domain.inventory.service import SYSTEM, StockMoved, apply_holds, plan_holds
+
+    api = any_api
+    sku = "SKU-0012"
+    want = max(level["available"] for level in (await _stock(api, sku)).values())
+    runtime = api.app.state.runtime
+    async with runtime.sessions() as session:  # the plan, from one read
+        plan = await plan_holds(session, orders=[("OG-PLAN-1", {sku: want})])
+    [[line]] = plan.chosen
+    assert line.quantity == want
+    taken = await api.gql(
+        "mutation($i: ReserveStockInput!) { reserveStock(input: $i) { status } }",
+        {
+            "i": {
+                "reference": "WEB-TAKE-1",
+                "lines": [{"sku": sku, "warehouse": line.warehouse, "quantity": 1}],
+            }
+        },
+        as_="integration",
+    )
+    assert taken["data"]["reserveStock"]["status"] == "ACTIVE", taken
+    async with runtime.sessions() as session:
+        with pytest.raises(StockMoved):
+            await apply_holds(session, plan, who=SYSTEM, now=utcnow())
+        await session.rollback()
+
+    after = (await _stock(api, sku))[line.warehouse]
+    assert after["available"] == want - 1  # the checkout's unit only
