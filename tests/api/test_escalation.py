@@ -220,6 +220,7 @@ async def test_a_channel_update_racing_the_escalation_waits_and_is_applied_not_c
             ):
                 assert asyncio.get_running_loop().time() < deadline, "the batch never waited"
                 assert not batch.done(), batch.result()
+                await probe.rollback()  # pg_stat_activity is a snapshot per transaction
                 await asyncio.sleep(0.05)
         await job.commit()
     updated, created = await batch

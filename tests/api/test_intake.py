@@ -392,6 +392,109 @@ async def test_overlapping_concurrent_batches_land_each_order_once(pg_api: Api) 
     assert orphans == 0
 
 
+class _PausedLanding:
+    """Holds the first batch that reaches `_land` (after its look-up of known keys, inside its
+    transaction) until released; later batches pass straight through."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from domain.intake import service
+
+        self.paused, self.release = asyncio.Event(), asyncio.Event()
+        real = service._land
+
+        async def land(*args: object, **kwargs: object) -> object:
+            if not self.paused.is_set():
+                self.paused.set()
+                await asyncio.wait_for(self.release.wait(), 60)
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(service, "_land", land)
+
+
+async def _waiting_on(api: Api, event: str, while_running: asyncio.Task) -> bool:
+    """Whether some backend comes to wait on `event` (pg_stat_activity) before the task ends."""
+    from sqlalchemy import text
+
+    deadline = asyncio.get_running_loop().time() + 30
+    async with api.app.state.runtime.engine.connect() as probe:
+        while asyncio.get_running_loop().time() < deadline and not while_running.done():
+            found = await probe.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event = :e"), {"e": event}
+            )
+            if found:
+                return True
+            await probe.rollback()  # pg_stat_activity is a snapshot per transaction
+            await asyncio.sleep(0.05)
+    return False
+
+
+async def test_overlapping_batches_take_turns_before_either_writes(
+    pg_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #28: the advisory lock could be removed unnoticed (the fallback hid it, and the
+    deadlock it prevents shows 1 run in 4). A batch sharing an order with one in progress
+    waits for its turn, before writing anything, then finds the order there."""
+    api = pg_api
+    await api.token("integration")
+    hold = _PausedLanding(monkeypatch)
+    first = asyncio.create_task(
+        ingest(api, [channel_order("TB-TURN-1"), channel_order("TB-TURN-2")])
+    )
+    await asyncio.wait_for(hold.paused.wait(), 30)
+    second = asyncio.create_task(ingest(api, [channel_order("TB-TURN-1")]))
+
+    waited = await _waiting_on(api, "advisory", second)
+    hold.release.set()
+    a, b = await first, await second
+
+    assert waited, "the second batch did not wait for its turn"
+    assert [r["outcome"] for r in a] == ["CREATED", "CREATED"]
+    assert [r["outcome"] for r in b] == ["REPLAYED"]
+
+
+async def test_without_turns_a_key_created_meanwhile_is_decided_again_one_by_one(
+    pg_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback on its own (issue #28: each of it and the advisory lock hid the other's
+    removal). With the turns switched off, another batch creates a key between this batch's
+    look-up and its bulk insert: the insert fails as a whole, and each order is decided again
+    (the created one REPLAYED, the other CREATED), with no customer left behind."""
+    from sqlalchemy import ARRAY, BigInteger, bindparam, text
+
+    from domain.intake import service
+
+    monkeypatch.setattr(
+        service,
+        "_TAKE_TURNS",
+        text("SELECT CAST(:keys AS bigint[])").bindparams(
+            bindparam("keys", type_=ARRAY(BigInteger))
+        ),
+    )
+    api = pg_api
+    await api.token("integration")
+    hold = _PausedLanding(monkeypatch)
+    first = asyncio.create_task(ingest(api, [channel_order("TB-FB-1"), channel_order("TB-FB-2")]))
+    await asyncio.wait_for(hold.paused.wait(), 30)
+    meanwhile = await ingest(api, [channel_order("TB-FB-1")])
+    hold.release.set()
+    decided = await first
+
+    assert [r["outcome"] for r in meanwhile] == ["CREATED"]
+    assert [(r["externalId"], r["outcome"]) for r in decided] == [
+        ("TB-FB-1", "REPLAYED"),
+        ("TB-FB-2", "CREATED"),
+    ]
+    assert await _count(api, Order, Order.external_id.like("TB-FB-%")) == 2
+    async with api.app.state.runtime.sessions() as session:
+        orphans = await session.scalar(
+            select(func.count())
+            .select_from(Customer)
+            .where(~select(Order.id).where(Order.customer_id == Customer.id).exists())
+            .where(Customer.phone == "13800138000")
+        )
+    assert orphans == 0
+
+
 async def test_the_orders_are_returned_when_asked_for_through_a_fragment(api: Api) -> None:
     query = """mutation($c: Channel!, $o: [ChannelOrderInput!]!) {
       ingestOrders(channel: $c, orders: $o) { results { outcome ...WithOrder } } }
