@@ -104,6 +104,7 @@ async def test_a_hold_can_be_confirmed_until_just_before_its_expiry_and_not_at_i
 
     assert in_time["data"]["confirmReservation"] == {"status": "CONFIRMED", "expiresAt": None}
     assert errors_of(too_late) == [("CONFLICT", None)]
+    assert "EXPIRED" in too_late["errors"][0]["message"], too_late  # and says why
 
 
 async def test_the_expiry_job_releases_a_hold_at_its_expiry_and_not_a_microsecond_before(
