@@ -301,3 +301,47 @@ async def test_a_count_is_traced_only_above_three_percent_rounded_half_away_from
     [line] = counted_now["data"]["submitStockCount"]["discrepancies"]
     assert (line["system"], line["counted"]) == (system, counted)
     assert (line["deltaPercent"], line["traced"]) == (percent, traced)
+
+
+# A checkout hold's limits, each at its value and one past it (mutmut, issue #28: every one of
+# these survived a change by one). Written from the README's numbers: 1 to 100 lines, 1 to
+# 1,000,000 units, a TTL of 60 s to 7 days, SKUs up to 64 characters, warehouses up to 32.
+WEEK = 7 * 24 * 3600
+LIMITS = [
+    ("100 lines", {"lines": 100}, True),
+    ("101 lines", {"lines": 101}, False),
+    ("1,000,000 units", {"quantity": 1_000_000}, True),
+    ("1,000,001 units", {"quantity": 1_000_001}, False),
+    ("TTL 60 s", {"ttlSeconds": 60}, True),
+    ("TTL 59 s", {"ttlSeconds": 59}, False),
+    ("TTL 7 days", {"ttlSeconds": WEEK}, True),
+    ("TTL 7 days + 1 s", {"ttlSeconds": WEEK + 1}, False),
+    ("SKU of 65 characters", {"sku": "S" * 65}, False),
+    ("warehouse of 33 characters", {"warehouse": "W" * 33}, False),
+    ("no warehouse", {"warehouse": ""}, False),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "ok"), LIMITS, ids=[c for c, _, _ in LIMITS])
+async def test_a_holds_limits_are_exact(
+    api: Api, case: str, change: dict[str, Any], ok: bool
+) -> None:
+    line = {
+        "sku": change.get("sku", SKU),
+        "warehouse": change.get("warehouse", WAREHOUSE),
+        "quantity": change.get("quantity", 1),
+    }
+    body: dict[str, Any] = {"reference": "WEB-LIMIT", "lines": [line] * change.get("lines", 1)}
+    if "ttlSeconds" in change:
+        body["ttlSeconds"] = change["ttlSeconds"]
+    if change.get("lines", 1) > 1:  # distinct lines: one SKU per line, the same warehouse
+        body["lines"] = [{**line, "sku": f"SKU-{n:04d}"} for n in range(1, change["lines"] + 1)]
+
+    made = await api.gql(RESERVE, {"i": body}, as_="integration")
+
+    codes = [code for code, _ in errors_of(made)]
+    if ok:
+        # Accepted as input: held, or refused for want of stock (never BAD_USER_INPUT).
+        assert "BAD_USER_INPUT" not in codes, (case, made)
+    else:
+        assert codes == ["BAD_USER_INPUT"], (case, made)

@@ -47,8 +47,9 @@ run() {
   rm -f .mutmut-cache
   [ -f "$OUT/$name.cache" ] && cp "$OUT/$name.cache" .mutmut-cache
   echo "== $file against: $tests (budget ${BUDGET}s)"
-  # SIGINT, not SIGTERM: mutmut puts the mutated file back on KeyboardInterrupt.
-  timeout -s INT "$BUDGET" "$PY" -m mutmut run --paths-to-mutate "$file" \
+  # SIGINT, not SIGTERM: mutmut puts the mutated file back on KeyboardInterrupt (and is killed
+  # a minute later if its worker process hangs there, as mutmut 2 does).
+  timeout -k 60 -s INT "$BUDGET" "$PY" -m mutmut run --paths-to-mutate "$file" \
     --runner "tests/mutation/runner.sh $tests" >>"$OUT/$name.log" 2>&1
   status=$?
   git checkout --quiet -- "$file"  # the tree was clean at the start: never leave a mutant
