@@ -13,7 +13,6 @@ from strawberry.types import Info
 from api.context import RequestContext
 from api.graphql.types import Channel
 from domain.access import Action
-from domain.db import utcnow
 from domain.kpis import service as kpis
 from domain.values import clean_text
 
@@ -96,7 +95,7 @@ async def _values(
             category=_category(category),
             zone=zone,
             thresholds=settings.kpi_thresholds,
-            today=utcnow().astimezone(zone).date(),
+            today=ctx.runtime.clock().astimezone(zone).date(),
             names=names,
             region=region,
         )

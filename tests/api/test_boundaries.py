@@ -64,7 +64,10 @@ async def _expiry_job(api: Api, at: dt.datetime) -> None:
 
 
 async def _signed_in(api: Api, *roles: str) -> None:
-    for role in roles:  # before any clock moves
+    """Fresh tokens, taken at the real time before any clock moves: a cached one close to its
+    end would otherwise be renewed inside `frozen`, at a time already past."""
+    for role in roles:
+        api._tokens.pop(role, None)
         await api.token(role)
 
 
@@ -308,23 +311,28 @@ async def test_a_count_is_traced_only_above_three_percent_rounded_half_away_from
 # 1,000,000 units, a TTL of 60 s to 7 days, SKUs up to 64 characters, warehouses up to 32.
 WEEK = 7 * 24 * 3600
 LIMITS = [
-    ("100 lines", {"lines": 100}, True),
-    ("101 lines", {"lines": 101}, False),
-    ("1,000,000 units", {"quantity": 1_000_000}, True),
-    ("1,000,001 units", {"quantity": 1_000_001}, False),
-    ("TTL 60 s", {"ttlSeconds": 60}, True),
-    ("TTL 59 s", {"ttlSeconds": 59}, False),
-    ("TTL 7 days", {"ttlSeconds": WEEK}, True),
-    ("TTL 7 days + 1 s", {"ttlSeconds": WEEK + 1}, False),
-    ("SKU of 65 characters", {"sku": "S" * 65}, False),
-    ("warehouse of 33 characters", {"warehouse": "W" * 33}, False),
-    ("no warehouse", {"warehouse": ""}, False),
+    # Within the limits: past validation, then decided on the stock (these SKUs or warehouses
+    # do not exist, or there is not that much of it).
+    ("100 lines", {"lines": 100}, "NOT_FOUND"),
+    ("1,000,000 units", {"quantity": 1_000_000}, "INSUFFICIENT_STOCK"),
+    ("SKU of 64 characters", {"sku": "S" * 64}, "NOT_FOUND"),
+    ("warehouse of 32 characters", {"warehouse": "W" * 32}, "NOT_FOUND"),
+    ("TTL 60 s", {"ttlSeconds": 60}, None),
+    ("TTL 7 days", {"ttlSeconds": WEEK}, None),
+    # One past them: refused as input.
+    ("101 lines", {"lines": 101}, "BAD_USER_INPUT"),
+    ("1,000,001 units", {"quantity": 1_000_001}, "BAD_USER_INPUT"),
+    ("TTL 59 s", {"ttlSeconds": 59}, "BAD_USER_INPUT"),
+    ("TTL 7 days + 1 s", {"ttlSeconds": WEEK + 1}, "BAD_USER_INPUT"),
+    ("SKU of 65 characters", {"sku": "S" * 65}, "BAD_USER_INPUT"),
+    ("warehouse of 33 characters", {"warehouse": "W" * 33}, "BAD_USER_INPUT"),
+    ("no warehouse", {"warehouse": ""}, "BAD_USER_INPUT"),
 ]
 
 
-@pytest.mark.parametrize(("case", "change", "ok"), LIMITS, ids=[c for c, _, _ in LIMITS])
+@pytest.mark.parametrize(("case", "change", "code"), LIMITS, ids=[c for c, _, _ in LIMITS])
 async def test_a_holds_limits_are_exact(
-    api: Api, case: str, change: dict[str, Any], ok: bool
+    api: Api, case: str, change: dict[str, Any], code: str | None
 ) -> None:
     line = {
         "sku": change.get("sku", SKU),
@@ -339,9 +347,6 @@ async def test_a_holds_limits_are_exact(
 
     made = await api.gql(RESERVE, {"i": body}, as_="integration")
 
-    codes = [code for code, _ in errors_of(made)]
-    if ok:
-        # Accepted as input: held, or refused for want of stock (never BAD_USER_INPUT).
-        assert "BAD_USER_INPUT" not in codes, (case, made)
-    else:
-        assert codes == ["BAD_USER_INPUT"], (case, made)
+    assert [c for c, _ in errors_of(made)] == ([code] if code else []), (case, made)
+    if code is None:
+        assert made["data"]["reserveStock"]["status"] == "ACTIVE"

@@ -208,21 +208,26 @@ async def test_a_channel_update_racing_the_escalation_waits_and_is_applied_not_c
                 ],
             )
         )
-        deadline = asyncio.get_running_loop().time() + 30
-        async with runtime.engine.connect() as probe:  # until the batch waits on the lock
-            while not (
-                await probe.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database()"
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            async with runtime.engine.connect() as probe:  # until the batch waits on the lock
+                while not (
+                    await probe.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND datname = current_database() "
+                            "AND pid <> pg_backend_pid()"
+                        )
                     )
-                )
-            ):
-                assert asyncio.get_running_loop().time() < deadline, "the batch never waited"
-                assert not batch.done(), batch.result()
-                await probe.rollback()  # pg_stat_activity is a snapshot per transaction
-                await asyncio.sleep(0.05)
-        await job.commit()
+                ):
+                    assert asyncio.get_running_loop().time() < deadline, "the batch never waited"
+                    assert not batch.done(), batch.result()
+                    await probe.rollback()  # pg_stat_activity is a snapshot per transaction
+                    await asyncio.sleep(0.05)
+            await job.commit()
+        finally:  # the batch ends in this test, whatever happened
+            await job.rollback()
+            await asyncio.gather(batch, return_exceptions=True)
     updated, created = await batch
 
     assert (updated["outcome"], updated["order"]["status"]) == ("UPDATED", "SHIPPED")

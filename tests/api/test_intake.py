@@ -419,7 +419,11 @@ async def _waiting_on(api: Api, event: str, while_running: asyncio.Task) -> bool
     async with api.app.state.runtime.engine.connect() as probe:
         while asyncio.get_running_loop().time() < deadline and not while_running.done():
             found = await probe.scalar(
-                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event = :e"), {"e": event}
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = :e "
+                    "AND datname = current_database() AND pid <> pg_backend_pid()"
+                ),
+                {"e": event},
             )
             if found:
                 return True
@@ -442,10 +446,15 @@ async def test_overlapping_batches_take_turns_before_either_writes(
     )
     await asyncio.wait_for(hold.paused.wait(), 30)
     second = asyncio.create_task(ingest(api, [channel_order("TB-TURN-1")]))
-
-    waited = await _waiting_on(api, "advisory", second)
-    hold.release.set()
-    a, b = await first, await second
+    try:
+        waited = await _waiting_on(api, "advisory", second)
+    finally:  # never leave a paused batch holding its locks for the next test
+        hold.release.set()
+        done = await asyncio.gather(first, second, return_exceptions=True)
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    a, b = done
 
     assert waited, "the second batch did not wait for its turn"
     assert [r["outcome"] for r in a] == ["CREATED", "CREATED"]
@@ -474,10 +483,14 @@ async def test_without_turns_a_key_created_meanwhile_is_decided_again_one_by_one
     await api.token("integration")
     hold = _PausedLanding(monkeypatch)
     first = asyncio.create_task(ingest(api, [channel_order("TB-FB-1"), channel_order("TB-FB-2")]))
-    await asyncio.wait_for(hold.paused.wait(), 30)
-    meanwhile = await ingest(api, [channel_order("TB-FB-1")])
-    hold.release.set()
-    decided = await first
+    try:
+        await asyncio.wait_for(hold.paused.wait(), 30)
+        meanwhile = await ingest(api, [channel_order("TB-FB-1")])
+    finally:
+        hold.release.set()
+        [decided] = await asyncio.gather(first, return_exceptions=True)
+    if isinstance(decided, BaseException):
+        raise decided
 
     assert [r["outcome"] for r in meanwhile] == ["CREATED"]
     assert [(r["externalId"], r["outcome"]) for r in decided] == [

@@ -155,10 +155,23 @@ def user_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=600,
         check=False,
     )
-    if installed.returncode != 0 and "No matching distribution" in installed.stderr:
+    if installed.returncode != 0 and not _index_answers(wheels):
+        # Only when the index itself is out of reach: a dependency that does not exist (a
+        # misspelt or unpublished name) is what this test is for, and fails it.
         pytest.skip(f"no package index to install dependencies from: {installed.stderr[-300:]}")
     assert installed.returncode == 0, installed.stderr[-2000:]
     return venv
+
+
+def _index_answers(scratch: Path) -> bool:
+    """Whether pip can fetch a well-known package (what every install here needs anyway)."""
+    probe = subprocess.run(  # noqa: S603 - pip, for one package the product depends on
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(scratch), "idna"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    return probe.returncode == 0
 
 
 def test_the_wheel_with_only_its_declared_dependencies_migrates_serves_and_answers(
@@ -238,7 +251,11 @@ def test_the_wheel_with_only_its_declared_dependencies_migrates_serves_and_answe
         script = httpx.get(f"{base}/assets/dashboard.js", timeout=LIVE_TIMEOUT)
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=LIVE_TIMEOUT)
+        try:
+            server.wait(timeout=LIVE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
         log.close()
 
     assert orders.status_code == 200, orders.text
