@@ -351,11 +351,21 @@ async def test_late_orders_for_a_closed_day_are_counted(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    ("start", "end"), [("2026-06-10", "2026-06-01"), ("2025-01-01", "2026-06-01")]
+    ("start", "end"),
+    [
+        ("2026-06-10", "2026-06-01"),
+        ("2025-01-01", "2026-06-01"),
+        ("2025-01-01", "2026-01-02"),  # 367 days: one more than a leap year
+    ],
 )
 async def test_bad_periods_are_bad_input(api: Api, start: str, end: str) -> None:
     result = await api.gql(KPIS, {"f": start, "t": end}, as_="ops")
     assert errors_of(result) == [("BAD_USER_INPUT", None)]
+
+
+async def test_a_period_of_a_leap_year_is_the_longest_allowed(api: Api) -> None:
+    result = await api.gql(KPIS, {"f": "2024-01-01", "t": "2024-12-31"}, as_="ops")  # 366 days
+    assert "errors" not in result, result
 
 
 @pytest.mark.parametrize("role", ROLES)
