@@ -22,9 +22,14 @@ run: $(STAMP)
 	$(BIN)/ordergate demo
 	$(BIN)/ordergate serve --host 127.0.0.1 --port 8000
 
+# CI (CI=true) also measures line and branch coverage of api/ and domain/ (greenlet-aware, see
+# [tool.coverage] in pyproject.toml) and prints it at the end: 355 s became 493 s here.
+COVERAGE ?= $(if $(CI),--cov --cov-report=term:skip-covered,)
+
 test: $(STAMP) conformance
 	$(BIN)/ruff check .
-	. tools/test-services.sh && $(BIN)/python -m pytest -n $(WORKERS) --durations=25 $(PYTEST_ARGS)
+	. tools/test-services.sh && $(BIN)/python -m pytest -n $(WORKERS) --durations=25 \
+		$(COVERAGE) $(PYTEST_ARGS)
 
 # The inner loop: SQLite only, no browser, no processes or clusters started (3.5 minutes here).
 test-fast: $(STAMP)

@@ -304,6 +304,64 @@ async def test_a_frozen_database_fails_within_its_timeouts_and_recovers(
         assert "errors" not in recovered.json()
 
 
+async def test_a_mutation_in_flight_when_the_database_freezes_is_answered_within_its_bounds(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #29, 5: a mutation already inside its transaction when PostgreSQL froze was held
+    for the whole freeze (30 s against bounds of a few seconds). Paused after its first
+    statements, the database frozen, then let go: it is answered UNAVAILABLE within its
+    statement bound plus the rollback's, and nothing of it is committed."""
+    from domain.orders import service as orders
+
+    paused, release = asyncio.Event(), asyncio.Event()
+    real = orders.audit.record
+
+    async def record(**kwargs: Any) -> Any:
+        if kwargs.get("action") == "order.transition" and not paused.is_set():
+            paused.set()
+            await asyncio.wait_for(release.wait(), 60)
+        return await real(**kwargs)
+
+    monkeypatch.setattr(orders.audit, "record", record)
+    async for api in _api_for(settings_for(cluster.url, tmp_path, **TIMEOUTS)):
+        token = await api.token("ops")
+        found = await api.gql(
+            "{ orders(first: 1, filter: {status: [PAID]}) { edges { node { id } } } }",
+            authorization=f"Bearer {token}",
+        )
+        order = found["data"]["orders"]["edges"][0]["node"]["id"]
+        move = asyncio.create_task(
+            api.post(
+                {
+                    "query": "mutation($id: ID!) { transitionOrder(id: $id, to: PICKING) "
+                    "{ status } }",
+                    "variables": {"id": order},
+                },
+                authorization=f"Bearer {token}",
+            )
+        )
+        try:
+            await asyncio.wait_for(paused.wait(), 30)
+            cluster.freeze()
+            started = time.monotonic()
+            release.set()
+            answer = await asyncio.wait_for(move, 60)
+            waited = time.monotonic() - started
+        finally:
+            release.set()
+            cluster.thaw()
+        await asyncio.sleep(0.5)
+        after = await api.gql(
+            "query($id: ID!) { order(id: $id) { status } }",
+            {"id": order},
+            authorization=f"Bearer {token}",
+        )
+
+    _unavailable(answer)
+    assert waited < 8, waited  # the 2 s statement bound, then the 2 s rollback bound
+    assert after["data"]["order"]["status"] == "PAID"  # nothing of it committed
+
+
 # ---- an export that cannot be written ----------------------------------------------------------
 
 EXPORT_ONE = "query($id: ID!) { exportRequest(id: $id) { status failureReason rowCount } }"
