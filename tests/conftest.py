@@ -321,12 +321,9 @@ SLOW_MODULES = {
     "tests/integration/test_workers.py",
     "tests/integration/test_cli.py",
     # Long generated searches (hypothesis: random operation sequences, generated queries per
-    # role) and a timed burst of logins: each takes 8 to 25 s of one worker.
+    # role): each takes 10 to 25 s of one worker.
     "tests/integration/test_stock_invariants.py",
     "tests/api/test_fuzz.py",
-}
-SLOW_TESTS = {
-    "test_other_requests_keep_flowing_during_a_burst_of_logins",
 }
 # No single test (its call; `--durations` shows set-ups too) may take longer than this: a slow
 # test makes every developer wait, and is made faster, not left out.
@@ -339,8 +336,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = item.nodeid.split("::", 1)[0]
         if path.startswith("tests/browser/"):
             item.add_marker(pytest.mark.browser)
-        name = getattr(item, "originalname", item.name)
-        if path.startswith("tests/browser/") or path in SLOW_MODULES or name in SLOW_TESTS:
+        if path.startswith("tests/browser/") or path in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
         if path.startswith("tests/conformance/"):
             item.add_marker(pytest.mark.npm)

@@ -10,6 +10,7 @@ import datetime as dt
 import io
 import json
 import operator
+import threading
 import time
 import zipfile
 from decimal import Decimal
@@ -515,35 +516,37 @@ async def test_a_sales_customer_export_holds_only_its_channels(api: Api) -> None
 # ---- 7. logins do not stall other requests ---------------------------------------------------
 
 
-async def test_other_requests_keep_flowing_during_a_burst_of_logins(api: Api) -> None:
-    started = time.perf_counter()
-    passwords.verify_password(None, "x" * 12)
-    one_hash = time.perf_counter() - started
-    quiet = []
-    for _ in range(10):  # the machine's own pace, measured in the same run
-        sent = time.perf_counter()
-        await api.client.get("/healthz")
-        quiet.append(time.perf_counter() - sent)
+async def test_other_requests_keep_flowing_during_a_burst_of_logins(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every password hash of a burst of logins runs off the event loop (in the hashing pool),
+    and the loop keeps answering other requests meanwhile. Asserted by where each hash ran, not
+    by timing: a timed version of this test failed on a loaded machine (issue #28)."""
+    loop_thread = threading.get_ident()
+    hashed_on: list[int] = []
+    real = passwords.verify_password
+
+    def spy(stored_hash: str | None, password: str) -> object:
+        hashed_on.append(threading.get_ident())
+        return real(stored_hash, password)
+
+    monkeypatch.setattr(passwords, "verify_password", spy)
     login = (
         'mutation($u: String!) { login(username: $u, password: "wrong-password") { accessToken } }'
     )
     burst = [asyncio.create_task(api.gql(login, {"u": f"nobody-{i}"})) for i in range(8)]
-    waits: list[float] = []
-
+    answered_meanwhile = 0
     while not all(task.done() for task in burst):
-        sent = time.perf_counter()
         response = await api.client.get("/healthz")
-        waits.append(time.perf_counter() - sent)
         assert response.status_code == 200
+        if not all(task.done() for task in burst):
+            answered_meanwhile += 1
     results = await asyncio.gather(*burst)
 
     assert all(errors_of(r) == [("UNAUTHENTICATED", None)] for r in results)
-    # On the event loop, every login stalls the checks for a whole hash: as many stalls as
-    # logins. In the hashing pool, none (or one, while the pool's thread starts). A stall is
-    # half a hash, or four times the slowest quiet check on a loaded machine.
-    threshold = max(one_hash / 2, 4 * max(quiet))
-    stalls = [w for w in waits if w >= threshold]
-    assert len(stalls) <= 2, (stalls, one_hash, quiet)
+    assert len(hashed_on) == 8  # one hash per login, known account or not
+    assert loop_thread not in hashed_on  # none on the event loop's thread
+    assert answered_meanwhile >= 1  # the loop answered while the hashes ran
 
 
 # ---- 8. the cost limit counts variable defaults and introspection ----------------------------
