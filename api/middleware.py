@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
@@ -115,6 +116,10 @@ class EdgeMiddleware:
             if not response_started:
                 await self._reject(send, 413, f"request body over {limit} bytes", request_id)
             status["code"] = 413
+        except ClientDisconnect:
+            # The client went away before its body arrived: nobody to answer, nothing run. Its
+            # access-log line says 499 (as nginx does), not an unhandled error's traceback.
+            status["code"] = 499
         except Exception as exc:
             # The last line of defence: whatever escaped a route still gets a JSON answer with
             # a code and the request id, never Starlette's plain-text 500.

@@ -88,3 +88,42 @@ async def test_security_headers_are_set(api: Api) -> None:
 
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
+
+
+async def test_a_client_gone_before_its_body_is_a_quiet_499_not_an_unhandled_error(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen in a flash sale: a client that went away mid-request was logged as an unhandled
+    error with a full traceback. It is an access-log line with status 499, and nothing is
+    sent to nobody."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+        "client": ("203.0.113.9", 50000),
+        "server": ("ordergate.test", 80),
+    }
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO):
+        await api.app(scope, receive, send)
+
+    assert sent == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    [line] = [
+        r for r in caplog.records if r.name == "ordergate.access" and r.getMessage() == "request"
+    ]
+    assert line.status == 499
