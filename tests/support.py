@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 from pathlib import Path
+
+import httpx
 
 from domain.access import POLICY_DIR, ROLES, Action
 
 # How long a test's own HTTP calls to a live server may take: a login is an argon2 check,
 # which on a loaded machine takes seconds, more than an HTTP client's default 5.
 LIVE_TIMEOUT = 60.0
+
+
+def wait_until_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll `base`/healthz until the server answers 200; fail at once, with the end of its
+    log, if the process exits first, or after LIVE_TIMEOUT (a server checks its settings,
+    database and policy before it listens)."""
+    deadline = time.monotonic() + LIVE_TIMEOUT
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:]) if log.exists() else ""
+        if process.poll() is not None:
+            raise AssertionError(f"server exited {process.returncode}: {tail}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server did not answer /healthz in {LIVE_TIMEOUT:g} s: {tail}")
+        time.sleep(0.1)
+
 
 # Selects every governed field of every governed type, with __typename so a response can be
 # walked generically.

@@ -363,6 +363,20 @@ async def test_buyers_of_one_batch_with_the_same_phone_share_one_new_customer(
     assert created == 1
 
 
+async def _orphans(api: Api) -> int:
+    """Customers of the test buyer with no order: what a bulk insert that was rolled back
+    would leave behind."""
+    async with api.app.state.runtime.sessions() as session:
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(Customer)
+                .where(~select(Order.id).where(Order.customer_id == Customer.id).exists())
+                .where(Customer.phone == "13800138000")
+            )
+        )
+
+
 async def test_overlapping_concurrent_batches_land_each_order_once(pg_api: Api) -> None:
     # Ten batches at once, each sharing keys with the others in another order: the bulk insert
     # meets the others' keys, falls back to one by one, and every key is one order.
@@ -381,15 +395,7 @@ async def test_overlapping_concurrent_batches_land_each_order_once(pg_api: Api) 
     assert sorted(created) == sorted(set(keys[:29]))
     assert await _count(api, Order, Order.external_id.like("TB-OV-%")) == 29
     assert await _count(api, PickingList) >= 29
-    async with api.app.state.runtime.sessions() as session:
-        # No customer left behind by a bulk insert that was rolled back.
-        orphans = await session.scalar(
-            select(func.count())
-            .select_from(Customer)
-            .where(~select(Order.id).where(Order.customer_id == Customer.id).exists())
-            .where(Customer.phone == "13800138000")
-        )
-    assert orphans == 0
+    assert await _orphans(api) == 0
 
 
 class _PausedLanding:
@@ -498,14 +504,7 @@ async def test_without_turns_a_key_created_meanwhile_is_decided_again_one_by_one
         ("TB-FB-2", "CREATED"),
     ]
     assert await _count(api, Order, Order.external_id.like("TB-FB-%")) == 2
-    async with api.app.state.runtime.sessions() as session:
-        orphans = await session.scalar(
-            select(func.count())
-            .select_from(Customer)
-            .where(~select(Order.id).where(Order.customer_id == Customer.id).exists())
-            .where(Customer.phone == "13800138000")
-        )
-    assert orphans == 0
+    assert await _orphans(api) == 0
 
 
 async def test_the_orders_are_returned_when_asked_for_through_a_fragment(api: Api) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from domain.access import POLICY_DIR
 from tests.conftest import DEMO_PASSWORD, TOKEN_KEYS, db_id
+from tests.support import wait_until_healthy
 
 QUERY = "{ orders(first: 1) { edges { node { total } } } }"
 
@@ -53,21 +54,10 @@ def _serve(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60  # the server checks its settings and policy first
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None:  # it refused to start: say why, at once
-                log.flush()
-                pytest.fail(f"server exited {process.returncode}: {_tail(tmp_path / 'serve.log')}")
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"server did not answer /healthz in 60 s: {_tail(tmp_path / 'serve.log')}"
-                )
-            time.sleep(0.1)
+        try:
+            wait_until_healthy(base, process, tmp_path / "serve.log")
+        except AssertionError as exc:  # it refused to start, or never answered: say why
+            pytest.fail(str(exc))
         yield base, process
     finally:
         process.send_signal(signal.SIGTERM)

@@ -9,13 +9,12 @@ import site
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import LIVE_TIMEOUT
+from tests.support import LIVE_TIMEOUT, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -220,17 +219,7 @@ def test_the_wheel_with_only_its_declared_dependencies_migrates_serves_and_answe
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + LIVE_TIMEOUT
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            log.flush()
-            assert server.poll() is None, (tmp_path / "serve.log").read_text(errors="replace")
-            assert time.monotonic() < deadline, "the installed server did not answer /healthz"
-            time.sleep(0.1)
+        wait_until_healthy(base, server, tmp_path / "serve.log")
         login = httpx.post(
             f"{base}/graphql",
             json={
