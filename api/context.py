@@ -290,15 +290,18 @@ class RequestContext:
         in Redis when configured (api/budget.py), otherwise (or while Redis is down) in the
         database."""
         budget = self.runtime.budget
+        window = int(now.timestamp()) // int(MINUTE.total_seconds())
+        carried: dict[int, int] = {}
         if budget is not None:
+            account = str(self.require_actor().user_id)
             try:
-                actor = self.require_actor()
-                per_minute = self.runtime.settings.budget_for(actor.roles)
-                if await budget.spend(str(actor.user_id), per_minute):
+                per_minute = self.runtime.settings.budget_for(self.require_actor().roles)
+                if await budget.spend(account, per_minute, window=window):
                     return
             except RateLimited:
                 metrics.RATE_LIMITED.labels(limit="account").inc()
                 raise
+            carried = budget.hand_over(account, window)  # spent in Redis: counts here too
         async with self._db_lock:
             wrote = False
             try:
@@ -309,6 +312,7 @@ class RequestContext:
                     per=MINUTE,
                     now=now,
                     what="requests for this account",
+                    carried=carried,
                 )
             except RateLimited:
                 metrics.RATE_LIMITED.labels(limit="account").inc()

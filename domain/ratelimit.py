@@ -122,13 +122,22 @@ class BatchedCounter:
         per: dt.timedelta,
         now: dt.datetime,
         what: str,
+        carried: dict[int, int] | None = None,
     ) -> bool:
         """Count one hit and judge it (RateLimited past the budget); True when it wrote to
-        the session (the caller commits)."""
+        the session (the caller commits). `carried` holds hits counted elsewhere until now
+        (window -> hits; the Redis budget's, when Redis stops answering), written here
+        before this hit is judged."""
         window = int(now.timestamp()) // int(per.total_seconds())
         clock = now.timestamp()
         tally = self._tallies.get(key)
         wrote = False
+        for earlier, n in sorted((carried or {}).items()):
+            if earlier < window and n > 0:  # the previous window weighs on the sliding limit
+                await add(session=session, key=key, window=earlier, n=n)
+                wrote = True
+                if tally is not None and tally.window == window:
+                    tally.previous += n
         if tally is not None and tally.window != window and tally.pending:
             # The last window's unwritten hits go to that window: they weigh on this one's
             # sliding limit.
@@ -140,6 +149,10 @@ class BatchedCounter:
                 self.forget_before(window)
             tally = self._tallies[key] = _Tally(window=window)
         tally.pending += 1
+        extra = (carried or {}).get(window, 0)
+        if extra > 0:  # written with this hit, and the count read back now
+            tally.pending += extra
+            tally.synced_at = -math.inf
         if not (0 <= clock - tally.synced_at < self.sync_seconds):
             n, tally.pending = tally.pending, 0
             tally.synced_at = clock

@@ -5,7 +5,15 @@ Needs a Redis server: ORDERGATE_TEST_REDIS_URL (`.ci/run` sets it; database 15 i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -102,9 +110,7 @@ async def test_without_redis_the_budget_falls_back_to_the_database(
     assert len(warnings) == 1  # once, not once per request
 
 
-def _start_redis(server: str, port: int):
-    import subprocess
-
+def _start_redis(server: str, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # noqa: S603 - Redis on a loopback port of our own
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
@@ -112,20 +118,13 @@ def _start_redis(server: str, port: int):
     )
 
 
-async def test_a_frozen_redis_holds_no_request_past_its_bound(
-    database_url: str, tmp_path: Path
-) -> None:
-    """Issue #29: a SIGSTOPped Redis held every request for 60 s (the limiter call had no
-    timeout). A Redis server of the test's own is frozen; requests go on, counted in the
-    database, each answered within a second."""
-    import shutil
-    import signal
-    import socket
-    import time
-
+@contextlib.asynccontextmanager
+async def _own_redis() -> AsyncIterator[tuple[subprocess.Popen[bytes], str]]:
+    """A Redis server of the test's own on a free loopback port (to freeze or kill), and its
+    URL; skipped where redis-server is not installed."""
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("redis-server is not installed: the frozen-Redis test starts one of its own")
+        pytest.skip("redis-server is not installed: this test starts a Redis of its own")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -137,9 +136,24 @@ async def test_a_frozen_redis_holds_no_request_past_its_bound(
                 socket.create_connection(("127.0.0.1", port), 0.2).close()
                 break
             except OSError:
-                assert time.monotonic() < deadline, "the test's Redis did not start"
+                assert time.monotonic() < deadline, "the test's Redis did not start in 10 s"
                 await asyncio.sleep(0.05)
-        settings = _settings(database_url, tmp_path, f"redis://127.0.0.1:{port}/0")
+        yield redis, f"redis://127.0.0.1:{port}/0"
+    finally:
+        if redis.poll() is None:
+            redis.send_signal(signal.SIGCONT)
+            redis.terminate()
+        redis.wait(10)
+
+
+async def test_a_frozen_redis_holds_no_request_past_its_bound(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Issue #29: a SIGSTOPped Redis held every request for 60 s (the limiter call had no
+    timeout). A Redis server of the test's own is frozen; requests go on, counted in the
+    database, each answered within a second."""
+    async with _own_redis() as (redis, url):
+        settings = _settings(database_url, tmp_path, url)
         async for api in _api_for(settings):
             headers = {"authorization": f"Bearer {await api.token('cs')}"}
             warm = errors_of(await api.gql(VIEWER, **headers))
@@ -150,11 +164,59 @@ async def test_a_frozen_redis_holds_no_request_past_its_bound(
                 answers.append(errors_of(await asyncio.wait_for(api.gql(VIEWER, **headers), 10)))
                 seconds.append(time.monotonic() - started)
             redis.send_signal(signal.SIGCONT)
-    finally:
-        redis.send_signal(signal.SIGCONT)
-        redis.terminate()
-        redis.wait(10)
 
     assert warm == []
     assert answers == [[], [], []]
     assert max(seconds) < 1.0, seconds
+
+
+async def test_what_was_spent_in_redis_still_counts_when_redis_is_killed(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Issue #29: with Redis killed, the fallback to the database started every account at
+    zero (134 requests went through on a budget of 100, and an account that had spent its
+    100 got 20 more). The budget is 5 a minute: one account spends 3 in Redis, another all 5
+    (and is refused a 6th); Redis is killed; the first gets 2 more, the second none."""
+    fixed = dt.datetime.now(dt.UTC)  # the app's clock stands still: one window throughout
+    async with _own_redis() as (redis, url):
+        settings = _settings(database_url, tmp_path, url)
+        async for api in _api_for(settings):
+            api.app.state.runtime.clock = lambda: fixed
+            some = {"authorization": f"Bearer {await api.token('cs')}"}
+            spent = {"authorization": f"Bearer {await api.token('ops')}"}
+            in_redis = [errors_of(await api.gql(VIEWER, **some)) for _ in range(3)]
+            in_redis += [errors_of(await api.gql(VIEWER, **spent)) for _ in range(6)]
+            redis.kill()
+            redis.wait(10)
+            after_some = [errors_of(await api.gql(VIEWER, **some)) for _ in range(3)]
+            after_spent = [errors_of(await api.gql(VIEWER, **spent)) for _ in range(2)]
+            counted = await api.app.state.runtime.budget.spend("probe")  # Redis is gone
+
+    assert in_redis == [[]] * 3 + [[]] * 5 + [[("RATE_LIMITED", None)]]
+    assert counted is None
+    assert after_some == [[], [], [("RATE_LIMITED", None)]]
+    assert after_spent == [[("RATE_LIMITED", None)]] * 2
+
+
+async def test_the_last_minute_spent_in_redis_weighs_on_the_next_after_redis_dies(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The sliding window weighs the previous minute: an account that spent its 5 in Redis
+    just before a minute turned is still refused in the first seconds of the next, after
+    Redis is killed, as Redis itself would have refused it."""
+    # Ahead of the real clock (a token issued now stays valid), 10 s before a minute turns.
+    minute = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    now = [minute + dt.timedelta(seconds=50)]
+    async with _own_redis() as (redis, url):
+        settings = _settings(database_url, tmp_path, url)
+        async for api in _api_for(settings):
+            headers = {"authorization": f"Bearer {await api.token('cs')}"}
+            api.app.state.runtime.clock = lambda: now[0]
+            in_redis = [errors_of(await api.gql(VIEWER, **headers)) for _ in range(5)]
+            redis.kill()
+            redis.wait(10)
+            now[0] = minute + dt.timedelta(seconds=61)  # 5 * 59/60 of the last minute weighs
+            next_minute = errors_of(await api.gql(VIEWER, **headers))
+
+    assert in_redis == [[]] * 5
+    assert next_minute == [("RATE_LIMITED", None)]
