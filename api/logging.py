@@ -28,9 +28,23 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: int = logging.INFO) -> None:
+    """ordergate's own loggers at `level`, and every other library's warnings and errors
+    (uvicorn, websockets, strawberry, asyncio…) as JSON lines too: without a handler of
+    their own they fell through to Python's last-resort handler, which printed multi-line
+    tracebacks into the JSON log (issue #29)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("ordergate")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    ours = logging.getLogger("ordergate")
+    ours.handlers[:] = [handler]
+    ours.setLevel(level)
+    ours.propagate = False
+    root = logging.getLogger()
+    # Replace an earlier call's handler, keep anybody else's (a test runner's capture).
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_ordergate", False)]
+    others = logging.StreamHandler(sys.stderr)
+    others.setFormatter(JsonFormatter())
+    others.setLevel(logging.WARNING)
+    others._ordergate = True  # type: ignore[attr-defined]
+    root.addHandler(others)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -234,3 +235,29 @@ def test_an_interrupted_download_can_be_fetched_once_more(
         )
         assert interrupted["downloadGivenBack"] is True
         assert interrupted["sentBytes"] < produced.stat().st_size
+
+
+def test_every_line_the_server_logs_is_json(database_url: str, tmp_path: Path) -> None:
+    """Issue #29: lines from the libraries under the app (uvicorn, websockets, strawberry)
+    had no handler and fell through to Python's last resort: plain text and multi-line
+    tracebacks in the middle of the JSON log. A malformed request makes uvicorn complain;
+    that line is JSON like the rest, and so is every other line the server wrote."""
+    with _serve(database_url, tmp_path, POLICY_DIR, poll="0") as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+            raw.sendall(b"GARBAGE \x00\x01 nonsense\r\n\r\n")
+            answer = raw.recv(200)
+        log = tmp_path / "serve.log"
+        assert _wait_for(lambda: "Invalid HTTP request" in log.read_text(errors="replace"))
+    lines = log.read_text(errors="replace").splitlines()
+
+    assert answer.startswith(b"HTTP/1.1 400")
+    not_json = []
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            not_json.append(line)
+    assert not_json == []
+    complaint = next(json.loads(x) for x in lines if "Invalid HTTP request" in x)
+    assert (complaint["logger"], complaint["level"]) == ("uvicorn.error", "warning")
