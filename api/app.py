@@ -28,6 +28,7 @@ from api.graphql.limits import Limits
 from api.leader import HousekeepingLease
 from api.logging import configure_logging
 from api.middleware import EdgeMiddleware
+from api.outage import OutageLog, is_unavailable
 from api.runtime import Runtime
 from api.schema import build_schema
 from api.settings import Settings, load_settings
@@ -113,13 +114,20 @@ async def _reload_policy(runtime: Runtime, why: str) -> None:
         )
 
 
-async def _every(seconds: float, job: Callable[[], Awaitable[None]], what: str) -> None:
+async def _every(
+    seconds: float, job: Callable[[], Awaitable[None]], what: str, outage: OutageLog
+) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
             await job()
-        except Exception:
-            log.exception(f"{what} failed; will try again")
+        except Exception as exc:
+            if is_unavailable(exc):
+                # The database is away: the outage's one line per interval, not a traceback
+                # per job per round (92 a minute from the webhook round alone; issue #29).
+                outage.failed(exc, job=what)
+            else:
+                log.exception(f"{what} failed; will try again")
 
 
 async def _quietly(work: Awaitable[object]) -> None:
@@ -180,7 +188,11 @@ async def _checkpoint(runtime: Runtime) -> None:
         checkpoint = await audit.create_checkpoint(session=session, key=runtime.checkpoint_key)
         await session.commit()
     if checkpoint is not None:
-        log.info("audit checkpoint", extra={"seq": checkpoint.seq, "hash": checkpoint.hash})
+        log.info(
+            "audit checkpoint",
+            runtime.outage,
+            extra={"seq": checkpoint.seq, "hash": checkpoint.hash},
+        )
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
@@ -288,6 +300,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                         settings.policy_poll_seconds,
                         lambda: _reload_policy(runtime, "file change"),
                         "policy reload",
+                        runtime.outage,
                     )
                 )
             )
@@ -304,17 +317,32 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
         background.add(
             asyncio.create_task(
-                _every(60, led(lambda: _expire_requests(runtime)), "expiring approval requests")
+                _every(
+                    60,
+                    led(lambda: _expire_requests(runtime)),
+                    "expiring approval requests",
+                    runtime.outage,
+                )
             )
         )
         background.add(
             asyncio.create_task(
-                _every(60, led(lambda: _export_housekeeping(runtime)), "export housekeeping")
+                _every(
+                    60,
+                    led(lambda: _export_housekeeping(runtime)),
+                    "export housekeeping",
+                    runtime.outage,
+                )
             )
         )
         background.add(
             asyncio.create_task(
-                _every(60, led(lambda: _purge_rate_counters(runtime)), "rate counter purge")
+                _every(
+                    60,
+                    led(lambda: _purge_rate_counters(runtime)),
+                    "rate counter purge",
+                    runtime.outage,
+                )
             )
         )
         if settings.audit_checkpoint_seconds > 0:
@@ -324,6 +352,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                         settings.audit_checkpoint_seconds,
                         led(lambda: _checkpoint(runtime)),
                         "audit checkpoint",
+                        runtime.outage,
                     )
                 )
             )
@@ -346,6 +375,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                         1,
                         led(lambda: _quietly(deliver_round(runtime, http, jobs, deliverer))),
                         "webhooks",
+                        runtime.outage,
                     )
                 )
             )

@@ -12,18 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.outage import OutageLog, is_unavailable
 from domain.events.feed import latest_seq
 
 log = logging.getLogger("ordergate.events")
 
 
 class EventFeed:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        interval: float = 0.2,
+        outage: OutageLog | None = None,
+    ) -> None:
         self.sessions = sessions
         self.interval = interval
+        self.outage = outage or OutageLog()
+        self._complained_at = -float("inf")
         self.latest = 0
         self._changed = asyncio.Condition()
         self._waiting = 0
@@ -60,8 +69,15 @@ class EventFeed:
             try:
                 async with self.sessions() as session:
                     latest = await latest_seq(session=session)
-            except Exception as exc:  # the database is away: subscribers wait, then retry
-                log.warning("could not read the newest event", exc_info=exc)
+            except Exception as exc:  # subscribers wait, then the next poll tries again
+                # Not a traceback every poll (224 a minute while the database was away; issue
+                # #29): an outage is the outage log's line per interval, anything else is
+                # logged once per interval too.
+                if is_unavailable(exc):
+                    self.outage.failed(exc, where="event feed")
+                elif time.monotonic() - self._complained_at >= self.outage.interval:
+                    self._complained_at = time.monotonic()
+                    log.warning("could not read the newest event", exc_info=exc)
                 latest = self.latest
             if latest != self.latest:
                 self.latest = latest

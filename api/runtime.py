@@ -74,7 +74,9 @@ class Runtime:
         # Events recorded on their own (sensitive reads, refusals), committed in groups.
         self.audit_batch = AuditBatcher(self.sessions)
         # Wakes `orderEvents` subscribers when events commit (api/feed.py).
-        self.feed = EventFeed(self.sessions, interval=self.settings.event_poll_seconds)
+        self.feed = EventFeed(
+            self.sessions, interval=self.settings.event_poll_seconds, outage=self.outage
+        )
         # Low-stock alerts go out by mail (domain/notify/mail.py).
         self.mailer = Mailer(
             sender=self.settings.mail_from,

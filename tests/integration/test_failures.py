@@ -277,6 +277,52 @@ async def test_a_stopped_database_answers_503_unavailable_and_logs_once(
         assert not [r for r in caplog.records if r.exc_info]  # no tracebacks
 
 
+async def test_background_loops_log_a_stopped_database_once_not_every_round(
+    cluster: Cluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #29: while the database was away, the subscribers' event watcher logged a
+    traceback every poll (224 a minute) and the server's periodic jobs one per job and round
+    (the webhook round alone 92 a minute). Both now go through the outage log: one line per
+    interval, no traceback."""
+    from sqlalchemy import text
+
+    from api.app import _every
+
+    settings = settings_for(cluster.url, tmp_path, ORDERGATE_EVENT_POLL_SECONDS="0.02", **TIMEOUTS)
+    async for api in _api_for(settings):
+        runtime = api.app.state.runtime
+        cluster.stop()
+        caplog.set_level(logging.INFO, logger="ordergate")
+        rounds = 0
+        enough = asyncio.Event()
+
+        async def job(enough: asyncio.Event = enough, runtime: Any = runtime) -> None:
+            nonlocal rounds
+            rounds += 1
+            if rounds >= 20:
+                enough.set()
+            async with runtime.sessions() as session:
+                await session.execute(text("SELECT 1"))
+
+        jobs = asyncio.create_task(_every(0.02, job, "webhooks", runtime.outage))
+        try:
+            # A subscriber waits for events past the newest: the watcher polls meanwhile.
+            await runtime.feed.wait_beyond(runtime.feed.latest, seconds=1.0)
+            await asyncio.wait_for(enough.wait(), 30)
+        finally:
+            jobs.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await jobs
+            await runtime.feed.close()
+
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("ordergate")]
+    assert rounds >= 20
+    assert messages.count("database unavailable") == 1, messages[:5]
+    assert "could not read the newest event" not in messages
+    assert "webhooks failed; will try again" not in messages
+    assert not [r for r in caplog.records if r.exc_info]  # no tracebacks
+
+
 async def test_a_frozen_database_fails_within_its_timeouts_and_recovers(
     cluster: Cluster, tmp_path: Path
 ) -> None:
