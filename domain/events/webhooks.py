@@ -67,6 +67,7 @@ LONGEST_RETRY = dt.timedelta(hours=1)
 BREAK_AFTER = 5  # consecutive failures
 PAUSE = dt.timedelta(minutes=5)
 TIMEOUT_SECONDS = 10  # a receiver's answer (ORDERGATE_WEBHOOK_TIMEOUT_SECONDS)
+GATHER_SECONDS = 0.05  # outcomes known within this are committed together
 
 
 def lease_for(timeout_seconds: float) -> dt.timedelta:
@@ -487,6 +488,65 @@ class _Outcome:
         return self.status is not None and 200 <= self.status < 300
 
 
+@dataclass(frozen=True)
+class _Sent:
+    delivery_id: int
+    seq: int
+    event_id: str
+    outcome: _Outcome
+    at: dt.datetime
+
+
+class _Recorder:
+    """Commits a webhook's outcomes as they become known, in the background of its sends: an
+    outcome is handed over the moment its answer arrives and committed within GATHER_SECONDS,
+    with the outcomes that arrived meanwhile (group commit), each group with one audit record
+    listing its events. So a fast receiver's outcomes cost one
+    transaction per group, not one per delivery (a transaction and a hash-chained audit record
+    per delivery held a worker to ~35 deliveries a second, against 680 before), and nothing
+    learnt waits for the next receiver's answer."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        webhook_id: int,
+        clock: Callable[[], dt.datetime],
+        lease: dt.timedelta,
+    ) -> None:
+        self.sessions, self.webhook_id, self.clock, self.lease = sessions, webhook_id, clock, lease
+        self._waiting: list[_Sent] = []
+        self._task: asyncio.Task[None] | None = None
+        self.stale = False  # decided elsewhere meanwhile, or the webhook disabled: stop
+
+    def add(self, sent: _Sent) -> None:
+        self._waiting.append(sent)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._commit_all())
+
+    @property
+    def failed(self) -> bool:
+        task = self._task
+        return task is not None and task.done() and task.exception() is not None
+
+    async def _commit_all(self) -> None:
+        while self._waiting and not self.stale:
+            # Outcomes arriving within GATHER_SECONDS go in one transaction: at 200 deliveries
+            # a second that is ten per commit, not one; no outcome waits longer than that (and
+            # the commit) for the next receiver's answer.
+            await asyncio.sleep(GATHER_SECONDS)
+            group, self._waiting = self._waiting, []
+            async with self.sessions() as session:
+                go_on = await _record(session, self.webhook_id, group, self.clock() + self.lease)
+                await session.commit()
+            if not go_on:
+                self.stale = True
+
+    async def finish(self) -> None:
+        """Wait until everything handed over is committed (or raise why it could not be)."""
+        if self._task is not None:
+            await self._task
+
+
 async def serve(
     *,
     sessions: async_sessionmaker[AsyncSession],
@@ -501,30 +561,37 @@ async def serve(
     first that fails or is not due yet; returns how many were attempted. The lease is given
     back at the end.
 
-    No transaction is open while a receiver is waited for: each delivery is read, sent, and
-    its outcome committed on its own with its audit record (and the lease renewed), so a slow
-    receiver delays only itself, and what one worker learnt is never lost with another's
-    round (issue #29: an 8 s receiver held a fast one's rows for 2 minutes)."""
+    No transaction is open while a receiver is waited for: the due deliveries are read in one
+    short transaction, then sent one after another, each outcome committed as soon as it is
+    known with its audit record and the lease renewed (`_Recorder`), so a slow receiver delays
+    only itself, and what one worker learnt is never lost with another's round (issue #29: an
+    8 s receiver held a fast one's rows for 2 minutes)."""
     attempted = 0
+    recorder = _Recorder(sessions, webhook_id, clock, lease_for(timeout_seconds))
     try:
-        while attempted < per_webhook:
-            async with sessions() as session:
-                hook = await session.get(Webhook, webhook_id)
-                if hook is None or hook.disabled_at is not None:
-                    break
-                delivery = await session.scalar(
-                    select(WebhookDelivery)
-                    .where(
-                        WebhookDelivery.webhook_id == webhook_id,
-                        WebhookDelivery.status == DeliveryStatus.PENDING,
+        async with sessions() as session:
+            hook = await session.get(Webhook, webhook_id)
+            if hook is None or hook.disabled_at is not None:
+                return 0
+            url, secret = hook.url, hook.secret
+            due = [
+                (d.id, d.seq, d.event_id, d.body, d.next_attempt_at)
+                for d in (
+                    await session.scalars(
+                        select(WebhookDelivery)
+                        .where(
+                            WebhookDelivery.webhook_id == webhook_id,
+                            WebhookDelivery.status == DeliveryStatus.PENDING,
+                        )
+                        .order_by(WebhookDelivery.id)
+                        .limit(per_webhook)
                     )
-                    .order_by(WebhookDelivery.id)
-                    .limit(1)
-                )
-                if delivery is None or delivery.next_attempt_at > clock():
-                    break
-                url, secret = hook.url, hook.secret
-                delivery_id, event_id, body = delivery.id, delivery.event_id, delivery.body
+                ).all()
+            ]
+            await session.commit()
+        for delivery_id, seq, event_id, body, next_attempt_at in due:
+            if next_attempt_at > clock() or recorder.stale or recorder.failed:
+                break  # per-URL order: nothing goes before the head of the line
             outcome = await _post(
                 http,
                 url,
@@ -535,15 +602,10 @@ async def serve(
                 allow_private=allow_private,
             )
             attempted += 1
-            async with sessions() as session:
-                lease_until = clock() + lease_for(timeout_seconds)
-                if not await _record(
-                    session, webhook_id, delivery_id, outcome, clock(), lease_until
-                ):
-                    break
-                await session.commit()
+            recorder.add(_Sent(delivery_id, seq, event_id, outcome, clock()))
             if not outcome.ok:
                 break
+        await recorder.finish()
     finally:
         async with sessions() as session:
             await session.execute(
@@ -740,46 +802,61 @@ async def _post(
 
 
 async def _record(
-    session: AsyncSession,
-    webhook_id: int,
-    delivery_id: int,
-    outcome: _Outcome,
-    now: dt.datetime,
-    lease_until: dt.datetime,
+    session: AsyncSession, webhook_id: int, group: list[_Sent], lease_until: dt.datetime
 ) -> bool:
-    """One delivery's outcome, the webhook's breaker and lease, and (when delivered) its audit
-    record, in the caller's transaction. False when the delivery was decided meanwhile."""
+    """Outcomes of a webhook's deliveries, in the order sent: each delivery's status, the
+    webhook's breaker and lease, and one audit record for those delivered, in the caller's
+    transaction. False when sending should stop: a delivery was decided meanwhile (its
+    outcome and the later ones are not recorded), or the webhook is gone or disabled."""
     hook = await session.get(Webhook, webhook_id, with_for_update=True)
-    delivery = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
-    if hook is None or delivery is None or delivery.status != DeliveryStatus.PENDING:
+    if hook is None:
         return False
-    delivery.attempts += 1
-    delivery.last_status = outcome.status
-    delivery.last_error = outcome.error
+    rows = {
+        d.id: d
+        for d in (
+            await session.scalars(
+                select(WebhookDelivery)
+                .where(WebhookDelivery.id.in_([s.delivery_id for s in group]))
+                .with_for_update()
+            )
+        ).all()
+    }
+    recorded, delivered = 0, []
     hook.lease_until = lease_until
-    if outcome.ok:
-        delivery.status = DeliveryStatus.DELIVERED
-        delivery.delivered_at = now
-        hook.consecutive_failures = 0
-        hook.paused_until = None
-        await _record_delivery(session, hook, delivery, now)
-        return True
-    hook.consecutive_failures += 1
-    if hook.consecutive_failures >= BREAK_AFTER:
-        hook.paused_until = now + PAUSE
-    if now - delivery.created_at >= GIVE_UP_AFTER:
-        delivery.status = DeliveryStatus.FAILED
-    else:
-        delivery.next_attempt_at = now + backoff(delivery.attempts)
-    return True
+    for sent in group:
+        delivery, outcome, now = rows.get(sent.delivery_id), sent.outcome, sent.at
+        if delivery is None or delivery.status != DeliveryStatus.PENDING:
+            break
+        recorded += 1
+        delivery.attempts += 1
+        delivery.last_status = outcome.status
+        delivery.last_error = outcome.error
+        if outcome.ok:
+            delivery.status = DeliveryStatus.DELIVERED
+            delivery.delivered_at = now
+            hook.consecutive_failures = 0
+            hook.paused_until = None
+            delivered.append(delivery)
+            continue
+        hook.consecutive_failures += 1
+        if hook.consecutive_failures >= BREAK_AFTER:
+            hook.paused_until = now + PAUSE
+        if now - delivery.created_at >= GIVE_UP_AFTER:
+            delivery.status = DeliveryStatus.FAILED
+        else:
+            delivery.next_attempt_at = now + backoff(delivery.attempts)
+    if delivered:
+        await _record_delivery(session, hook, delivered, delivered[-1].delivered_at)
+    return recorded == len(group) and hook.disabled_at is None
 
 
 async def _record_delivery(
-    session: AsyncSession, hook: Webhook, delivery: WebhookDelivery, now: dt.datetime
+    session: AsyncSession, hook: Webhook, delivered: list[WebhookDelivery], now: dt.datetime
 ) -> None:
-    """What left the building, in the audit chain with the delivery's own commit, in the name
+    """What left the building, in the audit chain with the deliveries' own commit, in the name
     of the account that registered the webhook (the event is audited as a delivery; rendering
-    it read nothing on anyone's behalf)."""
+    it read nothing on anyone's behalf): one record per group committed together, listing its
+    events."""
     owner = await session.get(User, hook.owner_id)
     await audit.record(
         session=session,
@@ -795,10 +872,10 @@ async def _record_delivery(
         target_id=hook.id,
         details={
             "url": hook.url,
-            "deliveries": 1,
-            "fromSeq": delivery.seq,
-            "toSeq": delivery.seq,
-            "eventIds": [delivery.event_id],
+            "deliveries": len(delivered),
+            "fromSeq": delivered[0].seq,
+            "toSeq": delivered[-1].seq,
+            "eventIds": [d.event_id for d in delivered],
         },
         at=now,
     )
