@@ -209,6 +209,15 @@ RESOURCES: Mapping[str, tuple[str, ...]] = {
 }
 COORDINATES: tuple[str, ...] = tuple(f"{t}.{f}" for t, fs in RESOURCES.items() for f in fs)
 
+# Figures computed from other governed fields: a role sees one at the strictest access of it
+# and of each field it is made of, whatever the policy grants it alone — a sum of order totals
+# and refunds, read before and after a refund, gives both away (issue #30, L2: compliance,
+# denied Order.total and Order.refundedAmount, read them off Customer.totalSpent).
+DERIVED_FROM: Mapping[str, tuple[str, ...]] = {
+    "Customer.totalSpent": ("Order.total", "Order.refundedAmount"),
+    "Order.grossMargin": ("Order.total", "OrderLine.costPrice"),
+}
+
 # Personal information about customers, and business data restricted to a few roles. Reads of
 # either are recorded in the audit log (one event per request) and appear in access reports.
 PERSONAL_FIELDS = frozenset(
@@ -529,6 +538,11 @@ class PolicyDecisionPoint:
                 fields[coordinate] = FieldAccess.MASKED
             else:
                 fields[coordinate] = FieldAccess.NONE
+        strictness = (FieldAccess.NONE, FieldAccess.MASKED, FieldAccess.FULL)
+        for derived, parts in DERIVED_FROM.items():
+            fields[derived] = min(
+                (fields[derived], *(fields[p] for p in parts)), key=strictness.index
+            )
         actions = frozenset(a for a in Action if decide(OPERATION_OBJECT, a))
         if decide(ROWS_OBJECT, "rows:all"):
             rows = RowScope.ALL

@@ -78,7 +78,7 @@ Customer.version                    -     F     F     -     -     F     F     F 
 Customer.phoneValid                 -     F     F     -     -     F     F     F     F     -
 Customer.mergedInto                 -     F     F     -     -     F     F     F     F     -
 Customer.orderCount                 -     F     F     -     -     F     F     F     F     -
-Customer.totalSpent                 -     F     F     -     -     F     F     F     F     -
+Customer.totalSpent                 -     F     F     -     -     F     F     F     -     -
 Customer.totalSpentCurrency         -     F     F     -     -     F     F     F     F     -
 Customer.lastOrderAt                -     F     F     -     -     F     F     F     F     -
 Customer.channels                   -     F     F     -     -     F     F     F     F     -

@@ -478,13 +478,28 @@ def test_compiled_profiles_decide_exactly_as_casbin_asked_about_the_whole_policy
         def asked(obj: str, act: str, subject: str = subject) -> bool:
             return bool(enforcer.enforce(subject, obj, act))
 
+        said: dict[str, FieldAccess] = {}
         for coordinate in COORDINATES:
             if asked(coordinate, "read"):
-                expected = FieldAccess.FULL
+                said[coordinate] = FieldAccess.FULL
             elif asked(coordinate, "read_masked") and coordinate in MASKS:
+                said[coordinate] = FieldAccess.MASKED
+            else:
+                said[coordinate] = FieldAccess.NONE
+        # A figure made of other fields is seen no better than the least visible of them
+        # (issue #30, L2); written out here, not taken from the code under test.
+        made_of = {
+            "Customer.totalSpent": ("Order.total", "Order.refundedAmount"),
+            "Order.grossMargin": ("Order.total", "OrderLine.costPrice"),
+        }
+        for coordinate in COORDINATES:
+            levels = [said[c] for c in (coordinate, *made_of.get(coordinate, ()))]
+            if FieldAccess.NONE in levels:
+                expected = FieldAccess.NONE
+            elif FieldAccess.MASKED in levels:
                 expected = FieldAccess.MASKED
             else:
-                expected = FieldAccess.NONE
+                expected = FieldAccess.FULL
             assert compiled.fields[coordinate] is expected, (roles, coordinate)
         assert compiled.actions == {a for a in Action if asked(OPERATION_OBJECT, a)}, roles
         assert (compiled.order_rows is RowScope.ALL) == asked(ROWS_OBJECT, "rows:all"), roles
