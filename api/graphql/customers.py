@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from api.context import RequestContext
 from api.graphql.addresses import AddressInput
+from api.graphql.projection import note_read
 from api.graphql.relay import Connection, global_id, parse_id, selects
 from api.graphql.scalars import Money
 from api.graphql.types import Address, Customer
@@ -260,9 +261,13 @@ def _preview_view(preview: merging.Preview, access: AccessProfile) -> CustomerMe
     return CustomerMergePreview(
         survivor=Customer.from_model(preview.survivor, access),
         merged=Customer.from_model(preview.merged, access),
-        name=access.present("Customer.name", preview.name),  # type: ignore[arg-type]
-        phone=access.present("Customer.phone", preview.phone) if preview.phone else None,  # type: ignore[arg-type]
-        email=access.present("Customer.email", preview.email) if preview.email else None,  # type: ignore[arg-type]
+        name=note_read("Customer.name", access.present("Customer.name", preview.name)),
+        phone=note_read("Customer.phone", access.present("Customer.phone", preview.phone))
+        if preview.phone
+        else None,
+        email=note_read("Customer.email", access.present("Customer.email", preview.email))
+        if preview.email
+        else None,
         addresses=[Address.from_model(a, access) for a in preview.addresses]
         if allowed("addresses")
         else None,

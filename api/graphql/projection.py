@@ -85,5 +85,15 @@ class Projection:
         return out
 
 
+def note_read(coordinate: str, value: Any) -> Any:
+    """`value` as handed out under `coordinate` outside a Projection (a contact field's
+    history, a merge preview): counted, when sensitive and not None, with the operation's
+    other sensitive reads, so it reaches the audit log and access reports (issue #30, L1)."""
+    scope = READ_SCOPE.get()
+    if scope is not None and value is not None and coordinate in SENSITIVE_FIELDS:
+        scope.tally[coordinate] += 1
+    return value
+
+
 def attr(name: str) -> Getter:
     return lambda model, _access: getattr(model, name)

@@ -13,7 +13,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from api.graphql.projection import Projection
+from api.graphql.projection import Projection, note_read
 from api.graphql.relay import Node, global_id
 from api.graphql.scalars import Money
 from domain.access import AccessProfile, FieldAccess
@@ -317,7 +317,8 @@ _HISTORY_FIELDS = {
     "name": "Customer.name",
     "phone": "Customer.phone",
     "email": "Customer.email",
-    "defaultAddress": "Customer.addresses",
+    # A default address's earlier value is a street address: shown and audited as one.
+    "defaultAddress": "Address.street",
 }
 
 
@@ -334,7 +335,9 @@ class CustomerContactChange:
         coordinate = _HISTORY_FIELDS.get(model.field, "Customer.contactHistory")
 
         def shown(value: str | None) -> str | None:
-            return None if value is None else access.present(coordinate, value)  # type: ignore[return-value]
+            if value is None:
+                return None
+            return note_read(coordinate, access.present(coordinate, value))
 
         return cls(
             field=model.field,
