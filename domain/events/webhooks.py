@@ -68,6 +68,7 @@ BREAK_AFTER = 5  # consecutive failures
 PAUSE = dt.timedelta(minutes=5)
 TIMEOUT_SECONDS = 10  # a receiver's answer (ORDERGATE_WEBHOOK_TIMEOUT_SECONDS)
 GATHER_SECONDS = 0.05  # outcomes known within this are committed together
+READ_BATCH = 50  # deliveries a webhook's server reads at a time
 
 
 def lease_for(timeout_seconds: float) -> dt.timedelta:
@@ -561,50 +562,61 @@ async def serve(
     first that fails or is not due yet; returns how many were attempted. The lease is given
     back at the end.
 
-    No transaction is open while a receiver is waited for: the due deliveries are read in one
-    short transaction, then sent one after another, each outcome committed as soon as it is
-    known with its audit record and the lease renewed (`_Recorder`), so a slow receiver delays
-    only itself, and what one worker learnt is never lost with another's round (issue #29: an
-    8 s receiver held a fast one's rows for 2 minutes)."""
-    attempted = 0
+    No transaction is open while a receiver is waited for: the due deliveries are read
+    READ_BATCH at a time in short transactions, then sent one after another, each outcome
+    committed as soon as it is known with its audit record and the lease renewed
+    (`_Recorder`), so a slow receiver delays only itself, and what one worker learnt is never
+    lost with another's round (issue #29: an 8 s receiver held a fast one's rows for 2
+    minutes)."""
+    attempted, after = 0, 0
     recorder = _Recorder(sessions, webhook_id, clock, lease_for(timeout_seconds))
     try:
-        async with sessions() as session:
-            hook = await session.get(Webhook, webhook_id)
-            if hook is None or hook.disabled_at is not None:
-                return 0
-            url, secret = hook.url, hook.secret
-            due = [
-                (d.id, d.seq, d.event_id, d.body, d.next_attempt_at)
-                for d in (
-                    await session.scalars(
-                        select(WebhookDelivery)
-                        .where(
-                            WebhookDelivery.webhook_id == webhook_id,
-                            WebhookDelivery.status == DeliveryStatus.PENDING,
+        going = True
+        while going and attempted < per_webhook:
+            # The next due deliveries after the last one read (those sent but not committed
+            # yet are still PENDING in the database): a busy webhook is served batch after
+            # batch under one lease, not one batch per worker round.
+            async with sessions() as session:
+                hook = await session.get(Webhook, webhook_id)
+                if hook is None or hook.disabled_at is not None:
+                    break
+                url, secret = hook.url, hook.secret
+                due = [
+                    (d.id, d.seq, d.event_id, d.body, d.next_attempt_at)
+                    for d in (
+                        await session.scalars(
+                            select(WebhookDelivery)
+                            .where(
+                                WebhookDelivery.webhook_id == webhook_id,
+                                WebhookDelivery.status == DeliveryStatus.PENDING,
+                                WebhookDelivery.id > after,
+                            )
+                            .order_by(WebhookDelivery.id)
+                            .limit(min(READ_BATCH, per_webhook - attempted))
                         )
-                        .order_by(WebhookDelivery.id)
-                        .limit(per_webhook)
-                    )
-                ).all()
-            ]
-            await session.commit()
-        for delivery_id, seq, event_id, body, next_attempt_at in due:
-            if next_attempt_at > clock() or recorder.stale or recorder.failed:
-                break  # per-URL order: nothing goes before the head of the line
-            outcome = await _post(
-                http,
-                url,
-                secret,
-                event_id,
-                body.encode(),
-                timeout_seconds,
-                allow_private=allow_private,
-            )
-            attempted += 1
-            recorder.add(_Sent(delivery_id, seq, event_id, outcome, clock()))
-            if not outcome.ok:
-                break
+                    ).all()
+                ]
+                await session.commit()
+            going = bool(due)
+            for delivery_id, seq, event_id, body, next_attempt_at in due:
+                if next_attempt_at > clock() or recorder.stale or recorder.failed:
+                    going = False  # per-URL order: nothing goes before the head of the line
+                    break
+                outcome = await _post(
+                    http,
+                    url,
+                    secret,
+                    event_id,
+                    body.encode(),
+                    timeout_seconds,
+                    allow_private=allow_private,
+                )
+                attempted += 1
+                after = delivery_id
+                recorder.add(_Sent(delivery_id, seq, event_id, outcome, clock()))
+                if not outcome.ok:
+                    going = False
+                    break
         await recorder.finish()
     finally:
         async with sessions() as session:
@@ -661,7 +673,7 @@ class Deliverer:
         http: httpx.AsyncClient,
         clock: Callable[[], dt.datetime] = utcnow,
         concurrency: int = 20,
-        per_webhook: int = 50,
+        per_webhook: int = 500,
         timeout_seconds: float = TIMEOUT_SECONDS,
         allow_private: bool = True,
     ) -> None:
