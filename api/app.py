@@ -188,11 +188,7 @@ async def _checkpoint(runtime: Runtime) -> None:
         checkpoint = await audit.create_checkpoint(session=session, key=runtime.checkpoint_key)
         await session.commit()
     if checkpoint is not None:
-        log.info(
-            "audit checkpoint",
-            runtime.outage,
-            extra={"seq": checkpoint.seq, "hash": checkpoint.hash},
-        )
+        log.info("audit checkpoint", extra={"seq": checkpoint.seq, "hash": checkpoint.hash})
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
@@ -366,6 +362,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             deliverer = webhooks.Deliverer(
                 sessions=runtime.sessions,
                 http=http,
+                sealer=runtime.sealer,
                 timeout_seconds=runtime.settings.webhook_timeout_seconds,
                 allow_private=not runtime.settings.production,
             )
