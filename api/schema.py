@@ -103,7 +103,23 @@ class Schema(strawberry.Schema):
 def build_schema(
     *, production: bool = False, limits: Limits | None = None, tracing: bool = False
 ) -> strawberry.Schema:
-    limits = limits or Limits()
+    """The schema for these settings. Built once per distinct settings and shared: building
+    takes ~80 ms of strawberry's work (several times that under coverage), and an app is
+    built per test; the schema holds no state of its own (the extensions are made per
+    operation)."""
+    key = (production, limits or Limits(), tracing)
+    built = _BUILT.get(key)
+    if built is None:
+        if len(_BUILT) >= 16:  # a handful of setting combinations at most; bounded anyway
+            _BUILT.clear()
+        built = _BUILT[key] = _build_schema(production=production, limits=key[1], tracing=tracing)
+    return built
+
+
+_BUILT: dict[tuple[bool, Limits, bool], strawberry.Schema] = {}
+
+
+def _build_schema(*, production: bool, limits: Limits, tracing: bool) -> strawberry.Schema:
     tracers: list[Any] = []
     if tracing:
         # Spans for parsing, validation and each resolver, to whatever tracer provider the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ def run_migrations(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+@functools.cache
 def head_revision() -> str:
-    """The revision this code expects the database to be at."""
+    """The revision this code expects the database to be at (read once: the migrations are
+    the code's, they do not change while it runs)."""
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
