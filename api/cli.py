@@ -753,17 +753,20 @@ async def _audit_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _keys_init(directory: Path) -> int:
-    """The two secrets production needs, as files (Docker/Kubernetes secrets): `token-keys`
-    for ORDERGATE_TOKEN_KEYS_FILE and `audit-checkpoint-key.pem` for
-    ORDERGATE_AUDIT_KEY_FILE. Never overwrites: a lost audit key cannot be replaced silently."""
+    """The three secrets production needs, as files (Docker/Kubernetes secrets): `token-keys`
+    for ORDERGATE_TOKEN_KEYS_FILE, `audit-checkpoint-key.pem` for ORDERGATE_AUDIT_KEY_FILE and
+    `secrets-key` for ORDERGATE_SECRETS_KEY_FILE. Never overwrites: a lost audit key cannot be
+    replaced silently, and a lost secrets key leaves every webhook secret sealed for ever."""
     import os
     import secrets
 
     from domain.audit.keys import CheckpointKey
+    from domain.sealed import Sealer
 
     token_file = directory / "token-keys"
     audit_file = directory / "audit-checkpoint-key.pem"
-    existing = [str(p) for p in (token_file, audit_file) if p.exists()]
+    secrets_file = directory / "secrets-key"
+    existing = [str(p) for p in (token_file, audit_file, secrets_file) if p.exists()]
     if existing:
         print(f"ordergate: {', '.join(existing)} already exist; not overwriting", file=sys.stderr)
         return 1
@@ -773,9 +776,26 @@ def _keys_init(directory: Path) -> int:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(f"{kid}:{secrets.token_urlsafe(48)}\n")
     key = CheckpointKey.generate_into(audit_file)
-    print(f"wrote {token_file} and {audit_file} (mode 0600)")
+    Sealer.write_new_key(secrets_file)
+    print(f"wrote {token_file}, {audit_file} and {secrets_file} (mode 0600)")
     print(f"audit checkpoint public key (keep a copy elsewhere):\n{key.public_pem()}")
     return 0
+
+
+async def _seal_secrets(settings: Settings) -> int:
+    """Webhook secrets stored as given (before sealing existed, or under a key no longer
+    first), sealed under the first key; returns how many."""
+    from api.settings import sealer
+    from domain.events.webhooks import reseal_secrets
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            count = await reseal_secrets(session=session, sealer=sealer(settings))
+            await session.commit()
+            return count
+    finally:
+        await engine.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -874,6 +894,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         run_migrations(settings.database_url)
         print("database at the latest migration")
+        sealed = asyncio.run(_seal_secrets(settings))
+        if sealed:
+            print(f"sealed {sealed} webhook secret(s) kept as given before")
         return 0
     if args.command == "demo":
         if args.orders is not None and not 0 < args.orders <= 10_000_000:

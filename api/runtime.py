@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.auth.tokens import TokenService
 from api.feed import EventFeed
 from api.outage import OutageLog
-from api.settings import Settings, checkpoint_key
+from api.settings import Settings, checkpoint_key, sealer
 from domain import ratelimit
 from domain.access import PolicyDecisionPoint
 from domain.approvals.service import Deployment
@@ -23,6 +23,7 @@ from domain.audit.keys import CheckpointKey
 from domain.db import create_engine, database_timeouts, session_factory, utcnow
 from domain.exports.service import ExportSettings
 from domain.notify.mail import Mailer
+from domain.sealed import Sealer
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Runtime:
     pdp: PolicyDecisionPoint
     tokens: TokenService
     checkpoint_key: CheckpointKey
+    # Seals webhook secrets at rest and opens them to sign deliveries (domain/sealed.py).
+    sealer: Sealer
     deployment: Deployment
     exports: ExportSettings
     # Work started by a request that outlives it (producing an export file).
@@ -121,6 +124,7 @@ class Runtime:
             sessions=session_factory(engine),
             pdp=PolicyDecisionPoint(settings.policy_dir),
             checkpoint_key=checkpoint_key(settings),
+            sealer=sealer(settings),
             exports=ExportSettings(
                 directory=settings.data_dir / "exports",
                 link_secret=hashlib.sha256(

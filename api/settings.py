@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -15,6 +16,7 @@ from domain.access import POLICY_DIR, ROLES
 from domain.audit.keys import CheckpointKey
 from domain.kpis.rules import KPIS, Thresholds
 from domain.reports.access import ReportSettings
+from domain.sealed import Sealer
 
 DEFAULT_KPIS = Thresholds()
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +91,8 @@ class Settings:
     policy_dir: Path
     policy_poll_seconds: float
     audit_key_file: Path
+    # Seals webhook secrets at rest (domain/sealed.py): ORDERGATE_SECRETS_KEY_FILE.
+    secrets_key_file: Path
     audit_checkpoint_seconds: float
     approval_ttl_seconds: int
     export_retention_seconds: int
@@ -243,6 +247,19 @@ def _report_settings(env: dict[str, str], timezone: zoneinfo.ZoneInfo) -> Report
     )
 
 
+def sealer(settings: Settings) -> Sealer:
+    """The keys that seal webhook secrets: read from their file, generated there (0600) in
+    development."""
+    path = settings.secrets_key_file
+    if not path.exists():
+        if settings.production:
+            raise SettingsError(f"secrets key {path} does not exist")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            Sealer.write_new_key(path)
+    return Sealer.from_file(path)
+
+
 def checkpoint_key(settings: Settings) -> CheckpointKey:
     """The audit checkpoint key: read from its file, generated there (0600) in development."""
     path = settings.audit_key_file
@@ -312,6 +329,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     audit_key_file = Path(
         env.get("ORDERGATE_AUDIT_KEY_FILE", data_dir / "audit-checkpoint-key.pem")
     )
+    secrets_key_file = Path(env.get("ORDERGATE_SECRETS_KEY_FILE", data_dir / "secrets-key"))
+    if mode == "production" and "ORDERGATE_SECRETS_KEY_FILE" not in env:
+        raise SettingsError(
+            "ORDERGATE_ENV=production needs ORDERGATE_SECRETS_KEY_FILE (the Fernet key that seals "
+            "webhook secrets at rest; `ordergate keys init` writes one); refusing to start"
+        )
     if mode == "production" and "ORDERGATE_AUDIT_KEY_FILE" not in env:
         raise SettingsError(
             "ORDERGATE_ENV=production needs ORDERGATE_AUDIT_KEY_FILE (an Ed25519 private key in "
@@ -350,6 +373,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         policy_dir=Path(env.get("ORDERGATE_POLICY_DIR", POLICY_DIR)),
         policy_poll_seconds=_float(env, "ORDERGATE_POLICY_POLL_SECONDS", 2),
         audit_key_file=audit_key_file,
+        secrets_key_file=secrets_key_file,
         audit_checkpoint_seconds=_float(env, "ORDERGATE_AUDIT_CHECKPOINT_SECONDS", 300),
         approval_ttl_seconds=_int(env, "ORDERGATE_APPROVAL_TTL_SECONDS", 24 * 3600),
         export_retention_seconds=_int(env, "ORDERGATE_EXPORT_RETENTION_SECONDS", 3600),

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from api.outage import is_unavailable
-from api.settings import Settings, SettingsError, checkpoint_key
+from api.settings import Settings, SettingsError, checkpoint_key, sealer
 from domain.access import ROLES, PolicyDecisionPoint, PolicyInvalid
 from domain.db import create_engine, database_timeouts
 from domain.migrations import current_revision, head_revision
@@ -71,6 +71,12 @@ def check_files(settings: Settings) -> None:
             + (f", and {len(problems) - 1} more" if len(problems) > 1 else "")
             + "); see `ordergate policy check`"
         )
+    try:
+        sealer(settings)
+    except SettingsError as exc:
+        raise StartupError(f"ORDERGATE_SECRETS_KEY_FILE: {exc}") from None
+    except (ValueError, OSError) as exc:
+        raise StartupError(f"ORDERGATE_SECRETS_KEY_FILE: {exc}") from None
     try:
         checkpoint_key(settings)
     except SettingsError as exc:

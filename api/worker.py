@@ -243,6 +243,7 @@ async def deliver_round(
         sent = await webhooks.deliver_due(
             sessions=runtime.sessions,
             http=http,
+            sealer=runtime.sealer,
             timeout_seconds=runtime.settings.webhook_timeout_seconds,
             allow_private=not runtime.settings.production,
         )
@@ -270,6 +271,7 @@ async def run(settings: Settings, *, once: bool = False) -> bool:
             deliverer = webhooks.Deliverer(
                 sessions=runtime.sessions,
                 http=http,
+                sealer=runtime.sealer,
                 timeout_seconds=runtime.settings.webhook_timeout_seconds,
                 allow_private=not runtime.settings.production,
             )

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select, text
 
 import domain.models  # noqa: F401 - every table, for the ORM
+from api.settings import load_settings, sealer
 from bench._live import PY, ROOT, base_env, database
 from domain.access import PolicyDecisionPoint
 from domain.actor import Actor
@@ -109,6 +110,7 @@ async def _actor(sessions, username: str, pdp: PolicyDecisionPoint) -> Actor:
 
 
 LEAN = True
+SEALER: list = []  # the workers' sealer (the same key file), set in main
 
 
 async def _lean_transition(session, order_id: int) -> None:
@@ -274,6 +276,7 @@ async def _register(sessions, integration: Actor, urls: list[str]) -> list[int]:
                 events=["ORDER_STATUS_CHANGED"],
                 secret="bench-secret-0123456789",  # noqa: S106 - a bench receiver
                 allow_private=True,
+                sealer=SEALER[0],
             )
             ids.append(hook.id)
         await session.commit()
@@ -313,6 +316,7 @@ async def main(
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp, database(50_000, Path(tmp)) as url:
         env = base_env(url, Path(tmp), ORDERGATE_WORKER_IN_SERVER="0")
+        SEALER[:] = [sealer(load_settings(env))]
         engine = create_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
         sessions = session_factory(engine)
         pdp = PolicyDecisionPoint(ROOT / "policies")

@@ -160,6 +160,7 @@ class WebhookMutations:
                 events=[e.value for e in input.events],
                 secret=input.secret,
                 allow_private=not ctx.runtime.settings.production,
+                sealer=ctx.runtime.sealer,
             )
             return Webhook.from_model(hook)
 

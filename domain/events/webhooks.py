@@ -58,6 +58,7 @@ from domain.events.models import OutboxEvent, OutboxHead
 from domain.events.service import EventType
 from domain.orders.models import Order
 from domain.readers import READERS
+from domain.sealed import Sealer
 from domain.users.models import User
 from domain.values import clean_text
 
@@ -96,8 +97,9 @@ class Webhook(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(String(2000))
     events: Mapped[str] = mapped_column(Text)  # JSON list of event types
-    # The HMAC key, kept as given: it is a secret shared with the receiver, needed to sign.
-    secret: Mapped[str] = mapped_column(String(256))
+    # The HMAC key shared with the receiver, sealed (domain/sealed.py): needed to sign, so
+    # kept, but never as given (issue #30).
+    secret: Mapped[str] = mapped_column(Text)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -185,6 +187,7 @@ async def register(
     events: Sequence[str],
     secret: str,
     allow_private: bool,
+    sealer: Sealer,
 ) -> Webhook:
     actor.access.require(Action.WEBHOOK_MANAGE)
     url = check_url(url, allow_private=allow_private)
@@ -196,7 +199,7 @@ async def register(
     hook = Webhook(
         url=url,
         events=json.dumps(chosen),
-        secret=secret,
+        secret=sealer.seal(secret),
         owner_id=actor.user_id,
         created_at=now,
         consecutive_failures=0,
@@ -275,6 +278,17 @@ async def redeliver(*, session: AsyncSession, actor: Actor, delivery_id: int) ->
         details={"eventId": delivery.event_id},
     )
     return delivery
+
+
+async def reseal_secrets(*, session: AsyncSession, sealer: Sealer) -> int:
+    """Seal every webhook secret kept as given, and re-seal those sealed under an older key
+    under the first; returns how many changed (`ordergate migrate`)."""
+    changed = 0
+    for hook in (await session.scalars(select(Webhook).order_by(Webhook.id))).all():
+        if not sealer.sealed_by_first(hook.secret):
+            hook.secret = sealer.reseal(hook.secret)
+            changed += 1
+    return changed
 
 
 # ---- fan-out ----------------------------------------------------------------------------------
@@ -554,6 +568,7 @@ async def serve(
     http: httpx.AsyncClient,
     webhook_id: int,
     clock: Callable[[], dt.datetime],
+    sealer: Sealer,
     per_webhook: int = 50,
     timeout_seconds: float = TIMEOUT_SECONDS,
     allow_private: bool = True,
@@ -580,7 +595,7 @@ async def serve(
                 hook = await session.get(Webhook, webhook_id)
                 if hook is None or hook.disabled_at is not None:
                     break
-                url, secret = hook.url, hook.secret
+                url, secret = hook.url, sealer.open(hook.secret)
                 due = [
                     (d.id, d.seq, d.event_id, d.body, d.next_attempt_at)
                     for d in (
@@ -631,6 +646,7 @@ async def deliver_due(
     *,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
+    sealer: Sealer,
     now: dt.datetime | None = None,
     webhooks_per_round: int = 20,
     per_webhook: int = 50,
@@ -651,6 +667,7 @@ async def deliver_due(
                 http=http,
                 webhook_id=i,
                 clock=clock,
+                sealer=sealer,
                 per_webhook=per_webhook,
                 timeout_seconds=timeout_seconds,
                 allow_private=allow_private,
@@ -671,13 +688,14 @@ class Deliverer:
         *,
         sessions: async_sessionmaker[AsyncSession],
         http: httpx.AsyncClient,
+        sealer: Sealer,
         clock: Callable[[], dt.datetime] = utcnow,
         concurrency: int = 20,
         per_webhook: int = 500,
         timeout_seconds: float = TIMEOUT_SECONDS,
         allow_private: bool = True,
     ) -> None:
-        self.sessions, self.http, self.clock = sessions, http, clock
+        self.sessions, self.http, self.clock, self.sealer = sessions, http, clock, sealer
         self.concurrency, self.per_webhook = concurrency, per_webhook
         self.timeout_seconds = timeout_seconds
         # Production: every delivery resolves, checks and connects to a public address.
@@ -710,6 +728,7 @@ class Deliverer:
                     http=self.http,
                     webhook_id=webhook_id,
                     clock=self.clock,
+                    sealer=self.sealer,
                     per_webhook=self.per_webhook,
                     timeout_seconds=self.timeout_seconds,
                     allow_private=self.allow_private,

@@ -15,6 +15,7 @@ from api.schema import build_schema
 from api.settings import SettingsError
 from domain.audit.keys import CheckpointKey
 from domain.db import utcnow
+from domain.sealed import Sealer
 from tests.conftest import DEMO_PASSWORD, Api, _api_for, errors_of, settings_for
 
 LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
@@ -238,11 +239,13 @@ async def test_field_suggestions_are_off_in_production(database_url: str, tmp_pa
     async for dev in _with(database_url, tmp_path):
         hinted = await dev.gql("{ viewer { usernme } }", as_="cs")
     CheckpointKey.generate_into(tmp_path / "audit.pem")
+    Sealer.write_new_key(tmp_path / "secrets.key")
     async for prod in _with(
         database_url,
         tmp_path,
         ORDERGATE_ENV="production",
         ORDERGATE_AUDIT_KEY_FILE=str(tmp_path / "audit.pem"),
+        ORDERGATE_SECRETS_KEY_FILE=str(tmp_path / "secrets.key"),
     ):
         plain = await prod.gql("{ viewer { usernme } }", as_="cs")
 
@@ -252,11 +255,13 @@ async def test_field_suggestions_are_off_in_production(database_url: str, tmp_pa
 
 async def test_graphiql_is_not_served_in_production(database_url: str, tmp_path: Path) -> None:
     CheckpointKey.generate_into(tmp_path / "audit.pem")
+    Sealer.write_new_key(tmp_path / "secrets.key")
     async for prod in _with(
         database_url,
         tmp_path,
         ORDERGATE_ENV="production",
         ORDERGATE_AUDIT_KEY_FILE=str(tmp_path / "audit.pem"),
+        ORDERGATE_SECRETS_KEY_FILE=str(tmp_path / "secrets.key"),
     ):
         page = await prod.client.get("/graphql", headers={"accept": "text/html"})
         asset = await prod.client.get("/graphiql/vendor/graphiql.min.js")

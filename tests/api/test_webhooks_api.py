@@ -88,7 +88,9 @@ async def test_a_failed_delivery_is_listed_and_sent_again_on_request(api: Api) -
     later = utcnow() + dt.timedelta(hours=25)
     await fan_out_everything(runtime)
     async with httpx.AsyncClient() as http:
-        await webhooks.deliver_due(sessions=runtime.sessions, http=http, now=later)
+        await webhooks.deliver_due(
+            sessions=runtime.sessions, http=http, sealer=runtime.sealer, now=later
+        )
 
     failed = await api.gql(DELIVERIES, {"s": "FAILED"}, as_="integration")
     [edge] = failed["data"]["webhookDeliveries"]["edges"]

@@ -31,7 +31,7 @@ def _compose_app_environment() -> dict[str, str]:
     assert set(compose["services"]) == {"app", "worker", "db"}
     app = compose["services"]["app"]
     assert app["depends_on"]["db"]["condition"] == "service_healthy"
-    assert set(app["secrets"]) == {"token_keys", "audit_key"}
+    assert set(app["secrets"]) == {"token_keys", "audit_key", "secrets_key"}
     return {k: str(v) for k, v in app["environment"].items()}
 
 
@@ -71,6 +71,7 @@ def test_the_container_configuration_starts_in_production_mode(
         DATABASE_URL=any_database_url,  # instead of the db service
         ORDERGATE_TOKEN_KEYS_FILE=str(secrets / "token-keys"),  # instead of /run/secrets/…
         ORDERGATE_AUDIT_KEY_FILE=str(secrets / "audit-checkpoint-key.pem"),
+        ORDERGATE_SECRETS_KEY_FILE=str(secrets / "secrets-key"),
         ORDERGATE_DATA_DIR=str(tmp_path / "data"),
     )
     migrate, serve = _dockerfile_command()

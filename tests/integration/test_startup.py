@@ -10,7 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from domain.audit.keys import CheckpointKey
 from domain.migrations import head_revision
+from domain.sealed import Sealer
 from tests.conftest import settings_for
 from tests.integration.test_cli import _run
 
@@ -76,15 +78,46 @@ def test_production_audit_key_file_missing_or_garbage(
     key = tmp_path / "audit.pem"
     if content is not None:
         key.write_bytes(content)
+    Sealer.write_new_key(tmp_path / "secrets.key")
 
     done = _run(
         ["serve"],
         database_url,
         tmp_path,
-        env={"ORDERGATE_ENV": "production", "ORDERGATE_AUDIT_KEY_FILE": str(key)},
+        env={
+            "ORDERGATE_ENV": "production",
+            "ORDERGATE_AUDIT_KEY_FILE": str(key),
+            "ORDERGATE_SECRETS_KEY_FILE": str(tmp_path / "secrets.key"),
+        },
     )
 
     _refused(done, "ORDERGATE_AUDIT_KEY_FILE", needle)
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("unset", "needs ORDERGATE_SECRETS_KEY_FILE"),
+        (None, "does not exist"),
+        (b"not a key\n", "not a list of Fernet keys"),
+    ],
+)
+def test_production_secrets_key_missing_or_garbage(
+    database_url: str, tmp_path: Path, content: bytes | str | None, needle: str
+) -> None:
+    """Webhook secrets are sealed under this key (issue #30): production does not start
+    without one it can use, and says which setting and why in one line."""
+    CheckpointKey.generate_into(tmp_path / "audit.pem")
+    key = tmp_path / "secrets.key"
+    env = {"ORDERGATE_ENV": "production", "ORDERGATE_AUDIT_KEY_FILE": str(tmp_path / "audit.pem")}
+    if content != "unset":
+        env["ORDERGATE_SECRETS_KEY_FILE"] = str(key)
+    if isinstance(content, bytes):
+        key.write_bytes(content)
+
+    done = _run(["serve"], database_url, tmp_path, env=env)
+
+    _refused(done, "ORDERGATE_SECRETS_KEY_FILE", needle)
 
 
 def test_an_unreachable_database_is_retried_for_a_bounded_time(tmp_path: Path) -> None:

@@ -21,14 +21,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from domain.actor import Actor
 from domain.audit.models import AuditEvent
 from domain.db import utcnow
 from domain.errors import BadInput
 from domain.events import webhooks
-from domain.events.webhooks import DeliveryStatus, WebhookDelivery
+from domain.events.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 from domain.users.models import User
 from tests.conftest import TOKEN_KEYS, Api
 
@@ -106,6 +106,7 @@ async def _register(
             events=list(events),
             secret=SECRET,
             allow_private=True,
+            sealer=api.app.state.runtime.sealer,
         )
         await session.commit()
         return hook.id
@@ -139,7 +140,9 @@ async def _work(api: Api, now: dt.datetime | None = None) -> int:
     runtime = api.app.state.runtime
     await fan_out_everything(runtime, now)
     async with httpx.AsyncClient() as http:
-        return await webhooks.deliver_due(sessions=runtime.sessions, http=http, now=now)
+        return await webhooks.deliver_due(
+            sessions=runtime.sessions, http=http, sealer=runtime.sealer, now=now
+        )
 
 
 async def _deliveries(api: Api) -> list[WebhookDelivery]:
@@ -170,6 +173,80 @@ async def test_events_arrive_signed_in_order_as_the_registrant_may_see_them(
     assert "total" not in bodies[0]["order"]
     assert "customerPhone" not in bodies[0]["order"]
     assert [d.status for d in await _deliveries(any_api)] == ["DELIVERED"] * 3
+
+
+REGISTER = """mutation($i: WebhookInput!) { registerWebhook(input: $i) { id } }"""
+
+
+async def _stored_secrets(api: Api) -> list[str]:
+    async with api.app.state.runtime.sessions() as session:
+        return list((await session.scalars(select(Webhook.secret).order_by(Webhook.id))).all())
+
+
+def _signed_with(receiver: Receiver, secret: str) -> bool:
+    return bool(receiver.received) and all(
+        headers["x-ordergate-signature"]
+        == "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        for headers, raw in receiver.received
+    )
+
+
+async def test_a_webhook_secret_is_kept_sealed_and_still_signs(
+    any_api: Api, receiver: Receiver
+) -> None:
+    """Issue #30: webhook secrets were stored as given, so a copy of the database (a backup,
+    a replica, a dump) held every receiver's HMAC key. Registered through the API, the secret
+    is stored sealed under the secrets key; deliveries are signed with the secret itself."""
+    secret = "shared-with-the-receiver-7Qx!"
+    made = await any_api.gql(
+        REGISTER,
+        {"i": {"url": receiver.url, "events": ["ORDER_STATUS_CHANGED"], "secret": secret}},
+        as_="integration",
+    )
+    assert "errors" not in made, made
+    await _move_paid_orders(any_api, 1)
+    await _work(any_api)
+
+    [stored] = await _stored_secrets(any_api)
+    assert secret not in stored
+    assert stored.startswith("sealed:v1:")
+    assert _signed_with(receiver, secret)
+
+
+async def test_migrate_seals_a_secret_stored_before_sealing_and_it_still_signs(
+    any_api: Api, receiver: Receiver
+) -> None:
+    """A webhook registered before sealing existed keeps its secret as given until `ordergate
+    migrate` runs; then it is sealed, and deliveries go on signed with the same secret."""
+    hook_id = await _register(any_api, receiver.url)
+    async with any_api.app.state.runtime.sessions() as session:
+        await session.execute(update(Webhook).where(Webhook.id == hook_id).values(secret=SECRET))
+        await session.commit()
+    settings = any_api.app.state.runtime.settings
+
+    migrated = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "api.cli", "migrate"],
+        env={
+            **os.environ,
+            "DATABASE_URL": settings.database_url,
+            "ORDERGATE_DATA_DIR": str(settings.data_dir),
+            "ORDERGATE_SECRETS_KEY_FILE": str(settings.secrets_key_file),
+            "ORDERGATE_TOKEN_KEYS": TOKEN_KEYS,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    await _move_paid_orders(any_api, 1)
+    await _work(any_api)
+
+    assert migrated.returncode == 0, migrated.stderr
+    assert "sealed 1 webhook secret(s)" in migrated.stdout
+    [stored] = await _stored_secrets(any_api)
+    assert stored.startswith("sealed:v1:")
+    assert SECRET not in stored
+    assert _signed_with(receiver, SECRET)
 
 
 async def test_a_new_webhook_receives_what_commits_after_it_not_the_history(
@@ -309,7 +386,9 @@ async def test_two_workers_never_send_one_delivery_twice(pg_api: Api, receiver: 
     async def worker() -> None:
         async with httpx.AsyncClient() as http:
             for _ in range(15):
-                await webhooks.deliver_due(sessions=runtime.sessions, http=http)
+                await webhooks.deliver_due(
+                    sessions=runtime.sessions, http=http, sealer=runtime.sealer
+                )
 
     await asyncio.gather(worker(), worker())
 
@@ -454,7 +533,9 @@ async def test_a_receiver_that_hangs_delays_only_its_own_queue(
         numbers = await _move_paid_orders(any_api, 4)
         await fan_out_everything(runtime)
         async with httpx.AsyncClient() as http:
-            deliverer = webhooks.Deliverer(sessions=runtime.sessions, http=http, timeout_seconds=30)
+            deliverer = webhooks.Deliverer(
+                sessions=runtime.sessions, http=http, sealer=runtime.sealer, timeout_seconds=30
+            )
             deadline = time.monotonic() + 30
             delivered: list[WebhookDelivery] = []
             # Rounds as the worker runs them, until the fast receiver's four are committed as
@@ -529,7 +610,10 @@ US = dt.timedelta(microseconds=1)
 async def _deliver_at(api: Api, at: dt.datetime) -> int:
     async with httpx.AsyncClient() as http:
         return await webhooks.deliver_due(
-            sessions=api.app.state.runtime.sessions, http=http, now=at
+            sessions=api.app.state.runtime.sessions,
+            http=http,
+            sealer=api.app.state.runtime.sealer,
+            now=at,
         )
 
 
