@@ -786,12 +786,23 @@ async def _seal_secrets(settings: Settings) -> int:
     """Webhook secrets stored as given (before sealing existed, or under a key no longer
     first), sealed under the first key; returns how many."""
     from api.settings import sealer
+    from domain.audit import service as audit_service
     from domain.events.webhooks import reseal_secrets
 
     engine = create_engine(settings.database_url)
     try:
         async with session_factory(engine)() as session:
             count = await reseal_secrets(session=session, sealer=sealer(settings))
+            if count:
+                await audit_service.record(
+                    session=session,
+                    who=_cli_subject(),
+                    action="webhook.seal_secrets",
+                    operation="migrate",
+                    target_type="Webhook",
+                    target_id=None,
+                    details={"webhooks": count},
+                )
             await session.commit()
             return count
     finally:

@@ -247,6 +247,13 @@ async def test_migrate_seals_a_secret_stored_before_sealing_and_it_still_signs(
     assert stored.startswith("sealed:v1:")
     assert SECRET not in stored
     assert _signed_with(receiver, SECRET)
+    async with any_api.app.state.runtime.sessions() as session:
+        [sealing] = (
+            await session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "webhook.seal_secrets")
+            )
+        ).all()
+    assert json.loads(sealing.details) == {"webhooks": 1}
 
 
 async def test_a_new_webhook_receives_what_commits_after_it_not_the_history(
