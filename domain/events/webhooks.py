@@ -541,7 +541,9 @@ class _Recorder:
     @property
     def failed(self) -> bool:
         task = self._task
-        return task is not None and task.done() and task.exception() is not None
+        if task is None or not task.done():
+            return False
+        return task.cancelled() or task.exception() is not None
 
     async def _commit_all(self) -> None:
         while self._waiting and not self.stale:
