@@ -99,6 +99,11 @@ class RequestContext:
     token_header: str | None = None
     token_expires: float | None = None
     read_scope: Any = None
+    # The account the socket counts against once logged in, its running subscriptions and
+    # since when (monotonic) it has had none (api/sockets.py).
+    socket_account: str | None = None
+    subscriptions: int = 0
+    idle_since: float = 0.0
     _replica_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _replica: AsyncSession | None = None
 

@@ -39,6 +39,12 @@ UNAVAILABLE = Counter(
     "connection busy; DATABASE_UNAVAILABLE: the database did not answer)",
     ["reason"],
 )
+SOCKET_BOUNDS = Counter(
+    "ordergate_socket_bounds",
+    "Subscription sockets closed, or subscriptions refused, by a bound (api/sockets.py): "
+    "process, pending, account, subscriptions, idle",
+    ["bound"],
+)
 AUDIT_APPEND = Histogram(
     "ordergate_audit_append_seconds",
     "Time to append one audit event",

@@ -15,6 +15,7 @@ from api.auth.tokens import TokenService
 from api.feed import EventFeed
 from api.outage import OutageLog
 from api.settings import Settings, checkpoint_key, sealer
+from api.sockets import SocketLimits
 from domain import ratelimit
 from domain.access import PolicyDecisionPoint
 from domain.approvals.service import Deployment
@@ -79,6 +80,13 @@ class Runtime:
         # Wakes `orderEvents` subscribers when events commit (api/feed.py).
         self.feed = EventFeed(
             self.sessions, interval=self.settings.event_poll_seconds, outage=self.outage
+        )
+        # Bounds on subscription sockets (api/sockets.py).
+        self.sockets = SocketLimits(
+            max_sockets=self.settings.ws_max_sockets,
+            pending_per_ip=self.settings.ws_pending_per_ip,
+            per_account=self.settings.ws_sockets_per_account,
+            subscriptions_per_account=self.settings.subscriptions_per_account,
         )
         # Low-stock alerts go out by mail (domain/notify/mail.py).
         self.mailer = Mailer(

@@ -138,6 +138,13 @@ class Settings:
     # the role (the highest applies): a channel feed is not an interactive user.
     role_budgets: tuple[tuple[str, int], ...] = (("integration", 60_000),)
     subscription_recheck_seconds: float = 30.0
+    # Subscription sockets per process (api/sockets.py): open at most, waiting to log in per
+    # client IP, per account, running subscriptions per account, and seconds without one.
+    ws_max_sockets: int = 1000
+    ws_pending_per_ip: int = 20
+    ws_sockets_per_account: int = 5
+    subscriptions_per_account: int = 20
+    ws_idle_seconds: float = 60.0
     # KPI thresholds, in percent (ORDERGATE_KPI_TIMELINESS_MIN, _STOCK_ACCURACY_MIN,
     # _COMPLETENESS_MIN), and who gets a KPI's task instead of its default role
     # (ORDERGATE_KPI_OWNERS=ORDER_TIMELINESS=alice,STOCK_ACCURACY=bob).
@@ -414,6 +421,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         escalate_after_minutes=_int(env, "ORDERGATE_ESCALATE_AFTER_MINUTES", 120),
         reservation_ttl_seconds=_int(env, "ORDERGATE_RESERVATION_TTL_SECONDS", 900),
         subscription_recheck_seconds=_float(env, "ORDERGATE_SUBSCRIPTION_RECHECK_SECONDS", 30),
+        ws_max_sockets=_int_between(env, "ORDERGATE_WS_MAX_SOCKETS", 1000, 1, 100_000),
+        ws_pending_per_ip=_int_between(env, "ORDERGATE_WS_PENDING_PER_IP", 20, 1, 10_000),
+        ws_sockets_per_account=_int_between(env, "ORDERGATE_WS_SOCKETS_PER_ACCOUNT", 5, 1, 1000),
+        subscriptions_per_account=_int_between(
+            env, "ORDERGATE_SUBSCRIPTIONS_PER_ACCOUNT", 20, 1, 10_000
+        ),
+        ws_idle_seconds=_float(env, "ORDERGATE_WS_IDLE_SECONDS", 60),
         # The defaults are the domain's (domain/kpis/rules.py), stated once.
         kpi_thresholds=Thresholds(
             timeliness=_percent(env, "ORDERGATE_KPI_TIMELINESS_MIN", DEFAULT_KPIS.timeliness),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
 import re
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cross_web import HTTPException
 from starlette.requests import Request
@@ -31,7 +34,8 @@ from api.context import RequestContext, origin_of
 from api.errors import OVERLOADED_MESSAGE, format_error
 from api.outage import is_overloaded, is_unavailable
 from api.runtime import Runtime
-from domain.errors import Unauthenticated
+from api.sockets import IDLE, PROCESS_FULL, TOO_MANY
+from domain.errors import RateLimited, Unauthenticated
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 GRAPHIQL_DIR = Path(__file__).resolve().parent / "static" / "graphiql"
@@ -128,11 +132,13 @@ async def _malformed_body(request: Request) -> str | None:
 TRY_AGAIN_LATER = 1013
 
 
-class _TemporarilyUnavailable(Exception):
-    """`connection_init` could not be answered for now (the database is busy or away)."""
+class _Close(Exception):
+    """`connection_init` is answered by closing the socket with this code: the database is
+    busy or away (1013), or a bound was reached (4429, api/sockets.py)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
+        self.code = code
         self.reason = reason
 
 
@@ -140,8 +146,8 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         try:
             await super().handle_connection_init(message)
-        except _TemporarilyUnavailable as exc:
-            await self.websocket.close(code=TRY_AGAIN_LATER, reason=exc.reason)
+        except _Close as exc:
+            await self.websocket.close(code=exc.code, reason=exc.reason)
 
 
 class GraphQLView(GraphQL[RequestContext, None]):
@@ -239,18 +245,52 @@ class GraphQLView(GraphQL[RequestContext, None]):
     async def _socket(self, socket: WebSocket) -> None:
         """One subscription socket: a context of its own, authenticated by the
         `connection_init` message (`on_ws_connect`). Its session holds a connection only
-        while a statement or a batch of events is being read."""
+        while a statement or a batch of events is being read. It counts against the
+        process's, its address's and then its account's bounds (api/sockets.py) until it
+        closes, and is closed when it has carried no subscription for a while."""
+        origin = origin_of(socket)  # type: ignore[arg-type]
+        address = origin.client_ip or origin.peer_ip or "unknown"
+        limits = self.runtime.sockets
+        refused = limits.admit(address)
+        if refused is not None:
+            metrics.SOCKET_BOUNDS.labels(
+                bound="process" if limits.open >= limits.max_sockets else "pending"
+            ).inc()
+            offered = socket.scope.get("subprotocols") or []
+            await socket.accept(
+                subprotocol=GRAPHQL_TRANSPORT_WS_PROTOCOL
+                if GRAPHQL_TRANSPORT_WS_PROTOCOL in offered
+                else None
+            )
+            await socket.close(code=PROCESS_FULL, reason=refused)
+            return
         session = self.runtime.sessions()
         ctx = RequestContext(
             request=socket,  # type: ignore[arg-type]
             runtime=self.runtime,
             session=session,
-            origin=origin_of(socket),  # type: ignore[arg-type]
+            origin=origin,
+            idle_since=time.monotonic(),
         )
+        idle = asyncio.get_running_loop().create_task(self._close_when_idle(socket, ctx))
         try:
             await self.run(socket, context=ctx)
         finally:
+            idle.cancel()
+            limits.leave(address, ctx.socket_account)
             await session.close()
+
+    async def _close_when_idle(self, socket: WebSocket, ctx: RequestContext) -> None:
+        """Close the socket once it has carried no subscription for `ws_idle_seconds`."""
+        idle = self.runtime.settings.ws_idle_seconds
+        while True:
+            left = idle if ctx.subscriptions else ctx.idle_since + idle - time.monotonic()
+            if left <= 0:
+                metrics.SOCKET_BOUNDS.labels(bound="idle").inc()
+                with contextlib.suppress(RuntimeError):  # closed meanwhile
+                    await socket.close(code=IDLE, reason="idle")
+                return
+            await asyncio.sleep(left)
 
     async def on_ws_connect(self, context: RequestContext) -> Any:  # type: ignore[override]
         """`connection_init` carries the same bearer token as HTTP requests:
@@ -259,35 +299,59 @@ class GraphQLView(GraphQL[RequestContext, None]):
         closed with 1013 (try again later), and the token stays good."""
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         header = params.get("Authorization", params.get("authorization"))
-        if not isinstance(header, str):
-            raise ConnectionRejectionError(
-                {"code": "UNAUTHENTICATED", "message": 'send {"Authorization": "Bearer …"}'}
-            )
         try:
-            actor, claims = await authenticate_claims(
-                header, session=context.session, runtime=self.runtime, origin=context.origin
-            )
-            await context.session.commit()
-        except Unauthenticated as exc:
-            await context.session.rollback()
-            raise ConnectionRejectionError(
-                {"code": "UNAUTHENTICATED", "message": exc.message}
-            ) from None
+            if not isinstance(header, str):
+                await self._refused(context, 'send {"Authorization": "Bearer …"}')
+            try:
+                actor, claims = await authenticate_claims(
+                    header, session=context.session, runtime=self.runtime, origin=context.origin
+                )
+                await context.session.commit()
+            except Unauthenticated as exc:
+                await context.session.rollback()
+                await self._refused(context, exc.message)
+            context.actor = actor
+            # Logging in over the socket spends a unit of the account's budget, as a request
+            # does (issue #30, M3: `connection_init` was free).
+            try:
+                await context.spend_query_budget(self.runtime.clock())
+            except RateLimited as exc:
+                context.actor = None
+                raise _Close(TOO_MANY, exc.message[:120]) from None
+        except (_Close, ConnectionRejectionError):
+            raise
         except Exception as exc:
             await context.session.rollback()
             if not is_unavailable(exc):
                 raise
             self._failed(exc, context.origin.request_id)
-            raise _TemporarilyUnavailable(
+            raise _Close(
+                TRY_AGAIN_LATER,
                 "overloaded, try again shortly"
                 if is_overloaded(exc)
-                else "the database is not answering, try again shortly"
+                else "the database is not answering, try again shortly",
             ) from None
-        context.actor = actor
+        address = context.origin.client_ip or context.origin.peer_ip or "unknown"
+        account = str(actor.user_id)
+        refused = self.runtime.sockets.authenticate(address, account)
+        if refused is not None:
+            context.actor = None
+            metrics.SOCKET_BOUNDS.labels(bound="account").inc()
+            raise _Close(TOO_MANY, refused)
+        context.socket_account = account
         context.token_header = header
         context.token_expires = float(claims["exp"])
         context.request.scope["state"]["username"] = actor.username
         return UNSET  # a plain `connection_ack`
+
+    async def _refused(self, context: RequestContext, message: str) -> NoReturn:
+        """A socket that did not log in is counted against its address, as a refused request
+        is, before it is closed with 4403; past the address's budget with 4429."""
+        try:
+            await context.count_refusal(self.runtime.clock())
+        except RateLimited as exc:
+            raise _Close(TOO_MANY, exc.message[:120]) from None
+        raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": message})
 
     def unavailable(self, request_id: str, *, overloaded: bool = False) -> Response:
         response = error_response(

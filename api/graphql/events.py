@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from api import metrics
 from api.auth.authenticate import authenticate
 from api.context import RequestContext
 from api.graphql.projection import READ_SCOPE, ReadScope
@@ -27,7 +28,7 @@ from api.graphql.types import Order
 from api.graphql.webhooks import OrderEventType
 from domain.access import COORDINATES, FieldAccess
 from domain.actor import Actor
-from domain.errors import Unauthenticated
+from domain.errors import RateLimited, Unauthenticated
 from domain.events import feed
 from domain.orders import service as orders_service
 
@@ -157,45 +158,104 @@ class EventSubscriptions:
     ) -> AsyncGenerator[OrderEvent, None]:
         ctx = info.context
         actor = ctx.require_actor()
-        asked = ctx.read_scope.asked if ctx.read_scope is not None else frozenset()
-        settings = ctx.runtime.settings
-        include = _include(actor, ctx.read_scope)
-        async with ctx.read() as session:
-            actor.access.require_full("Order.id")
-            position = after if after is not None else await feed.latest_seq(session=session)
-            await session.commit()
-        checked = time.monotonic()
-        while True:
-            left = (ctx.token_expires or float("inf")) - time.time()
-            if left <= 0:
-                await _disconnect(ctx, "token expired")
-                return
-            if time.monotonic() - checked >= settings.subscription_recheck_seconds:
+        # Each running subscription counts against its account's bound and keeps the socket
+        # from being closed as idle (api/sockets.py).
+        try:
+            with ctx.runtime.sockets.subscription(ctx.socket_account or str(actor.user_id)):
+                ctx.subscriptions += 1
                 try:
-                    actor = await _recheck(ctx)
-                except Unauthenticated as exc:
-                    await _disconnect(ctx, exc.message)
-                    return
-                include = _include(actor, ctx.read_scope)
-                checked = time.monotonic()
-            async with ctx.read() as session:
-                page = await feed.order_events(
-                    session=session, actor=actor, after=position, first=BATCH, include=include
-                )
-                await session.commit()  # the connection goes back to the pool between batches
-            scope = ReadScope(asked=asked)
-            sent = _present(page.events, actor, scope)
-            for event in sent:
-                yield event
-            if sent:
-                await _record_delivery(ctx, page.events, scope, via="subscription")
-            moved = page.position > position
-            position = page.position
-            if not moved or len(page.events) < BATCH:
-                recheck_in = settings.subscription_recheck_seconds - (time.monotonic() - checked)
-                await ctx.runtime.feed.wait_beyond(
-                    position, seconds=max(0.05, min(left, recheck_in, 30.0))
-                )
+                    async for event in _follow(ctx, actor, after):
+                        yield event
+                finally:
+                    ctx.subscriptions -= 1
+                    if not ctx.subscriptions:
+                        ctx.idle_since = time.monotonic()
+        except RateLimited:
+            metrics.SOCKET_BOUNDS.labels(bound="subscriptions").inc()
+            raise
+
+
+async def _follow(
+    ctx: RequestContext, actor: Actor, after: int | None
+) -> AsyncGenerator[OrderEvent, None]:
+    """The events of one subscription, from `after` (or from now) for as long as its token
+    and account last."""
+    asked = ctx.read_scope.asked if ctx.read_scope is not None else frozenset()
+    settings = ctx.runtime.settings
+    include = _include(actor, ctx.read_scope)
+    async with ctx.read() as session:
+        actor.access.require_full("Order.id")
+        position = after if after is not None else await feed.latest_seq(session=session)
+        await session.commit()
+    checked = time.monotonic()
+    while True:
+        left = (ctx.token_expires or float("inf")) - time.time()
+        if left <= 0:
+            await _disconnect(ctx, "token expired")
+            return
+        if time.monotonic() - checked >= settings.subscription_recheck_seconds:
+            try:
+                actor = await _recheck(ctx)
+            except Unauthenticated as exc:
+                await _disconnect(ctx, exc.message)
+                return
+            include = _include(actor, ctx.read_scope)
+            checked = time.monotonic()
+        page = await _next_page(ctx, actor, position, include)
+        scope = ReadScope(asked=asked)
+        sent = _present(page.events, actor, scope)
+        for event in sent:
+            yield event
+        if sent:
+            await _record_delivery(ctx, page.events, scope, via="subscription")
+        moved = page.position > position
+        position = page.position
+        if not moved or len(page.events) < BATCH:
+            recheck_in = settings.subscription_recheck_seconds - (time.monotonic() - checked)
+            await ctx.runtime.feed.wait_beyond(
+                position, seconds=max(0.05, min(left, recheck_in, 30.0))
+            )
+
+
+# Subscribers woken by the same commit that would read the same page (same account, access,
+# position and relations) share one read: 400 subscriptions of one account cost one query per
+# wake-up, not 400 (issue #30, M3). Only reads in flight are kept, so this holds at most one
+# entry per distinct running read.
+_READING: dict[tuple[Any, ...], asyncio.Future[feed.FeedPage | None]] = {}
+
+
+async def _next_page(
+    ctx: RequestContext, actor: Actor, position: int, include: frozenset[str]
+) -> feed.FeedPage:
+    key = (
+        id(ctx.runtime),
+        actor.user_id,
+        actor.roles,
+        actor.channels,
+        id(actor.access),
+        position,
+        include,
+    )
+    shared = _READING.get(key)
+    if shared is not None:
+        page = await asyncio.shield(shared)
+        if page is not None:
+            return page
+        # The reader failed or was closed: read for ourselves.
+    future: asyncio.Future[feed.FeedPage | None] = asyncio.get_running_loop().create_future()
+    _READING[key] = future
+    page = None
+    try:
+        async with ctx.read() as session:
+            page = await feed.order_events(
+                session=session, actor=actor, after=position, first=BATCH, include=include
+            )
+            await session.commit()  # the connection goes back to the pool between batches
+    finally:
+        if _READING.get(key) is future:
+            del _READING[key]
+        future.set_result(page)
+    return page
 
 
 async def _recheck(ctx: RequestContext) -> Actor:
