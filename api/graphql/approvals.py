@@ -89,6 +89,12 @@ class SigningKey:
     fingerprint: str
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    awaiting_confirmation: bool = strawberry.field(
+        description=(
+            "Registered after another person set the account's password: it signs nothing "
+            "until an administrator confirms it (confirmSigningKey)."
+        )
+    )
 
     @classmethod
     def from_model(cls, model: models.SigningKey) -> SigningKey:
@@ -97,6 +103,7 @@ class SigningKey:
             fingerprint=model.fingerprint,
             created_at=model.created_at,
             revoked_at=model.revoked_at,
+            awaiting_confirmation=model.awaiting_confirmation,
         )
 
 
@@ -235,6 +242,33 @@ class ApprovalMutations:
         ) as session:
             model = await approvals.revoke_key(
                 session=session, actor=actor, key_id=parse_id(id, "signing key"), now=utcnow()
+            )
+            return SigningKey.from_model(model)
+
+    @strawberry.mutation(
+        description=(
+            "Vouch for a key registered after another person set its owner's password "
+            "(administrators who neither own it nor set that password)."
+        )
+    )
+    async def confirm_signing_key(
+        self,
+        info: Info[RequestContext, None],
+        id: strawberry.ID,
+    ) -> SigningKey | None:
+        ctx = info.context
+        actor = ctx.require_actor()
+        async with ctx.write(
+            action="key.confirm",
+            operation="confirmSigningKey",
+            target_type="SigningKey",
+            target_id=id,
+        ) as session:
+            model = await approvals.confirm_key(
+                session=session,
+                actor=actor,
+                key_id=parse_id(id, "signing key"),
+                now=ctx.runtime.clock(),
             )
             return SigningKey.from_model(model)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Enum, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from domain.db import Base, UTCDateTime, utcnow
@@ -34,8 +34,15 @@ class SigningKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # A key registered after an administrator set the account's password signs nothing until
+    # another administrator confirms it (issue #30, M4): who, and when.
+    awaiting_confirmation: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
-    user: Mapped[User] = relationship(lazy="joined")
+    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
 
 
 class ApprovalRequest(Base):

@@ -42,6 +42,7 @@ from domain.money import format_amount, to_minor
 from domain.orders import service as orders_service
 from domain.orders.models import Order, OrderLine
 from domain.orders.rules import OrderStatus
+from domain.users.models import User
 from domain.values import INT4_MAX, check_minor, clean_text
 
 PAYLOAD_VERSION = 1
@@ -84,10 +85,16 @@ async def register_key(*, session: AsyncSession, actor: Actor, public_key_pem: s
     taken = await session.scalar(select(SigningKey.id).where(SigningKey.fingerprint == fingerprint))
     if taken is not None:
         raise Conflict("this key is already registered")
+    owner = await session.get(User, actor.user_id) if actor.user_id is not None else None
+    # After another person set this account's password, whoever registers a key may be that
+    # person: the key signs nothing until an administrator who is neither confirms it
+    # (issue #30, M4).
+    held = owner is not None and owner.password_set_by not in (None, owner.person)
     signing_key = SigningKey(
         user_id=actor.user_id,
         public_key_pem=signatures.normalised_pem(key),
         fingerprint=fingerprint,
+        awaiting_confirmation=held,
     )
     session.add(signing_key)
     await session.flush()
@@ -98,9 +105,44 @@ async def register_key(*, session: AsyncSession, actor: Actor, public_key_pem: s
         operation="registerSigningKey",
         target_type="SigningKey",
         target_id=signing_key.id,
-        details={"fingerprint": fingerprint},
+        details={"fingerprint": fingerprint, "awaitingConfirmation": held},
     )
     return signing_key
+
+
+async def confirm_key(
+    *, session: AsyncSession, actor: Actor, key_id: int, now: dt.datetime
+) -> SigningKey:
+    """An administrator vouches for a key registered after another person set its owner's
+    password: not that person, and not the key's owner."""
+    actor.access.require(Action.USER_ADMIN)
+    key = await session.get(SigningKey, key_id, with_for_update=True)
+    if key is None:
+        raise NotFound("no such signing key")
+    if not key.awaiting_confirmation:
+        raise Conflict("this key is not waiting for confirmation")
+    if key.revoked_at is not None:
+        raise Conflict("this key is revoked")
+    owner = key.user
+    if actor.person_key in (owner.person, owner.password_set_by) or actor.user_id == owner.id:
+        raise SeparationOfDuties(
+            "a key is confirmed by an administrator who neither owns it nor set its "
+            "owner's password"
+        )
+    key.awaiting_confirmation = False
+    key.confirmed_by_id = actor.user_id
+    key.confirmed_at = now
+    await session.flush()
+    await audit.record(
+        session=session,
+        who=actor,
+        action="key.confirm",
+        operation="confirmSigningKey",
+        target_type="SigningKey",
+        target_id=key.id,
+        details={"fingerprint": key.fingerprint, "owner": owner.username},
+    )
+    return key
 
 
 async def list_keys(*, session: AsyncSession, actor: Actor) -> list[SigningKey]:
@@ -415,6 +457,11 @@ async def _signing_key_of(session: AsyncSession, actor: Actor, kid: str) -> Sign
         raise SignatureInvalid("kid does not name a signing key of yours")
     if key.revoked_at is not None:
         raise SignatureInvalid("this signing key is revoked")
+    if key.awaiting_confirmation:
+        raise SignatureInvalid(
+            "this signing key waits for an administrator's confirmation (it was registered "
+            "after another person set this account's password)"
+        )
     return key
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from domain.db import Base, UTCDateTime, utcnow
@@ -27,6 +27,11 @@ class User(Base):
     # Bumped when the account is disabled, locked, or its roles or password change: tokens
     # carry the generation they were issued under and stop working when it moves on.
     token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The person who last set this account's password when that was someone else (an
+    # administrator's reset; issue #30, M4), and when. Signing keys registered after it wait
+    # for another administrator's confirmation (domain/approvals/service.py).
+    password_set_by: Mapped[str | None] = mapped_column(String(80))
+    password_set_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def person(self) -> str:
@@ -63,3 +68,30 @@ class UserChannel(Base):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     channel_code: Mapped[str] = mapped_column(ForeignKey("channels.code"), primary_key=True)
+
+
+class AccountChange(Base):
+    """A change to a privileged account waiting for a second administrator (issue #30, M4):
+    roles that add or remove admin, approver or compliance (or any role change of an account
+    holding one), and another account's password. Applied only when a different person
+    confirms it; the new password is kept as its hash, never as given."""
+
+    __tablename__ = "account_changes"
+    __table_args__ = (Index("ix_account_changes_status_user", "status", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # ROLES or PASSWORD
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    roles: Mapped[str | None] = mapped_column(Text)  # JSON list, for ROLES
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # for PASSWORD
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    requested_by_person: Mapped[str] = mapped_column(String(80))
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
+    requested_by: Mapped[User | None] = relationship(foreign_keys=[requested_by_id], lazy="joined")
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id], lazy="joined")

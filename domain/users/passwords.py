@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from domain.errors import BadInput
+
 _hasher = PasswordHasher()
 
 # Verified against when the username does not exist, so that an unknown user costs the same
@@ -43,6 +45,11 @@ def _lower_priority() -> None:
 _pool = ThreadPoolExecutor(
     max_workers=HASH_THREADS, thread_name_prefix="argon2", initializer=_lower_priority
 )
+
+
+def check_length(password: str) -> None:
+    if len(password) < MIN_LENGTH:
+        raise BadInput(f"password must have at least {MIN_LENGTH} characters")
 
 
 def hash_password(password: str) -> str:

@@ -156,8 +156,7 @@ async def create_user(
         or not username.replace("_", "").replace("-", "").replace(".", "").isalnum()
     ):
         raise BadInput("username must be 1-64 letters, digits, '.', '_' or '-'")
-    if len(password) < passwords.MIN_LENGTH:
-        raise BadInput(f"password must have at least {passwords.MIN_LENGTH} characters")
+    passwords.check_length(password)
     if not roles:
         raise BadInput("give at least one role")
     unknown = [r for r in roles if r not in ROLES]
@@ -285,7 +284,7 @@ async def list_users(*, session: AsyncSession) -> list[User]:
     return list((await session.scalars(select(User).order_by(User.username))).all())
 
 
-async def _account(session: AsyncSession, username: str) -> User:
+async def account(session: AsyncSession, username: str) -> User:
     user = await session.scalar(select(User).where(User.username == username))
     if user is None:
         raise NotFound("no such account")
@@ -314,7 +313,7 @@ async def _record_admin(
 async def disable_user(
     *, session: AsyncSession, who: Actor | Subject, username: str, operation: str
 ) -> User:
-    user = await _account(session, username)
+    user = await account(session, username)
     if user.disabled:
         raise Conflict(f"{username} is already disabled")
     user.disabled = True
@@ -326,7 +325,7 @@ async def disable_user(
 async def enable_user(
     *, session: AsyncSession, who: Actor | Subject, username: str, operation: str
 ) -> User:
-    user = await _account(session, username)
+    user = await account(session, username)
     if not user.disabled:
         raise Conflict(f"{username} is not disabled")
     user.disabled = False
@@ -337,7 +336,7 @@ async def enable_user(
 async def unlock_user(
     *, session: AsyncSession, who: Actor | Subject, username: str, operation: str, now: dt.datetime
 ) -> User:
-    user = await _account(session, username)
+    user = await account(session, username)
     was = user.locked_until
     if was is None or was <= now:
         raise Conflict(f"{username} is not locked")
@@ -364,7 +363,7 @@ async def set_roles(
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
         raise BadInput(f"unknown role(s): {', '.join(unknown)}; known: {', '.join(ROLES)}")
-    user = await _account(session, username)
+    user = await account(session, username)
     before = list(user.roles)
     if before == roles:
         raise Conflict(f"{username} already has exactly these roles")
@@ -380,13 +379,42 @@ async def set_roles(
 async def reset_password(
     *, session: AsyncSession, who: Actor | Subject, username: str, password: str, operation: str
 ) -> User:
-    if len(password) < passwords.MIN_LENGTH:
-        raise BadInput(f"password must have at least {passwords.MIN_LENGTH} characters")
-    user = await _account(session, username)
+    passwords.check_length(password)
+    user = await account(session, username)
     user.password_hash = await passwords.hash_password_async(password)
+    # Set by the operator (command line) or by the account's own administrator: nobody
+    # else knows it (issue #30, M4: another person's reset goes through `set_password_hash`).
+    user.password_set_by = None
+    user.password_set_at = None
+    await _password_changed(session, user)
+    await _record_admin(session, who, user, "user.reset_password", operation, {})
+    return user
+
+
+async def _password_changed(session: AsyncSession, user: User) -> None:
     user.failed_logins = 0
     user.locked_until = None
     await ratelimit.forget(session=session, prefix=f"{FAILURES}{user.id}:")
     end_sessions(user)
-    await _record_admin(session, who, user, "user.reset_password", operation, {})
+
+
+async def set_password_hash(
+    *,
+    session: AsyncSession,
+    who: Actor | Subject,
+    user: User,
+    password_hash: str,
+    set_by: str,
+    now: dt.datetime,
+    operation: str,
+) -> User:
+    """Apply a password another person chose (a confirmed reset, domain/users/changes.py):
+    the account remembers who, so the keys it registers next wait for confirmation."""
+    user.password_hash = password_hash
+    user.password_set_by = set_by
+    user.password_set_at = now
+    await _password_changed(session, user)
+    await _record_admin(
+        session, who, user, "user.reset_password", operation, {"passwordSetBy": set_by}
+    )
     return user
