@@ -79,6 +79,7 @@ bench-pg: $(STAMP)
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/login_burst.py
 	$(BIN)/python bench/ratelimit_cost.py
+	$(BIN)/python bench/anonymous_flood.py
 
 # Mutation testing of the security core (tests/MUTATION.md); slow, so not part of `make test`.
 mutate: $(STAMP)

@@ -162,24 +162,39 @@ async def _export_housekeeping(runtime: Runtime) -> None:
 async def _purge_rate_counters(runtime: Runtime) -> None:
     """Drop ended rate-limit windows; first record one event per address and minute that had
     more anonymous refusals than the one recorded when it happened."""
+    turned_away = runtime.door.drain()  # requests refused at the door (api/door.py)
     async with runtime.sessions() as session:
         ended = await ratelimit.purge(
             session=session, now=runtime.clock(), per=MINUTE, keep_prefix=REFUSED_PREFIX
         )
         for key, window, count in ended:
-            if count > 1:
+            address = key.removeprefix(REFUSED_PREFIX)
+            at_door = turned_away.pop(address, 0)
+            if count + at_door > 1:
                 await audit.record(
                     session=session,
-                    who=Subject(None, None, (), Origin(client_ip=key.removeprefix(REFUSED_PREFIX))),
+                    who=Subject(None, None, (), Origin(client_ip=address)),
                     action="auth.refusals",
                     outcome=Outcome.DENIED,
                     code="UNAUTHENTICATED",
                     details={
                         "windowStart": ratelimit.window_start(window, MINUTE).isoformat(),
                         "seconds": int(MINUTE.total_seconds()),
-                        "refused": count,
+                        "refused": count + at_door,
+                        **({"turnedAwayAtTheDoor": at_door} if at_door else {}),
                     },
                 )
+        # Addresses turned away at the door with no ended window to join (their logins ran
+        # out, or their minute is still running): one event per address, with the count.
+        for address, at_door in sorted(turned_away.items()):
+            await audit.record(
+                session=session,
+                who=Subject(None, None, (), Origin(client_ip=address)),
+                action="auth.refusals",
+                outcome=Outcome.DENIED,
+                code="RATE_LIMITED",
+                details={"turnedAwayAtTheDoor": at_door, "until": runtime.clock().isoformat()},
+            )
         await session.commit()
 
 
@@ -419,7 +434,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             ),
         ],
         middleware=[
-            Middleware(EdgeMiddleware, settings=settings),
+            Middleware(EdgeMiddleware, settings=settings, door=runtime.door),
             # Browsers may call from the front-end origins listed, and from nowhere else.
             Middleware(
                 CORSMiddleware,

@@ -86,6 +86,7 @@ def download_endpoint(runtime: Runtime):
                         )
                     except RateLimited as limited:
                         await session.commit()
+                        runtime.door.shut(origin.client_ip, limited.details.get("retry_after"))
                         return _error("RATE_LIMITED", limited.message, origin.request_id or "")
                     await session.commit()
                     if refusals > 1:

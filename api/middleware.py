@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
 from api.client_ip import resolve_client_ip
+from api.door import Door
 from api.outage import is_unavailable
 from api.settings import Settings
 
@@ -47,15 +48,31 @@ class BodyTooLarge(Exception):
     pass
 
 
-def _error_body(message: str, code: str, request_id: str) -> bytes:
-    extensions = {"code": code, **({"requestId": request_id} if code == "INTERNAL" else {})}
+def _error_body(message: str, code: str, request_id: str, retry_after: int | None = None) -> bytes:
+    extensions: dict[str, object] = {"code": code}
+    if code == "INTERNAL":
+        extensions["requestId"] = request_id
+    if retry_after is not None:
+        extensions["retryAfter"] = retry_after
     return json.dumps({"errors": [{"message": message, "extensions": extensions}]}).encode()
 
 
+def _anonymous(scope: Scope, headers: list[tuple[bytes, bytes]]) -> bool:
+    """A request the door may turn away: GraphQL without a token, or an export download
+    (whose token is in its link). CORS preflights and everything else pass."""
+    if scope["type"] != "http" or scope.get("method") == "OPTIONS":
+        return False
+    path = scope.get("path", "")
+    if path.startswith("/exports/"):
+        return True
+    return path == "/graphql" and not any(k == b"authorization" for k, _ in headers)
+
+
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, door: Door | None = None) -> None:
         self.app = app
         self.settings = settings
+        self.door = door
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -74,6 +91,19 @@ class EdgeMiddleware:
             # its messages are not HTTP responses, so there is nothing to cap or decorate.
             await self.app(scope, receive, send)
             return
+        if self.door is not None and _anonymous(scope, headers):
+            wait = self.door.turned_away(client_ip)
+            if wait is not None:  # past its budget: not read, not logged (api/door.py)
+                metrics.RATE_LIMITED.labels(limit="door").inc()
+                await self._reject(
+                    send,
+                    429,
+                    f"too many refused requests from this address; try again in {wait} s",
+                    request_id,
+                    code="RATE_LIMITED",
+                    retry_after=wait,
+                )
+                return
         status = {"code": 500}
         limit = self.settings.max_body_bytes
 
@@ -137,10 +167,18 @@ class EdgeMiddleware:
 
     @staticmethod
     async def _reject(
-        send: Send, status: int, message: str, request_id: str, *, code: str = "BAD_USER_INPUT"
+        send: Send,
+        status: int,
+        message: str,
+        request_id: str,
+        *,
+        code: str = "BAD_USER_INPUT",
+        retry_after: int | None = None,
     ) -> None:
-        body = _error_body(message, code, request_id)
-        extra = [(b"retry-after", b"5")] if status == 503 else []
+        body = _error_body(message, code, request_id, retry_after)
+        if status == 503:
+            retry_after = retry_after or 5
+        extra = [(b"retry-after", str(retry_after).encode())] if retry_after else []
         await send(
             {
                 "type": "http.response.start",

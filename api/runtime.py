@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth.tokens import TokenService
+from api.door import Door
 from api.feed import EventFeed
 from api.outage import OutageLog
 from api.settings import Settings, checkpoint_key, sealer
@@ -81,6 +82,8 @@ class Runtime:
         self.feed = EventFeed(
             self.sessions, interval=self.settings.event_poll_seconds, outage=self.outage
         )
+        # Addresses past their budget, turned away before their requests are read.
+        self.door = Door(lambda: self.clock())
         # Bounds on subscription sockets (api/sockets.py).
         self.sockets = SocketLimits(
             max_sockets=self.settings.ws_max_sockets,

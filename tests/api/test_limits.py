@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import httpx
 import pytest
 from graphql import GraphQLSchema
 
@@ -132,6 +133,27 @@ async def test_login_attempts_per_account(
         assert (errors_of(last) == [("RATE_LIMITED", None)]) is limited
         if limited:
             assert 1 <= last["errors"][0]["extensions"]["retryAfter"] <= 60
+
+
+async def test_a_flood_of_logins_for_an_account_does_not_keep_its_owner_out(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Issue #30 (M5, found again by the flood bench): the per-account count was account-wide,
+    so ten wrong passwords a minute from one address kept the owner out everywhere."""
+    async for api in _with(database_url, tmp_path, ORDERGATE_LOGIN_PER_ACCOUNT_PER_MINUTE="3"):
+        attacker = [await api.gql(LOGIN, {"u": "demo-cs", "p": "a-wrong-guess"}) for _ in range(4)]
+        owner = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=api.app, client=("198.51.100.20", 50000)),
+            base_url="http://test",
+        )
+        async with owner:
+            response = await owner.post(
+                "/graphql",
+                json={"query": LOGIN, "variables": {"u": "demo-cs", "p": DEMO_PASSWORD}},
+            )
+
+        assert errors_of(attacker[-1]) == [("RATE_LIMITED", None)]
+        assert response.json()["data"]["login"]["accessToken"]
 
 
 async def test_login_attempts_per_address_count_across_accounts(
