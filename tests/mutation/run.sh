@@ -38,11 +38,17 @@ TESTS_EVENTS="tests/integration/test_webhooks.py tests/integration/test_outbox.p
 TESTS_CUSTOMERS="tests/api/test_customer_master.py tests/api/test_customer_merge.py tests/api/test_customer_cleanse.py tests/unit/test_customer_normalise.py"
 TESTS_KPIS="tests/api/test_kpis.py"
 TESTS_APPROVALS="tests/api/test_approvals.py tests/api/test_escalation.py tests/api/test_sign_cli.py"
+# Issue #30: the walkers and the account service, and the reservation functions of the
+# inventory service (its other functions are the `inventory` module's).
+TESTS_INPUTS="tests/api/test_hostile_inputs.py tests/api/test_limits.py tests/unit/test_cost.py"
+TESTS_USERS="tests/api/test_auth.py tests/api/test_user_admin.py tests/api/test_account_changes.py tests/api/test_limits.py -k 'login or account or password or lock or admin or user'"
+TESTS_RESERVATIONS="tests/api/test_inventory.py tests/api/test_boundaries.py -k 'reserv or hold or expir or release or confirm or stock'"
+RESERVATION_FUNCTIONS="_quantity _summed _digest _hold reserve _locked release confirm _movement_reference state_of _end expire_due _audit hold_for_order"
 BUDGET=${MUTATE_BUDGET:-1200}
 
 run() {
-  local file=$1 tests=$2 name status
-  name=$(echo "${file%.py}" | tr / _)
+  local file=$1 tests=$2 name=${3:-} patch=${4:-} status
+  [ -n "$name" ] || name=$(echo "${file%.py}" | tr / _)
   # Each file keeps its own mutmut cache, so a run cut short by the budget goes on from there.
   rm -f .mutmut-cache
   [ -f "$OUT/$name.cache" ] && cp "$OUT/$name.cache" .mutmut-cache
@@ -50,6 +56,7 @@ run() {
   # SIGINT, not SIGTERM: mutmut puts the mutated file back on KeyboardInterrupt (and is killed
   # a minute later if its worker process hangs there, as mutmut 2 does).
   timeout -k 60 -s INT "$BUDGET" "$PY" -m mutmut run --paths-to-mutate "$file" \
+    ${patch:+--use-patch-file "$patch"} \
     --runner "tests/mutation/runner.sh $tests" >>"$OUT/$name.log" 2>&1
   status=$?
   git checkout --quiet -- "$file"  # the tree was clean at the start: never leave a mutant
@@ -61,7 +68,7 @@ run() {
   tail -n 3 "$OUT/$name.txt"
 }
 
-MODULES="client_ip signatures chain limits access inventory intake events customers kpis approvals"
+MODULES="client_ip signatures chain limits access inventory intake events customers kpis approvals inputs users reservations"
 case "${1:-all}" in
   client_ip|all) run api/client_ip.py "$TESTS_CLIENT_IP" ;;&
   signatures|all) run domain/approvals/signatures.py "$TESTS_SIGNATURES" ;;&
@@ -85,6 +92,14 @@ case "${1:-all}" in
   kpis|all)
     for f in domain/kpis/service.py domain/kpis/rules.py; do run "$f" "$TESTS_KPIS"; done ;;&
   approvals|all) run domain/approvals/service.py "$TESTS_APPROVALS" ;;&
+  inputs|all) run api/graphql/inputs.py "$TESTS_INPUTS" ;;&
+  users|all) run domain/users/service.py "$TESTS_USERS" ;;&
+  reservations|all)
+    # shellcheck disable=SC2086
+    "$PY" tests/mutation/only.py domain/inventory/service.py $RESERVATION_FUNCTIONS \
+      >"$OUT/reservations.patch"
+    run domain/inventory/service.py "$TESTS_RESERVATIONS" domain_inventory_reservations \
+      "$OUT/reservations.patch" ;;&
   all) ;;
   list) echo "$MODULES" ;;
   *)
