@@ -90,12 +90,10 @@ async def authenticate(
     ok, new_hash = await passwords.verify_password_async(user.password_hash, password)
     if not ok:
         current, previous = await ratelimit.add(session=session, key=key, window=window)
-        user.failed_logins += 1
         error = await fail("bad_password")
         if current + previous == MAX_FAILED_LOGINS:
             # Shown to administrators (users list, unlockUser); it locks this address only.
             user.locked_until = now + LOCKOUT
-            user.failed_logins = 0
             await audit.record(
                 session=session,
                 who=Subject(user.id, user.username, user.roles, origin),
@@ -117,7 +115,6 @@ async def authenticate(
 
     if new_hash is not None:
         user.password_hash = new_hash
-    user.failed_logins = 0
     await ratelimit.forget(session=session, prefix=key)
     user.last_login_at = now
     await audit.record(
@@ -341,7 +338,6 @@ async def unlock_user(
     if was is None or was <= now:
         raise Conflict(f"{username} is not locked")
     user.locked_until = None
-    user.failed_logins = 0
     await ratelimit.forget(session=session, prefix=f"{FAILURES}{user.id}:")
     await _record_admin(
         session, who, user, "user.unlock", operation, {"wasLockedUntil": was.isoformat()}
@@ -392,7 +388,6 @@ async def reset_password(
 
 
 async def _password_changed(session: AsyncSession, user: User) -> None:
-    user.failed_logins = 0
     user.locked_until = None
     await ratelimit.forget(session=session, prefix=f"{FAILURES}{user.id}:")
     end_sessions(user)

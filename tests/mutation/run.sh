@@ -41,7 +41,7 @@ TESTS_APPROVALS="tests/api/test_approvals.py tests/api/test_escalation.py tests/
 # Issue #30: the walkers and the account service, and the reservation functions of the
 # inventory service (its other functions are the `inventory` module's).
 TESTS_INPUTS="tests/api/test_input_boundaries.py tests/api/test_hostile_inputs.py tests/api/test_limits.py tests/unit/test_cost.py"
-TESTS_USERS="tests/api/test_auth.py tests/api/test_user_admin.py tests/api/test_account_changes.py tests/api/test_limits.py -k 'login or account or password or lock or admin or user'"
+TESTS_USERS="tests/api/test_login_rules.py tests/api/test_auth.py tests/api/test_user_admin.py tests/api/test_account_changes.py tests/api/test_limits.py -k 'login or account or password or lock or admin or user'"
 TESTS_RESERVATIONS="tests/api/test_inventory.py tests/api/test_boundaries.py -k 'reserv or hold or expir or release or confirm or stock'"
 RESERVATION_FUNCTIONS="_quantity _summed _digest _hold reserve _locked release confirm _movement_reference state_of _end expire_due _audit hold_for_order"
 BUDGET=${MUTATE_BUDGET:-1200}
