@@ -7,7 +7,8 @@ request, walked its document, touched the database and, for logins, wrote an aud
 Under a flood from one address that kept the event loop so busy that `/healthz` waited
 0.5 s (p99) and the audit chain grew by one event per wrong password. From the moment the
 budget runs out, the edge middleware answers the address's unauthenticated requests
-(`/graphql` without an `Authorization` header, `/exports/…/download`) with 429
+(`/graphql` without a valid token — any `Authorization` header is not enough — and
+`/exports/…/download`) with 429
 `RATE_LIMITED` and `Retry-After` before reading their body: no parsing, no database, no
 audit event and no access-log line each. The middleware counts them instead; the
 housekeeping job records one `auth.refusals` event per address and minute with the count,
@@ -30,8 +31,15 @@ CAPACITY = 10_000
 
 
 class Door:
-    def __init__(self, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], dt.datetime],
+        token_ok: Callable[[str], bool] = lambda _header: False,
+    ) -> None:
         self.clock = clock
+        # Whether an Authorization header carries a token this server signed and that has
+        # not expired (a signature check, no database): any header would otherwise pass.
+        self.token_ok = token_ok
         self._shut: dict[str, dt.datetime] = {}
         self._turned_away: dict[str, int] = {}
 
@@ -53,8 +61,9 @@ class Door:
             )
         self._shut[address] = until
 
-    def turned_away(self, address: str | None) -> int | None:
-        """Seconds left when `address` is to be turned away now (and count it), else None."""
+    def turned_away(self, address: str | None, authorization: str | None = None) -> int | None:
+        """Seconds left when a request from `address` is to be turned away now (and count
+        it), else None. A request with a valid token passes: its account's budget applies."""
         if not address:
             return None
         until = self._shut.get(address)
@@ -63,6 +72,8 @@ class Door:
         left = (until - self.clock()).total_seconds()
         if left <= 0:
             del self._shut[address]
+            return None
+        if authorization is not None and self.token_ok(authorization):
             return None
         if address in self._turned_away or len(self._turned_away) < CAPACITY:
             self._turned_away[address] = self._turned_away.get(address, 0) + 1

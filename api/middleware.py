@@ -57,15 +57,13 @@ def _error_body(message: str, code: str, request_id: str, retry_after: int | Non
     return json.dumps({"errors": [{"message": message, "extensions": extensions}]}).encode()
 
 
-def _anonymous(scope: Scope, headers: list[tuple[bytes, bytes]]) -> bool:
-    """A request the door may turn away: GraphQL without a token, or an export download
-    (whose token is in its link). CORS preflights and everything else pass."""
+def _guarded(scope: Scope) -> bool:
+    """A request the door may turn away: GraphQL (unless its token is valid) or an export
+    download (whose token is in its link). CORS preflights and everything else pass."""
     if scope["type"] != "http" or scope.get("method") == "OPTIONS":
         return False
     path = scope.get("path", "")
-    if path.startswith("/exports/"):
-        return True
-    return path == "/graphql" and not any(k == b"authorization" for k, _ in headers)
+    return path == "/graphql" or path.startswith("/exports/")
 
 
 class EdgeMiddleware:
@@ -91,8 +89,11 @@ class EdgeMiddleware:
             # its messages are not HTTP responses, so there is nothing to cap or decorate.
             await self.app(scope, receive, send)
             return
-        if self.door is not None and _anonymous(scope, headers):
-            wait = self.door.turned_away(client_ip)
+        if self.door is not None and _guarded(scope):
+            authorization = next(
+                (v.decode("latin-1") for k, v in headers if k == b"authorization"), None
+            )
+            wait = self.door.turned_away(client_ip, authorization)
             if wait is not None:  # past its budget: not read, not logged (api/door.py)
                 metrics.RATE_LIMITED.labels(limit="door").inc()
                 await self._reject(

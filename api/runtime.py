@@ -83,7 +83,7 @@ class Runtime:
             self.sessions, interval=self.settings.event_poll_seconds, outage=self.outage
         )
         # Addresses past their budget, turned away before their requests are read.
-        self.door = Door(lambda: self.clock())
+        self.door = Door(lambda: self.clock(), token_ok=self._token_ok)
         # Bounds on subscription sockets (api/sockets.py).
         self.sockets = SocketLimits(
             max_sockets=self.settings.ws_max_sockets,
@@ -97,6 +97,16 @@ class Runtime:
             smtp_url=self.settings.smtp_url,
             outbox_dir=self.settings.data_dir / "mail",
         )
+
+    def _token_ok(self, header: str) -> bool:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        try:
+            self.tokens.verify(token.strip())
+        except Exception:  # any refusal: not a token of ours
+            return False
+        return True
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -6,8 +6,8 @@ idle authenticated sockets held 116 MB for ever. Every socket now counts against
 - the process: at most `ORDERGATE_WS_MAX_SOCKETS` open at once (default 1,000); one more is
   closed at once with 1013 (try again later, the token stays good);
 - its client IP until it has authenticated: at most `ORDERGATE_WS_PENDING_PER_IP` (default
-  20) sockets that have not sent a valid `connection_init` (anonymous sockets cannot fill the
-  process);
+  20) sockets that have not sent a valid `connection_init`, and a quarter of the process's
+  sockets from all addresses together (anonymous sockets cannot fill the process);
 - its account once authenticated: at most `ORDERGATE_WS_SOCKETS_PER_ACCOUNT` sockets
   (default 5) and `ORDERGATE_SUBSCRIPTIONS_PER_ACCOUNT` running subscriptions over all of
   them (default 20); one more socket is closed with 4429, one more subscription is answered
@@ -49,6 +49,7 @@ class SocketLimits:
     per_account: int = 5
     subscriptions_per_account: int = 20
     open: int = 0
+    waiting: int = 0  # sockets not yet logged in, from every address
     pending: dict[str, int] = field(default_factory=dict)
     sockets: dict[str, int] = field(default_factory=dict)
     subscriptions: dict[str, int] = field(default_factory=dict)
@@ -60,7 +61,12 @@ class SocketLimits:
             return "this server has too many open sockets; try again shortly"
         if self.pending.get(client_ip, 0) >= self.pending_per_ip:
             return "too many sockets from this address are waiting to log in"
+        if self.waiting >= max(2, self.max_sockets // 4):
+            # Many addresses each under their own bound could still fill the process with
+            # sockets that never log in: at most a quarter of it may be waiting.
+            return "too many sockets are waiting to log in; try again shortly"
         self.open += 1
+        self.waiting += 1
         self.pending[client_ip] = self.pending.get(client_ip, 0) + 1
         return None
 
@@ -73,6 +79,7 @@ class SocketLimits:
                 "subscribe over one of them"
             )
         _down(self.pending, client_ip)
+        self.waiting -= 1
         self.sockets[account] = self.sockets.get(account, 0) + 1
         return None
 
@@ -80,6 +87,7 @@ class SocketLimits:
         self.open -= 1
         if account is None:
             _down(self.pending, client_ip)
+            self.waiting -= 1
         else:
             _down(self.sockets, account)
 

@@ -124,7 +124,11 @@ async def confirm_key(
     if key.revoked_at is not None:
         raise Conflict("this key is revoked")
     owner = key.user
-    if actor.person_key in (owner.person, owner.password_set_by) or actor.user_id == owner.id:
+    confirmer = {actor.person_key}
+    me = await session.get(User, actor.user_id) if actor.user_id is not None else None
+    if me is not None and me.password_set_by is not None:
+        confirmer.add(me.password_set_by)  # whoever set my password may be at my keyboard
+    if confirmer & {owner.person, owner.password_set_by} or actor.user_id == owner.id:
         raise SeparationOfDuties(
             "a key is confirmed by an administrator who neither owns it nor set its "
             "owner's password"

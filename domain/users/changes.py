@@ -23,7 +23,8 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.access import ROLES, Action
@@ -86,9 +87,21 @@ async def _request(
             f"a change of {user.username}'s {kind.lower()} is already waiting for a second "
             f"administrator (id {waiting.id}); confirm or cancel it first"
         )
+    # A lapsed one gives way (the unique index allows one PENDING row per account and kind).
+    await session.execute(
+        update(AccountChange)
+        .where(
+            AccountChange.user_id == user.id,
+            AccountChange.kind == kind,
+            AccountChange.status == PENDING,
+            AccountChange.expires_at <= now,
+        )
+        .values(status=EXPIRED, password_hash=None)
+    )
     change = AccountChange(
         kind=kind,
         user_id=user.id,
+        generation=user.token_generation,
         roles=json.dumps(list(roles)) if roles is not None else None,
         password_hash=password_hash,
         status=PENDING,
@@ -98,7 +111,14 @@ async def _request(
         expires_at=now + WAIT,
     )
     session.add(change)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"a change of {user.username}'s {kind.lower()} is already waiting for a second "
+            "administrator; confirm or cancel it first"
+        ) from None
     details: dict[str, object] = {"username": user.username, "change": change.id, "kind": kind}
     if roles is not None:
         details |= {"before": list(user.roles), "after": list(roles)}
@@ -132,7 +152,8 @@ async def set_roles(
     actor.access.require(Action.USER_ADMIN)
     wanted = _valid_roles(roles)
     user = await users.account(session, username)
-    if user.id == actor.user_id:
+    if user.id == actor.user_id or user.person == actor.person_key:
+        # Any account of one's own person: a second account is still oneself.
         raise Forbidden("your own roles are changed by another administrator")
     if list(user.roles) == wanted:
         raise Conflict(f"{username} already has exactly these roles")
@@ -153,6 +174,9 @@ async def reset_password(
     passwords.check_length(password)
     user = await users.account(session, username)
     if user.id == actor.user_id:
+        # Who set the password before stays on record: a resetter now holding the account
+        # cannot clear it by setting the password again (issue #30, M4).
+        marker = (user.password_set_by, user.password_set_at)
         changed = await users.reset_password(
             session=session,
             who=actor,
@@ -160,6 +184,7 @@ async def reset_password(
             password=password,
             operation="resetUserPassword",
         )
+        changed.password_set_by, changed.password_set_at = marker
         return changed, None
     hashed = await passwords.hash_password_async(password)
     return user, await _request(session, actor, user, PASSWORD_CHANGE, now, password_hash=hashed)
@@ -184,11 +209,20 @@ async def confirm(
     own — applies a pending change."""
     actor.access.require(Action.USER_ADMIN)
     change = await _decidable(session, actor, change_id, now)
-    if change.requested_by_person == actor.person_key:
+    persons = await persons_of(session, actor)
+    if change.requested_by_person in persons:
         raise SeparationOfDuties("a second administrator confirms this, not the one who asked")
     user = change.user
-    if user.id == actor.user_id or user.person == actor.person_key:
+    if user.id == actor.user_id or user.person in persons:
         raise SeparationOfDuties("changes to your own account are confirmed by someone else")
+    requester = change.requested_by
+    if user.token_generation != change.generation:
+        raise Conflict(
+            f"{user.username} has changed since this was asked (disabled, roles or password); "
+            "ask again"
+        )
+    if requester is None or requester.disabled or "admin" not in requester.roles:
+        raise Conflict("whoever asked for this is no longer an administrator; ask again")
     if change.kind == ROLES_CHANGE:
         await users.set_roles(
             session=session,
@@ -229,6 +263,16 @@ async def confirm(
     return change
 
 
+async def persons_of(session: AsyncSession, actor: Actor) -> set[str]:
+    """Whom an administrator may stand for in separation of duties: their own person, and
+    whoever else set their account's password (who may be the one at the keyboard now)."""
+    persons = {actor.person_key}
+    me = await session.get(User, actor.user_id) if actor.user_id is not None else None
+    if me is not None and me.password_set_by is not None:
+        persons.add(me.password_set_by)
+    return persons
+
+
 async def cancel(
     *, session: AsyncSession, actor: Actor, change_id: int, now: dt.datetime
 ) -> AccountChange:
@@ -264,7 +308,10 @@ async def list_changes(
     if wanted == PENDING:
         stmt = stmt.where(AccountChange.status == PENDING, AccountChange.expires_at > now)
     elif wanted == EXPIRED:
-        stmt = stmt.where(AccountChange.status == PENDING, AccountChange.expires_at <= now)
+        stmt = stmt.where(
+            (AccountChange.status == EXPIRED)
+            | ((AccountChange.status == PENDING) & (AccountChange.expires_at <= now))
+        )
     else:
         stmt = stmt.where(AccountChange.status == wanted)
     return list((await session.scalars(stmt)).unique().all())

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from domain.db import Base, UTCDateTime, utcnow
@@ -78,7 +78,18 @@ class AccountChange(Base):
     confirms it; the new password is kept as its hash, never as given."""
 
     __tablename__ = "account_changes"
-    __table_args__ = (Index("ix_account_changes_status_user", "status", "user_id"),)
+    __table_args__ = (
+        Index("ix_account_changes_status_user", "status", "user_id"),
+        # One waiting change of each kind per account, whatever the timing of two requests.
+        Index(
+            "uq_account_changes_pending",
+            "user_id",
+            "kind",
+            unique=True,
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # ROLES or PASSWORD
@@ -86,6 +97,9 @@ class AccountChange(Base):
     roles: Mapped[str | None] = mapped_column(Text)  # JSON list, for ROLES
     password_hash: Mapped[str | None] = mapped_column(String(255))  # for PASSWORD
     status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    # The account's token generation when asked: if it moved (disabled, roles or password
+    # changed meanwhile) the change is stale and is not applied.
+    generation: Mapped[int] = mapped_column(Integer, default=0)
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     requested_by_person: Mapped[str] = mapped_column(String(80))
     requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -51,7 +51,9 @@ async def test_an_administrator_may_not_change_their_own_roles(api: Api) -> None
 async def test_granting_a_privileged_role_waits_for_another_person_to_confirm(api: Api) -> None:
     await _account(api, "he.cs", ["cs"], "E3001")
     second = await _second_admin(api)
-    same_person = await _account(api, "demo.admin2", ["admin"], None)  # no employee id
+    # An account without an employee id is its own person (documented): it may confirm, but
+    # only what is still waiting.
+    another_account = await _account(api, "demo.admin2", ["admin"], None)
     asked = await api.gql(SET_ROLES, {"u": "he.cs", "r": ["approver", "cs"]}, as_="admin")
     change = asked["data"]["setUserRoles"]["pendingChanges"][0]
     self_confirmed = await api.gql(CONFIRM, {"id": change["id"]}, as_="admin")
@@ -60,7 +62,7 @@ async def test_granting_a_privileged_role_waits_for_another_person_to_confirm(ap
     before = await api.gql(ME, authorization=f"Bearer {first_token}")
 
     confirmed = await api.gql(CONFIRM, {"id": change["id"]}, authorization=f"Bearer {second}")
-    again = await api.gql(CONFIRM, {"id": change["id"]}, authorization=f"Bearer {same_person}")
+    again = await api.gql(CONFIRM, {"id": change["id"]}, authorization=f"Bearer {another_account}")
     login = await api.gql(LOGIN_WITH, {"u": "he.cs", "p": PASSWORD})
     new_token = login["data"]["login"]["accessToken"]
     after = await api.gql(ME, authorization=f"Bearer {new_token}")
@@ -302,3 +304,78 @@ async def test_only_administrators_see_and_decide_account_changes(api: Api, role
     assert errors_of(confirmed) == [("FORBIDDEN", None)]
     assert errors_of(cancelled) == [("FORBIDDEN", None)]
     assert errors_of(vouched) == [("FORBIDDEN", None)]
+
+
+async def test_a_second_account_of_ones_own_person_is_still_oneself(api: Api) -> None:
+    admin = await _account(api, "lu.admin", ["admin"], "E7008")
+    await _account(api, "lu.ops", ["ops"], "E7008")
+
+    grant = await api.gql(
+        SET_ROLES, {"u": "lu.ops", "r": ["finance", "ops"]}, authorization=f"Bearer {admin}"
+    )
+
+    assert errors_of(grant) == [("FORBIDDEN", None)]
+
+
+async def test_an_account_whose_password_another_set_cannot_be_that_persons_second_person(
+    api: Api,
+) -> None:
+    """Found by a review: after one confirmed reset of an admin+approver's password, the
+    resetter, logged in as that account, confirmed its own next request and vouched for
+    itself. The account now counts as the resetter too, and setting its password again
+    does not clear that."""
+    await _account(api, "zhao.boss", ["admin", "approver"], "E8008")
+    await _account(api, "he.cs", ["cs"], "E3001")
+    second = await _second_admin(api)
+    asked = await api.gql(RESET, {"u": "zhao.boss", "p": NEW_PASSWORD}, as_="admin")
+    reset = asked["data"]["resetUserPassword"]["pendingChanges"][0]
+    await api.gql(CONFIRM, {"id": reset["id"]}, authorization=f"Bearer {second}")
+    login = await api.gql(LOGIN_WITH, {"u": "zhao.boss", "p": NEW_PASSWORD})
+    as_boss = login["data"]["login"]["accessToken"]
+
+    grant = await api.gql(SET_ROLES, {"u": "he.cs", "r": ["approver", "cs"]}, as_="admin")
+    change = grant["data"]["setUserRoles"]["pendingChanges"][0]
+    confirmed = await api.gql(CONFIRM, {"id": change["id"]}, authorization=f"Bearer {as_boss}")
+    again = await api.gql(
+        RESET, {"u": "zhao.boss", "p": "yet-another-password"}, authorization=f"Bearer {as_boss}"
+    )
+    login = await api.gql(LOGIN_WITH, {"u": "zhao.boss", "p": "yet-another-password"})
+    as_boss = login["data"]["login"]["accessToken"]
+    signer = Signer()
+    made = await api.gql(REGISTER, {"pem": signer.pem}, authorization=f"Bearer {as_boss}")
+    key = made["data"]["registerSigningKey"]["id"]
+    listed = await api.gql(
+        "{ signingKeys { id awaitingConfirmation } }", authorization=f"Bearer {as_boss}"
+    )
+    vouched = await api.gql(CONFIRM_KEY, {"id": key}, authorization=f"Bearer {as_boss}")
+
+    assert errors_of(confirmed) == [("SEPARATION_OF_DUTIES", None)]
+    assert again["data"]["resetUserPassword"]["pendingChanges"] == []  # one's own: at once
+    assert {k["id"]: k["awaitingConfirmation"] for k in listed["data"]["signingKeys"]}[key]
+    assert errors_of(vouched) == [("SEPARATION_OF_DUTIES", None)]
+
+
+async def test_a_change_is_not_applied_once_the_account_or_the_requester_has_changed(
+    api: Api,
+) -> None:
+    await _account(api, "pan.cs", ["cs"], None)
+    await _account(api, "fu.cs", ["cs"], None)
+    requester = await _account(api, "old.admin", ["admin"], "E9100")
+    second = await _second_admin(api)
+    first = await api.gql(RESET, {"u": "pan.cs", "p": NEW_PASSWORD}, as_="admin")
+    first_id = first["data"]["resetUserPassword"]["pendingChanges"][0]["id"]
+    await api.gql('mutation { disableUser(username: "pan.cs") { disabled } }', as_="admin")
+    await api.gql('mutation { enableUser(username: "pan.cs") { disabled } }', as_="admin")
+    stale = await api.gql(CONFIRM, {"id": first_id}, authorization=f"Bearer {second}")
+
+    other = await api.gql(
+        RESET, {"u": "fu.cs", "p": NEW_PASSWORD}, authorization=f"Bearer {requester}"
+    )
+    other_id = other["data"]["resetUserPassword"]["pendingChanges"][0]["id"]
+    await api.gql('mutation { disableUser(username: "old.admin") { disabled } }', as_="admin")
+    gone = await api.gql(CONFIRM, {"id": other_id}, authorization=f"Bearer {second}")
+    login = await api.gql(LOGIN_WITH, {"u": "fu.cs", "p": NEW_PASSWORD})
+
+    assert errors_of(stale) == [("CONFLICT", None)]
+    assert errors_of(gone) == [("CONFLICT", None)]
+    assert errors_of(login) == [("UNAUTHENTICATED", None)]

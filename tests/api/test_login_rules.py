@@ -14,8 +14,9 @@ from tests.api.test_audit import events
 from tests.api.test_security_regressions import LOGIN_WITH, PASSWORD, _account
 from tests.conftest import Api
 
-# A quarter-hour boundary: the lock-out counts failures in 15-minute windows from the epoch.
-QUARTER = dt.datetime(2026, 12, 8, 3, 0, tzinfo=dt.UTC)
+# A quarter-hour boundary, away from the real clock (setting up the account logs in at real
+# time): the lock-out counts failures in 15-minute windows from the epoch.
+QUARTER = dt.datetime(2026, 11, 2, 3, 0, tzinfo=dt.UTC)  # in the past: never the real minute
 USERS = "{ users(first: 100) { edges { node { username lockedUntil } } } }"
 
 

@@ -207,6 +207,28 @@ async def test_sockets_waiting_to_log_in_are_bounded_per_address_and_per_process
     assert full[0] == 1013
     assert "too many open sockets" in full[1]
 
+    # Sockets that never log in, from any number of addresses, hold a quarter of it at most.
+    async with (
+        live_server(database_url, tmp_path, ORDERGATE_WS_MAX_SOCKETS="8") as live,
+        live.socket(None) as a,
+        live.socket(None),
+    ):
+        async with live.socket(None) as c:
+            waiting = await _closed(c)
+        await live.token("ops")
+        await a.send(
+            json.dumps(
+                {
+                    "type": "connection_init",
+                    "payload": {"Authorization": f"Bearer {await live.token('ops')}"},
+                }
+            )
+        )
+        await _ack(a)  # one of them logs in: room for another to wait
+        async with live.socket("cs") as d:
+            await _ack(d)
+    assert waiting == (1013, "too many sockets are waiting to log in; try again shortly")
+
 
 async def test_subscribers_of_one_account_share_one_read_per_wake_up(
     database_url: str, tmp_path: Path

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column('roles', sa.Text(), nullable=True),
         sa.Column('password_hash', sa.String(length=255), nullable=True),
         sa.Column('status', sa.String(length=16), nullable=False),
+        sa.Column('generation', sa.Integer(), nullable=False),
         sa.Column('requested_by_id', sa.Integer(), nullable=True),
         sa.Column('requested_by_person', sa.String(length=80), nullable=False),
         sa.Column('requested_at', domain.db.UTCDateTime(timezone=True), nullable=False),
@@ -39,6 +40,7 @@ def upgrade() -> None:
     with op.batch_alter_table('account_changes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_account_changes_status_user'), ['status', 'user_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_account_changes_user_id'), ['user_id'], unique=False)
+        batch_op.create_index('uq_account_changes_pending', ['user_id', 'kind'], unique=True, postgresql_where=sa.text("status = 'PENDING'"), sqlite_where=sa.text("status = 'PENDING'"))
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('password_set_by', sa.String(length=80), nullable=True))
         batch_op.add_column(
@@ -69,6 +71,7 @@ def downgrade() -> None:
         batch_op.drop_column('password_set_at')
         batch_op.drop_column('password_set_by')
     with op.batch_alter_table('account_changes', schema=None) as batch_op:
+        batch_op.drop_index('uq_account_changes_pending', postgresql_where=sa.text("status = 'PENDING'"), sqlite_where=sa.text("status = 'PENDING'"))
         batch_op.drop_index(batch_op.f('ix_account_changes_user_id'))
         batch_op.drop_index(batch_op.f('ix_account_changes_status_user'))
     op.drop_table('account_changes')
