@@ -176,3 +176,4 @@ async def test_the_operation_name_takes_200_characters(api: Api) -> None:
         "BAD_USER_INPUT",
         "operationName is longer than 200 characters",
     )
+    assert past["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT"}  # nothing else

@@ -9,7 +9,16 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import select, update
+
 from api.app import _purge_rate_counters
+from domain.actor import SYSTEM_ORIGIN
+from domain.audit.service import Subject
+from domain.errors import BadInput
+from domain.users import service as users_service
+from domain.users.models import User
 from tests.api.test_audit import events
 from tests.api.test_security_regressions import LOGIN_WITH, PASSWORD, _account
 from tests.conftest import Api
@@ -122,3 +131,88 @@ async def test_four_failures_lock_nothing_and_a_success_forgets_them(api: Api) -
 
     assert outcomes == ["UNAUTHENTICATED"] * 4 + ["ok"] + ["UNAUTHENTICATED"] * 4 + ["ok"]
     assert await events(api, action="auth.lockout") == []
+
+
+async def test_five_failures_across_two_quarters_still_lock(api: Api) -> None:
+    """The count is the current window and the one before, added: three failures just before
+    a quarter and two just after are five."""
+    await _account(api, "qiu.cs", ["cs"], None)
+    outcomes = []
+    with at(api, QUARTER - dt.timedelta(seconds=20)):
+        for _ in range(3):
+            outcomes.append(_outcome(await _login(api, "qiu.cs", "wrong-password-4")))
+    with at(api, QUARTER + dt.timedelta(seconds=20)):
+        for _ in range(2):
+            outcomes.append(_outcome(await _login(api, "qiu.cs", "wrong-password-4")))
+        outcomes.append(_outcome(await _login(api, "qiu.cs", PASSWORD)))
+
+    assert outcomes == ["UNAUTHENTICATED"] * 6
+    [lockout] = await events(api, action="auth.lockout")
+    assert lockout["username"] == "qiu.cs"
+
+
+async def test_a_login_is_recorded_on_the_account_and_an_old_hash_is_replaced(api: Api) -> None:
+    await _account(api, "ye.cs", ["cs"], None)
+    weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
+    async with api.app.state.runtime.sessions() as session:
+        await session.execute(
+            update(User).where(User.username == "ye.cs").values(password_hash=weak)
+        )
+        await session.commit()
+    moment = QUARTER + dt.timedelta(hours=1)
+    with at(api, moment):
+        first = _outcome(await _login(api, "ye.cs", PASSWORD))
+        second = _outcome(await _login(api, "ye.cs", PASSWORD))
+    listed = await api.gql(
+        "{ users(first: 100) { edges { node { username lastLoginAt } } } }", as_="admin"
+    )
+    async with api.app.state.runtime.sessions() as session:
+        stored = await session.scalar(select(User.password_hash).where(User.username == "ye.cs"))
+    successes = [
+        e
+        for e in await events(api, action="auth.login")
+        if e["username"] == "ye.cs" and e["outcome"] == "success"
+    ]
+    rehashed = [e["details"]["rehashed"] for e in successes]
+    assert {e["operation"] for e in successes} == {"login"}
+
+    assert (first, second) == ("ok", "ok")
+    assert rehashed[-2:] == [True, False]  # once, then the new hash stands
+    assert stored != weak
+    assert not PasswordHasher().check_needs_rehash(stored)
+    last = {
+        e["node"]["username"]: e["node"]["lastLoginAt"] for e in listed["data"]["users"]["edges"]
+    }
+    assert dt.datetime.fromisoformat(last["ye.cs"]) == moment
+
+
+async def test_an_account_keeps_the_address_it_was_given_and_refuses_a_header_injection(
+    api: Api,
+) -> None:
+    """Low-stock mail goes to this address: stored as given (lower case), and one that could
+    carry a second mail header is refused."""
+    runtime = api.app.state.runtime
+    async with runtime.sessions() as session:
+        await users_service.create_user(
+            session=session,
+            who=Subject(None, "test", (), SYSTEM_ORIGIN),
+            username="tao.purchasing",
+            password=PASSWORD,
+            roles=["purchasing"],
+            channels=[],
+            email="Tao.Purchasing@Example.com",
+        )
+        await session.commit()
+        stored = await session.scalar(select(User.email).where(User.username == "tao.purchasing"))
+        with pytest.raises(BadInput):
+            await users_service.create_user(
+                session=session,
+                who=Subject(None, "test", (), SYSTEM_ORIGIN),
+                username="bad.mail",
+                password=PASSWORD,
+                roles=["purchasing"],
+                channels=[],
+                email="a@example.com\r\nBcc: x@evil.example",
+            )
+
+    assert stored == "tao.purchasing@example.com"
