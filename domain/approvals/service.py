@@ -42,6 +42,7 @@ from domain.money import format_amount, to_minor
 from domain.orders import service as orders_service
 from domain.orders.models import Order, OrderLine
 from domain.orders.rules import OrderStatus
+from domain.users.changes import persons_of
 from domain.users.models import User
 from domain.values import INT4_MAX, check_minor, clean_text
 
@@ -124,10 +125,8 @@ async def confirm_key(
     if key.revoked_at is not None:
         raise Conflict("this key is revoked")
     owner = key.user
-    confirmer = {actor.person_key}
-    me = await session.get(User, actor.user_id) if actor.user_id is not None else None
-    if me is not None and me.password_set_by is not None:
-        confirmer.add(me.password_set_by)  # whoever set my password may be at my keyboard
+    # Whoever set the confirmer's password may be at its keyboard (domain/users/changes.py).
+    confirmer = await persons_of(session, actor)
     if confirmer & {owner.person, owner.password_set_by} or actor.user_id == owner.id:
         raise SeparationOfDuties(
             "a key is confirmed by an administrator who neither owns it nor set its "
